@@ -1,0 +1,1 @@
+//! WebRTC peers for the voice gateway, built on webrtc-rs.

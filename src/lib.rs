@@ -1,0 +1,1 @@
+//! The voice gateway service.
