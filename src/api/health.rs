@@ -1,0 +1,62 @@
+//! `/healthz` and `/api/openapi.json`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/api/openapi.json", get(openapi))
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Healthy"), (status = 503, description = "Database unreachable")))]
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok", "node": &*state.node_id}))),
+        Err(err) => {
+            tracing::error!(error = %err, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"})))
+        }
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The OpenAPI description of the gateway's API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Voice gateway API", description = "Admin, company and widget APIs of the voice gateway. \
+        Authenticate with `Authorization: Bearer <token>` (from `gateway user create`); company routes act on the \
+        company named by `X-Company-Id`."),
+    paths(
+        healthz,
+        super::admin::list_companies, super::admin::create_company, super::admin::update_company_settings,
+        super::admin::list_models, super::admin::create_model, super::admin::update_model, super::admin::delete_model,
+        super::company::list_chatbots, super::company::create_chatbot, super::company::get_chatbot,
+        super::company::update_chatbot, super::company::get_call_settings, super::company::update_call_settings,
+        super::company::get_widget_settings, super::company::update_widget_settings,
+        super::integrations::list_accounts, super::integrations::create_account, super::integrations::get_account,
+        super::integrations::update_account, super::integrations::delete_account, super::integrations::test_account,
+    ),
+    components(schemas(super::error::ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}

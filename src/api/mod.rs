@@ -1,0 +1,41 @@
+//! The HTTP API, one router per audience, merged once here.
+//!
+//! - `admin`: master admins (companies, AI models)
+//! - `company`: company admins (chatbots and their settings, integration accounts)
+//! - `health`: `/healthz` and the OpenAPI document
+
+pub mod admin;
+pub mod company;
+pub mod error;
+pub mod health;
+pub mod integrations;
+pub mod json;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+/// Largest JSON body any API route accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Parses an id from a path segment; a malformed id cannot name anything, so it is a 404.
+pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(what))
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(admin::router())
+        .merge(company::router())
+        .merge(integrations::router())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,159 @@
+//! The application as a value: [`App::build`] connects the database, binds the listener
+//! (port 0 in tests) and assembles the router; [`App::run`] serves until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::ServeArgs;
+use crate::crypto::{KeySource, Sealer};
+use crate::store::Store;
+use crate::telephony::twilio::TwilioRest;
+use crate::telephony::whatsapp::GraphApi;
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub sealer: Arc<Sealer>,
+    pub config: Arc<ServeArgs>,
+    /// `GATEWAY_PUBLIC_URL` without a trailing slash.
+    pub public_base: Arc<str>,
+    /// This node's id, recorded on the calls it holds.
+    pub node_id: Arc<str>,
+    pub twilio: TwilioRest,
+    pub graph: GraphApi,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// A built, bound, not yet serving gateway.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl App {
+    /// Connects and migrates the database, loads the encryption key, binds the listener.
+    pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
+        let (sealer, key_source) = Sealer::from_config_or_dev_file(
+            config.encryption_key.as_deref(),
+            config.previous_encryption_keys.as_deref(),
+            &config.store.data_dir,
+        )
+        .context("loading the encryption key")?;
+        match key_source {
+            KeySource::Configured => {}
+            _ if config.production => {
+                anyhow::bail!("--production needs GATEWAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)")
+            }
+            KeySource::GeneratedNow | KeySource::DevelopmentFile => tracing::warn!(
+                path = %config.store.data_dir.join("encryption.key").display(),
+                "!!! GATEWAY_ENCRYPTION_KEY is not set: credentials are sealed with a development key kept next to the \
+                 database. Set GATEWAY_ENCRYPTION_KEY (and --production) for real deployments !!!"
+            ),
+        }
+
+        let store = Store::connect(&config.store.database_url(), config.store.database_max_connections)
+            .await
+            .context("connecting to the database")?;
+        let node_id: Arc<str> = config.node_id.clone().unwrap_or_else(default_node_id).into();
+        let orphans = store.fail_orphaned_calls(&node_id).await?;
+        if orphans > 0 {
+            tracing::warn!(calls = orphans, "marked calls left open by an earlier run of this node as failed");
+        }
+
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("voice-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let mut config = config;
+        if config.public_url.is_none() {
+            // With port 0 the real port is only known now.
+            let addr = listener.local_addr()?;
+            config.public_url = Some(format!("http://{addr}").parse()?);
+        }
+        let state = AppState {
+            store,
+            sealer: Arc::new(sealer),
+            public_base: config.public_base().into(),
+            node_id,
+            twilio: TwilioRest::new(http.clone(), config.twilio_api_base_url.clone()),
+            graph: GraphApi::new(http, config.meta_graph_base_url.clone(), config.meta_graph_api_version.clone()),
+            shutdown: CancellationToken::new(),
+            config: Arc::new(config),
+        };
+        if state.config.demo {
+            crate::demo::ensure_demo(&state).await.context("creating the demo company")?;
+        }
+        let router = api::router(state.clone());
+        Ok(Self { listener, router, state })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests use its store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled (or Ctrl-C / SIGTERM when `signals` is set).
+    pub async fn run(self, signals: bool) -> anyhow::Result<()> {
+        let shutdown = self.state.shutdown.clone();
+        if signals {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutdown requested");
+                token.cancel();
+            });
+        }
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("serving HTTP")?;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node-1".to_owned())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,425 @@
+//! `calls` and `call_transcripts`.
+
+use sqlx::Row;
+
+use super::{Store, StoreResult, parse_enum, parse_id};
+use crate::ids::{CallId, ChatbotId, CompanyId, TranscriptLineId};
+use crate::time::{UnixMs, now_ms};
+
+text_enum!(
+    /// Where the caller came from.
+    CallSource {
+        /// The website widget (WebRTC).
+        Web = "web",
+        /// WhatsApp Business calling.
+        WhatsApp = "whatsapp",
+        /// A phone call through Twilio.
+        Twilio = "twilio",
+    }
+);
+
+text_enum!(
+    /// Lifecycle of a call: pending → connecting → active → completed | failed.
+    CallStatus {
+        /// Session created; the caller has not connected yet.
+        Pending = "pending",
+        /// The caller is connecting (signaling, ICE, DTLS; the provider session opening).
+        Connecting = "connecting",
+        /// Audio flows both ways.
+        Active = "active",
+        /// Ended normally.
+        Completed = "completed",
+        /// Ended by a failure (network, provider, ...).
+        Failed = "failed",
+    }
+);
+
+impl CallStatus {
+    /// Whether the call is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+text_enum!(
+    /// Why a call ended.
+    EndReason {
+        /// The caller hung up.
+        CallerHangup = "caller_hangup",
+        /// A human agent or admin ended it.
+        AgentHangup = "agent_hangup",
+        /// The caller's network went away (ICE failed or stayed disconnected).
+        NetworkLost = "network_lost",
+        /// The AI provider could not be reached or failed mid-call.
+        ProviderError = "provider_error",
+        /// The caller stayed silent past the silence timeout.
+        SilenceTimeout = "silence_timeout",
+        /// The call reached its maximum duration.
+        MaxDuration = "max_duration",
+        /// The caller said the end-call phrase (or the agent ended the call).
+        EndPhrase = "end_phrase",
+        /// The caller never connected before the session expired.
+        Expired = "expired",
+        /// The gateway shut down (or a node holding the call was lost).
+        Shutdown = "shutdown",
+        /// Handed over to a human agent.
+        Transferred = "transferred",
+        /// An internal error.
+        Error = "error",
+    }
+);
+
+impl EndReason {
+    /// The final status a call ending for this reason gets.
+    pub fn final_status(self) -> CallStatus {
+        match self {
+            Self::NetworkLost | Self::ProviderError | Self::Error | Self::Shutdown => CallStatus::Failed,
+            _ => CallStatus::Completed,
+        }
+    }
+}
+
+text_enum!(
+    /// Who said a transcript line.
+    TranscriptRole {
+        /// The caller.
+        User = "user",
+        /// The AI agent (or the human agent who took over).
+        Agent = "agent",
+        /// The system: tool calls, their results, notices.
+        System = "system",
+    }
+);
+
+/// A call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub id: CallId,
+    pub company_id: CompanyId,
+    pub chatbot_id: ChatbotId,
+    pub source: CallSource,
+    pub status: CallStatus,
+    pub end_reason: Option<EndReason>,
+    pub is_test: bool,
+    pub caller: Option<String>,
+    pub provider: Option<String>,
+    pub model_id: Option<String>,
+    pub node_id: Option<String>,
+    pub token_hash: Option<String>,
+    pub token_expires_at: Option<UnixMs>,
+    pub created_at: UnixMs,
+    pub connected_at: Option<UnixMs>,
+    pub answered_at: Option<UnixMs>,
+    pub ended_at: Option<UnixMs>,
+    pub duration_ms: Option<i64>,
+    pub rating: Option<i64>,
+    pub rating_comment: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A call to create, in status `pending`.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub company_id: CompanyId,
+    pub chatbot_id: ChatbotId,
+    pub source: CallSource,
+    pub is_test: bool,
+    pub caller: Option<String>,
+    pub provider: String,
+    pub model_id: String,
+    pub node_id: String,
+    pub token_hash: Option<String>,
+    pub token_expires_at: Option<UnixMs>,
+}
+
+/// A final line of a call's transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptLine {
+    pub seq: i64,
+    pub role: TranscriptRole,
+    pub content: String,
+    pub item_id: Option<String>,
+    /// Milliseconds since the call was answered.
+    pub offset_ms: i64,
+}
+
+const COLUMNS: &str = "id, company_id, chatbot_id, source, status, end_reason, is_test, caller, provider, model_id, node_id, \
+    token_hash, token_expires_at, created_at, connected_at, answered_at, ended_at, duration_ms, rating, rating_comment, error_message";
+
+fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Call> {
+    let reason: Option<String> = row.try_get("end_reason")?;
+    Ok(Call {
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        company_id: parse_id(&row.try_get::<String, _>("company_id")?)?,
+        chatbot_id: parse_id(&row.try_get::<String, _>("chatbot_id")?)?,
+        source: parse_enum(&row.try_get::<String, _>("source")?, "call source")?,
+        status: parse_enum(&row.try_get::<String, _>("status")?, "call status")?,
+        end_reason: reason.as_deref().map(|r| parse_enum(r, "end reason")).transpose()?,
+        is_test: row.try_get::<i64, _>("is_test")? != 0,
+        caller: row.try_get("caller")?,
+        provider: row.try_get("provider")?,
+        model_id: row.try_get("model_id")?,
+        node_id: row.try_get("node_id")?,
+        token_hash: row.try_get("token_hash")?,
+        token_expires_at: row.try_get("token_expires_at")?,
+        created_at: row.try_get("created_at")?,
+        connected_at: row.try_get("connected_at")?,
+        answered_at: row.try_get("answered_at")?,
+        ended_at: row.try_get("ended_at")?,
+        duration_ms: row.try_get("duration_ms")?,
+        rating: row.try_get("rating")?,
+        rating_comment: row.try_get("rating_comment")?,
+        error_message: row.try_get("error_message")?,
+    })
+}
+
+impl Store {
+    /// Creates a call in status `pending`.
+    pub async fn create_call(&self, new: NewCall) -> StoreResult<Call> {
+        let now = now_ms();
+        let id = CallId::new();
+        sqlx::query(
+            "INSERT INTO calls (id, company_id, chatbot_id, source, status, is_test, caller, provider, model_id, node_id, \
+             token_hash, token_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(id.as_string())
+        .bind(new.company_id.as_string())
+        .bind(new.chatbot_id.as_string())
+        .bind(new.source.as_str())
+        .bind(i64::from(new.is_test))
+        .bind(&new.caller)
+        .bind(&new.provider)
+        .bind(&new.model_id)
+        .bind(&new.node_id)
+        .bind(&new.token_hash)
+        .bind(new.token_expires_at)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(self.call(id).await?.expect("the call was just inserted"))
+    }
+
+    /// A call by id (the widget API checks its session token separately).
+    pub async fn call(&self, id: CallId) -> StoreResult<Option<Call>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE id = $1"))
+            .bind(id.as_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// A call of a company.
+    pub async fn call_for_company(&self, company: CompanyId, id: CallId) -> StoreResult<Option<Call>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE id = $1 AND company_id = $2"))
+            .bind(id.as_string())
+            .bind(company.as_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// A company's most recent calls.
+    pub async fn list_calls(&self, company: CompanyId, limit: i64) -> StoreResult<Vec<Call>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE company_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(company.as_string())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// pending → connecting. False if the call is not pending (already used or ended).
+    pub async fn mark_call_connecting(&self, id: CallId, node_id: &str) -> StoreResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE calls SET status = 'connecting', connected_at = $1, node_id = $2, updated_at = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(node_id)
+        .bind(now)
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// connecting → active, at `answered_at`.
+    pub async fn mark_call_active(&self, id: CallId, answered_at: UnixMs) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE calls SET status = 'active', answered_at = $1, updated_at = $2 WHERE id = $3 AND status = 'connecting'",
+        )
+        .bind(answered_at)
+        .bind(now_ms())
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends a call that is not over yet: status from the reason, end time, and the
+    /// duration (from answer to end; 0 if it was never answered). False if it had ended.
+    pub async fn end_call(
+        &self,
+        id: CallId,
+        reason: EndReason,
+        ended_at: UnixMs,
+        error_message: Option<&str>,
+    ) -> StoreResult<bool> {
+        let status = match (reason.final_status(), self.call(id).await?) {
+            (_, None) => return Ok(false),
+            (_, Some(call)) if call.status.is_final() => return Ok(false),
+            // A call that never became active did not complete, whatever the reason.
+            (CallStatus::Completed, Some(call)) if call.answered_at.is_none() && reason != EndReason::CallerHangup => {
+                CallStatus::Failed
+            }
+            (status, Some(_)) => status,
+        };
+        let done = sqlx::query(
+            "UPDATE calls SET status = $1, end_reason = $2, ended_at = $3, \
+             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $4 - answered_at END, \
+             error_message = $5, token_hash = NULL, updated_at = $6 \
+             WHERE id = $7 AND status NOT IN ('completed', 'failed')",
+        )
+        .bind(status.as_str())
+        .bind(reason.as_str())
+        .bind(ended_at)
+        .bind(ended_at)
+        .bind(error_message)
+        .bind(now_ms())
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Stores the caller's rating of an ended call.
+    pub async fn rate_call(&self, id: CallId, rating: i64, comment: Option<&str>) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE calls SET rating = $1, rating_comment = $2, updated_at = $3 WHERE id = $4")
+            .bind(rating)
+            .bind(comment)
+            .bind(now_ms())
+            .bind(id.as_string())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends every call this node left open (after a crash or kill): they cannot be
+    /// resumed, and leaving them 'active' would mislead the dashboards.
+    pub async fn fail_orphaned_calls(&self, node_id: &str) -> StoreResult<u64> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE calls SET status = 'failed', end_reason = 'shutdown', ended_at = $1, \
+             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $2 - answered_at END, token_hash = NULL, updated_at = $3 \
+             WHERE node_id = $4 AND status IN ('connecting', 'active')",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(node_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Appends a final transcript line.
+    pub async fn append_transcript(&self, call: CallId, line: &TranscriptLine) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO call_transcripts (id, call_id, seq, role, content, item_id, offset_ms, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(TranscriptLineId::new().as_string())
+        .bind(call.as_string())
+        .bind(line.seq)
+        .bind(line.role.as_str())
+        .bind(&line.content)
+        .bind(&line.item_id)
+        .bind(line.offset_ms)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A call's transcript in order.
+    pub async fn transcript(&self, call: CallId) -> StoreResult<Vec<TranscriptLine>> {
+        let rows = sqlx::query(
+            "SELECT seq, role, content, item_id, offset_ms FROM call_transcripts WHERE call_id = $1 ORDER BY seq",
+        )
+        .bind(call.as_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TranscriptLine {
+                    seq: row.try_get("seq")?,
+                    role: parse_enum(&row.try_get::<String, _>("role")?, "transcript role")?,
+                    content: row.try_get("content")?,
+                    item_id: row.try_get("item_id")?,
+                    offset_ms: row.try_get("offset_ms")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::store_test;
+
+    store_test!(a_call_moves_through_its_lifecycle_and_keeps_its_transcript, |store| {
+        use crate::settings::{ChatbotSettings, CompanySettings};
+        use crate::store::{CallSource, CallStatus, ChatbotType, EndReason, NewCall, NewChatbot, TranscriptLine, TranscriptRole};
+        let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
+        let bot = store
+            .create_chatbot(acme.id, NewChatbot {
+                name: "Voice".into(),
+                description: String::new(),
+                chatbot_type: ChatbotType::Call,
+                call_model_id: None,
+                instructions: String::new(),
+                settings: ChatbotSettings::default(),
+            })
+            .await
+            .unwrap();
+        let call = store
+            .create_call(NewCall {
+                company_id: acme.id,
+                chatbot_id: bot.id,
+                source: CallSource::Web,
+                is_test: false,
+                caller: None,
+                provider: "openai".into(),
+                model_id: "gpt-realtime".into(),
+                node_id: "node-a".into(),
+                token_hash: Some("h".into()),
+                token_expires_at: Some(1),
+            })
+            .await
+            .unwrap();
+        assert_eq!(call.status, CallStatus::Pending);
+        assert!(store.mark_call_connecting(call.id, "node-a").await.unwrap());
+        assert!(!store.mark_call_connecting(call.id, "node-a").await.unwrap(), "only once");
+        let answered = crate::time::now_ms();
+        assert!(store.mark_call_active(call.id, answered).await.unwrap());
+        for (seq, role, text) in [(0, TranscriptRole::Agent, "Hi!"), (1, TranscriptRole::User, "Hello")] {
+            let line = TranscriptLine { seq, role, content: text.into(), item_id: None, offset_ms: seq * 1000 };
+            store.append_transcript(call.id, &line).await.unwrap();
+        }
+        assert!(store.end_call(call.id, EndReason::CallerHangup, answered + 2500, None).await.unwrap());
+        assert!(!store.end_call(call.id, EndReason::NetworkLost, answered + 9000, None).await.unwrap(), "ends once");
+        let ended = store.call(call.id).await.unwrap().unwrap();
+        assert_eq!((ended.status, ended.end_reason), (CallStatus::Completed, Some(EndReason::CallerHangup)));
+        assert_eq!(ended.duration_ms, Some(2500));
+        assert!(ended.token_hash.is_none(), "session token forgotten at the end");
+        let lines = store.transcript(call.id).await.unwrap();
+        assert_eq!(lines.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(), vec!["Hi!", "Hello"]);
+        assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());
+        assert!(store.call_for_company(crate::ids::CompanyId::new(), call.id).await.unwrap().is_none());
+    });
+}

@@ -1,0 +1,245 @@
+//! `call_integration_accounts`: Twilio and WhatsApp Business accounts.
+
+use sqlx::Row;
+
+use super::companies::json;
+use super::{Store, StoreResult, parse_enum, parse_id, parse_json};
+use crate::crypto::Sealed;
+use crate::ids::{ChatbotId, CompanyId, IntegrationAccountId};
+use crate::time::{UnixMs, now_ms};
+
+text_enum!(
+    /// The kind of account.
+    AccountType {
+        /// Twilio Voice (phone calls through Media Streams).
+        Twilio = "twilio",
+        /// WhatsApp Business Cloud API calling.
+        WhatsApp = "whatsapp",
+    }
+);
+
+text_enum!(
+    /// Whether calls through the account work: active after a passing connection test.
+    AccountStatus {
+        /// Verified; calls are accepted.
+        Active = "active",
+        /// Not verified yet, or the last test failed.
+        Inactive = "inactive",
+    }
+);
+
+/// An integration account as stored. Credentials stay sealed here; only the
+/// integrations module opens them, to call the provider.
+#[derive(Debug, Clone)]
+pub struct IntegrationAccount {
+    pub id: IntegrationAccountId,
+    pub company_id: CompanyId,
+    pub account_type: AccountType,
+    pub name: String,
+    pub description: String,
+    pub phone_number: String,
+    pub chatbot_id: Option<ChatbotId>,
+    /// Identifiers that are safe to show (account SID, phone number id, verify token).
+    pub public_config: serde_json::Map<String, serde_json::Value>,
+    pub credentials: Sealed,
+    pub status: AccountStatus,
+    pub last_verified_at: Option<UnixMs>,
+    pub last_error: Option<String>,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
+}
+
+/// An account to create (the id is chosen by the caller: it is sealed into the credentials).
+#[derive(Debug, Clone)]
+pub struct NewIntegrationAccount {
+    pub id: IntegrationAccountId,
+    pub account_type: AccountType,
+    pub name: String,
+    pub description: String,
+    pub phone_number: String,
+    pub chatbot_id: Option<ChatbotId>,
+    pub public_config: serde_json::Map<String, serde_json::Value>,
+    pub credentials: Sealed,
+}
+
+const COLUMNS: &str = "id, company_id, account_type, name, description, phone_number, chatbot_id, public_config, \
+    sealed_credentials, credentials_key_id, status, last_verified_at, last_error, created_at, updated_at";
+
+fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<IntegrationAccount> {
+    let chatbot: Option<String> = row.try_get("chatbot_id")?;
+    Ok(IntegrationAccount {
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        company_id: parse_id(&row.try_get::<String, _>("company_id")?)?,
+        account_type: parse_enum(&row.try_get::<String, _>("account_type")?, "account type")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        phone_number: row.try_get("phone_number")?,
+        chatbot_id: chatbot.as_deref().map(parse_id).transpose()?,
+        public_config: parse_json(&row.try_get::<String, _>("public_config")?, "public config")?,
+        credentials: Sealed {
+            key_id: row.try_get("credentials_key_id")?,
+            blob: row.try_get("sealed_credentials")?,
+        },
+        status: parse_enum(&row.try_get::<String, _>("status")?, "account status")?,
+        last_verified_at: row.try_get("last_verified_at")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Adds an account (inactive until a connection test passes).
+    pub async fn create_integration_account(
+        &self,
+        company: CompanyId,
+        new: NewIntegrationAccount,
+    ) -> StoreResult<IntegrationAccount> {
+        let now = now_ms();
+        sqlx::query(&format!(
+            "INSERT INTO call_integration_accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13)"
+        ))
+        .bind(new.id.as_string())
+        .bind(company.as_string())
+        .bind(new.account_type.as_str())
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(&new.phone_number)
+        .bind(new.chatbot_id.map(|c| c.as_string()))
+        .bind(json(&new.public_config))
+        .bind(&new.credentials.blob)
+        .bind(&new.credentials.key_id)
+        .bind(AccountStatus::Inactive.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(IntegrationAccount {
+            id: new.id,
+            company_id: company,
+            account_type: new.account_type,
+            name: new.name,
+            description: new.description,
+            phone_number: new.phone_number,
+            chatbot_id: new.chatbot_id,
+            public_config: new.public_config,
+            credentials: new.credentials,
+            status: AccountStatus::Inactive,
+            last_verified_at: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// A company's accounts, oldest first.
+    pub async fn list_integration_accounts(&self, company: CompanyId) -> StoreResult<Vec<IntegrationAccount>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM call_integration_accounts WHERE company_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(company.as_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// One account of a company.
+    pub async fn integration_account(
+        &self,
+        company: CompanyId,
+        id: IntegrationAccountId,
+    ) -> StoreResult<Option<IntegrationAccount>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM call_integration_accounts WHERE id = $1 AND company_id = $2"))
+            .bind(id.as_string())
+            .bind(company.as_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Saves the editable fields (name, description, number, chatbot, config, credentials,
+    /// status, verification) of an account, scoped to its company.
+    pub async fn update_integration_account(&self, account: &IntegrationAccount) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE call_integration_accounts SET name = $1, description = $2, phone_number = $3, chatbot_id = $4, \
+             public_config = $5, sealed_credentials = $6, credentials_key_id = $7, status = $8, last_verified_at = $9, \
+             last_error = $10, updated_at = $11 WHERE id = $12 AND company_id = $13",
+        )
+        .bind(&account.name)
+        .bind(&account.description)
+        .bind(&account.phone_number)
+        .bind(account.chatbot_id.map(|c| c.as_string()))
+        .bind(json(&account.public_config))
+        .bind(&account.credentials.blob)
+        .bind(&account.credentials.key_id)
+        .bind(account.status.as_str())
+        .bind(account.last_verified_at)
+        .bind(&account.last_error)
+        .bind(now_ms())
+        .bind(account.id.as_string())
+        .bind(account.company_id.as_string())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes an account of a company.
+    pub async fn delete_integration_account(&self, company: CompanyId, id: IntegrationAccountId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM call_integration_accounts WHERE id = $1 AND company_id = $2")
+            .bind(id.as_string())
+            .bind(company.as_string())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::store_test;
+
+    store_test!(integration_accounts_keep_credentials_sealed_and_scoped, |store| {
+        use crate::crypto::Sealer;
+        use crate::ids::IntegrationAccountId;
+        use crate::settings::CompanySettings;
+        use crate::store::{AccountStatus, AccountType, NewIntegrationAccount};
+        use base64::Engine;
+        let sealer = Sealer::new(&base64::engine::general_purpose::STANDARD.encode([3u8; 32]), &[]).unwrap();
+        let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
+        let globex = store.create_company("Globex", &CompanySettings::default()).await.unwrap();
+        let id = IntegrationAccountId::new();
+        let secret = "auth-token-that-must-not-leak-1a2b";
+        let mut config = serde_json::Map::new();
+        config.insert("accountSid".into(), "AC0123456789abcdef0123456789abcdef".into());
+        let account = store
+            .create_integration_account(acme.id, NewIntegrationAccount {
+                id,
+                account_type: AccountType::Twilio,
+                name: "Main".into(),
+                description: String::new(),
+                phone_number: "+15551234567".into(),
+                chatbot_id: None,
+                public_config: config,
+                credentials: sealer.seal(secret.as_bytes(), id.as_string().as_bytes()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(account.status, AccountStatus::Inactive);
+        assert!(store.integration_account(globex.id, id).await.unwrap().is_none());
+        assert!(!store.delete_integration_account(globex.id, id).await.unwrap());
+
+        let mut verified = store.integration_account(acme.id, id).await.unwrap().unwrap();
+        assert_eq!(sealer.open(&verified.credentials, id.as_string().as_bytes()).unwrap(), secret.as_bytes());
+        verified.status = AccountStatus::Active;
+        verified.last_verified_at = Some(1);
+        assert!(store.update_integration_account(&verified).await.unwrap());
+        assert_eq!(store.list_integration_accounts(acme.id).await.unwrap()[0].status, AccountStatus::Active);
+
+        let dump: Vec<String> = sqlx::query_scalar("SELECT sealed_credentials FROM call_integration_accounts")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert!(!dump.iter().any(|d| d.contains(secret)));
+        assert!(store.delete_integration_account(acme.id, id).await.unwrap());
+    });
+}

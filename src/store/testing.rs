@@ -1,0 +1,79 @@
+//! Store tests run twice: on a fresh SQLite file, and on a fresh Postgres database when
+//! `GATEWAY_TEST_POSTGRES_URL` names a server (CI sets it to the local Postgres; without
+//! it the Postgres variant reports that it was skipped).
+
+use super::Store;
+
+/// A store on a new SQLite file; keep the directory alive for the test's duration.
+pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+    (Store::connect(&url, 4).await.expect("sqlite store"), dir)
+}
+
+/// A fresh Postgres database for one test; dropped again by [`PostgresTestDb::drop_db`].
+pub struct PostgresTestDb {
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresTestDb {
+    /// Creates `gw_test_<random>` on the server named by `GATEWAY_TEST_POSTGRES_URL`.
+    pub async fn create() -> Option<(Store, Self)> {
+        let admin_url = std::env::var("GATEWAY_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+        sqlx::any::install_default_drivers();
+        let name = format!("gw_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::AnyPool::connect(&admin_url).await.expect("connect to GATEWAY_TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+        admin.close().await;
+        let url = replace_database(&admin_url, &name);
+        let store = Store::connect(&url, 4).await.expect("postgres store");
+        Some((store, Self { admin_url, name }))
+    }
+
+    /// Drops the test database.
+    pub async fn drop_db(self, store: Store) {
+        store.close().await;
+        if let Ok(admin) = sqlx::AnyPool::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&admin).await;
+            admin.close().await;
+        }
+    }
+}
+
+/// The same server URL with another database name.
+pub fn replace_database(url: &str, database: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("GATEWAY_TEST_POSTGRES_URL is a URL");
+    parsed.set_path(&format!("/{database}"));
+    parsed.to_string()
+}
+
+/// `store_test!(name, |store| { body })` defines `name::sqlite` and `name::postgres`.
+macro_rules! store_test {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let ($store, _dir) = crate::store::testing::sqlite_store().await;
+                $body
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(($store, db)) = crate::store::testing::PostgresTestDb::create().await else {
+                    eprintln!("skipped: GATEWAY_TEST_POSTGRES_URL is not set");
+                    return;
+                };
+                {
+                    let $store = $store.clone();
+                    $body
+                }
+                db.drop_db($store).await;
+            }
+        }
+    };
+}
+pub(crate) use store_test;
