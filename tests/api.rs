@@ -1,0 +1,312 @@
+//! The admin and company REST API against a real gateway (spawn_app) on SQLite.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use gateway::store::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn health_and_openapi_are_served() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz", "", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["database"], "ok");
+    let doc = app.get("/api/openapi.json", "", None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    for path in ["/api/admin/companies", "/api/company/chatbots/{id}/call-settings", "/api/company/integration-accounts/{id}/test"] {
+        assert!(doc.body["paths"].get(path).is_some(), "{path} documented");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_missing_tokens_get_json_errors() {
+    let app = spawn_app().await;
+    let missing = app.get("/api/nope", &app.master, None).await;
+    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let anonymous = app.get("/api/admin/companies", "", None).await;
+    assert_eq!((anonymous.status, anonymous.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let wrong = app.get("/api/admin/companies", "gw_not-a-token", None).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn master_admins_manage_companies_and_switch_calls_on() {
+    let app = spawn_app().await;
+    let created = app.post("/api/admin/companies", &app.master, None, json!({"name": "Acme"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["settings"]["features"]["callEnabled"], false);
+    let id = created.body["id"].as_str().unwrap();
+
+    let list = app.get("/api/admin/companies", &app.master, None).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+
+    let on = app
+        .patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"callEnabled": true}}))
+        .await;
+    assert_eq!(on.status, StatusCode::OK);
+    assert_eq!(on.body["settings"]["features"]["callEnabled"], true);
+
+    let bad = app.patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"callEnabled": "yes"}})).await;
+    assert_eq!((bad.status, bad.field()), (StatusCode::UNPROCESSABLE_ENTITY, "features.callEnabled"));
+    let unknown = app.patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"fax": true}})).await;
+    assert_eq!((unknown.status, unknown.field()), (StatusCode::UNPROCESSABLE_ENTITY, "features.fax"));
+    let still = app.get("/api/admin/companies", &app.master, None).await;
+    assert_eq!(still.body[0]["settings"]["features"]["callEnabled"], true, "bad input changed nothing");
+
+    let missing = app
+        .patch(&format!("/api/admin/companies/{}/settings", gateway::ids::CompanyId::new()), &app.master, None, json!({}))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let empty_name = app.post("/api/admin/companies", &app.master, None, json!({"name": "  "})).await;
+    assert_eq!((empty_name.status, empty_name.field()), (StatusCode::UNPROCESSABLE_ENTITY, "name"));
+}
+
+#[tokio::test]
+async fn only_master_admins_reach_the_admin_api() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let agent = app.user_token("agent@acme.test", Role::SupportAgent, &[company]).await;
+    for token in [&admin, &agent] {
+        for (method, path) in [
+            (reqwest::Method::GET, "/api/admin/companies"),
+            (reqwest::Method::POST, "/api/admin/companies"),
+            (reqwest::Method::GET, "/api/admin/ai-models"),
+            (reqwest::Method::POST, "/api/admin/ai-models"),
+        ] {
+            let reply = app.call(method.clone(), path, token, None, Some(json!({"name": "X"}))).await;
+            assert_eq!((reply.status, reply.code()), (StatusCode::FORBIDDEN, "forbidden"), "{method} {path}");
+        }
+        let patch = app.patch(&format!("/api/admin/companies/{company}/settings"), token, None, json!({"features": {"callEnabled": false}})).await;
+        assert_eq!(patch.status, StatusCode::FORBIDDEN);
+    }
+    // Support agents cannot configure the company either.
+    let bots = app.get("/api/company/chatbots", &agent, None).await;
+    assert_eq!(bots.status, StatusCode::FORBIDDEN);
+    assert!(app.state.store.company(company).await.unwrap().unwrap().settings.features.call_enabled);
+}
+
+#[tokio::test]
+async fn ai_models_can_be_listed_by_type_added_changed_and_deleted() {
+    let app = spawn_app().await;
+    let all = app.get("/api/admin/ai-models", &app.master, None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    let call = app.get("/api/admin/ai-models?type=call", &app.master, None).await;
+    let call = call.body.as_array().unwrap();
+    assert!(call.iter().all(|m| m["modelType"] == "call" || m["modelType"] == "both"));
+    assert!(call.iter().any(|m| m["modelId"] == "gpt-4o-realtime-preview-2024-10-01"));
+    assert!(call.iter().any(|m| m["modelId"] == "gemini-2.0-flash-exp"));
+    assert!(all.body.as_array().unwrap().len() > call.len());
+    let bad = app.get("/api/admin/ai-models?type=fax", &app.master, None).await;
+    assert_eq!((bad.status, bad.field()), (StatusCode::UNPROCESSABLE_ENTITY, "type"));
+
+    let body = json!({"provider": "openai", "modelId": "gpt-realtime-mini", "displayName": "GPT Realtime Mini", "modelType": "both"});
+    let created = app.post("/api/admin/ai-models", &app.master, None, body.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let dup = app.post("/api/admin/ai-models", &app.master, None, body).await;
+    assert_eq!((dup.status, dup.code()), (StatusCode::CONFLICT, "already_exists"));
+    let bad_provider = app
+        .post("/api/admin/ai-models", &app.master, None, json!({"provider": "acme", "modelId": "x", "displayName": "X"}))
+        .await;
+    assert_eq!((bad_provider.status, bad_provider.field()), (StatusCode::UNPROCESSABLE_ENTITY, "provider"));
+
+    let both = app.get("/api/admin/ai-models?type=call", &app.master, None).await;
+    assert!(both.body.as_array().unwrap().iter().any(|m| m["id"] == id.as_str()), "`both` models are usable for calls");
+    let patched = app.patch(&format!("/api/admin/ai-models/{id}"), &app.master, None, json!({"isActive": false, "displayName": "Mini"})).await;
+    assert_eq!((patched.body["isActive"].as_bool(), patched.body["displayName"].as_str()), (Some(false), Some("Mini")));
+    let deleted = app.delete(&format!("/api/admin/ai-models/{id}"), &app.master, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = app.delete(&format!("/api/admin/ai-models/{id}"), &app.master, None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_model_in_use_by_a_chatbot_is_not_deleted() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    app.call_chatbot(company, &admin).await;
+    let refused = app.delete(&format!("/api/admin/ai-models/{GPT_REALTIME}"), &app.master, None).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "model_in_use"));
+}
+
+#[tokio::test]
+async fn company_admins_manage_their_chatbots() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", false).await;
+    let chat = app.post("/api/company/chatbots", &admin, None, json!({"name": "Helper"})).await;
+    assert_eq!(chat.status, StatusCode::CREATED, "{}", chat.text);
+    assert_eq!(chat.body["chatbotType"], "chat");
+    let id = chat.body["id"].as_str().unwrap();
+
+    let refused = app.post("/api/company/chatbots", &admin, None, json!({"name": "Voice", "chatbotType": "call"})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "calls_disabled"));
+
+    let renamed = app.patch(&format!("/api/company/chatbots/{id}"), &admin, None, json!({"name": "Helpdesk", "instructions": "Be kind."})).await;
+    assert_eq!(renamed.body["name"], "Helpdesk");
+    let one = app.get(&format!("/api/company/chatbots/{id}"), &admin, None).await;
+    assert_eq!(one.body["instructions"], "Be kind.");
+    let list = app.get("/api/company/chatbots", &admin, None).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+
+    // A master admin acts on the company named by X-Company-Id.
+    let as_master = app.get("/api/company/chatbots", &app.master, Some(company)).await;
+    assert_eq!(as_master.body.as_array().unwrap().len(), 1);
+    let no_header = app.get("/api/company/chatbots", &app.master, None).await;
+    assert_eq!((no_header.status, no_header.code()), (StatusCode::BAD_REQUEST, "company_required"));
+}
+
+#[tokio::test]
+async fn another_companys_resources_answer_404() {
+    let app = spawn_app().await;
+    let (acme, acme_admin) = app.company_with_admin("Acme", true).await;
+    let (globex, globex_admin) = app.company_with_admin("Globex", true).await;
+    let bot = app.call_chatbot(acme, &acme_admin).await;
+    for path in [
+        format!("/api/company/chatbots/{bot}"),
+        format!("/api/company/chatbots/{bot}/call-settings"),
+        format!("/api/company/chatbots/{bot}/widget-settings"),
+    ] {
+        let reply = app.get(&path, &globex_admin, None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        let reply = app.get(&path, &app.master, Some(globex)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path} as master in the wrong company");
+        let patch = app.patch(&path, &globex_admin, None, json!({})).await;
+        assert_eq!(patch.status, StatusCode::NOT_FOUND, "PATCH {path}");
+    }
+    // Naming a company one is not a member of is refused outright.
+    let foreign = app.get("/api/company/chatbots", &globex_admin, Some(acme)).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    // A user of both companies must choose.
+    let both = app.user_token("both@x.test", Role::CompanyAdmin, &[acme, globex]).await;
+    let ambiguous = app.get("/api/company/chatbots", &both, None).await;
+    assert_eq!((ambiguous.status, ambiguous.code()), (StatusCode::BAD_REQUEST, "company_required"));
+    let chosen = app.get("/api/company/chatbots", &both, Some(acme)).await;
+    assert_eq!(chosen.body.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn call_settings_need_calls_enabled_and_a_call_chatbot() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let chat = app.post("/api/company/chatbots", &admin, None, json!({"name": "Helper"})).await;
+    let chat_id = chat.body["id"].as_str().unwrap();
+    let refused = app.get(&format!("/api/company/chatbots/{chat_id}/call-settings"), &admin, None).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "not_a_call_chatbot"));
+
+    let bot = app.call_chatbot(company, &admin).await;
+    app.patch(&format!("/api/admin/companies/{company}/settings"), &app.master, None, json!({"features": {"callEnabled": false}})).await;
+    let disabled = app.get(&format!("/api/company/chatbots/{bot}/call-settings"), &admin, None).await;
+    assert_eq!((disabled.status, disabled.code()), (StatusCode::FORBIDDEN, "calls_disabled"));
+    let disabled = app.patch(&format!("/api/company/chatbots/{bot}/call-settings"), &admin, None, json!({"voiceSpeed": 1.2})).await;
+    assert_eq!(disabled.code(), "calls_disabled");
+}
+
+#[tokio::test]
+async fn call_settings_have_spec_defaults_and_partial_patches() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let path = format!("/api/company/chatbots/{bot}/call-settings");
+    let got = app.get(&path, &admin, None).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    let s = &got.body;
+    assert_eq!(s["aiModelId"], GPT_REALTIME);
+    assert_eq!((s["silenceTimeoutSeconds"].as_u64(), s["maxCallDurationMinutes"].as_u64()), (Some(180), Some(10)));
+    assert_eq!((s["vadThreshold"].as_f64(), s["voiceSpeed"].as_f64()), (Some(0.5), Some(1.0)));
+    assert_eq!(s["voice"], "alloy");
+    assert!(s["availableVoices"].as_array().unwrap().iter().any(|v| v == "marin"));
+
+    let patched = app.patch(&path, &admin, None, json!({"voice": "marin", "greetingMessage": "Hello there!", "callRecording": true})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!((patched.body["voice"].as_str(), patched.body["greetingMessage"].as_str()), (Some("marin"), Some("Hello there!")));
+    assert_eq!(patched.body["silenceTimeoutSeconds"], 180, "untouched fields keep their values");
+    assert_eq!(patched.body["callRecording"], true);
+
+    // Switching to Gemini: an OpenAI voice no longer fits, so the model's default is used.
+    let gemini = app.patch(&path, &admin, None, json!({"aiModelId": GEMINI_2_5})).await;
+    assert_eq!(gemini.body["voice"], "Puck");
+    let bad_voice = app.patch(&path, &admin, None, json!({"voice": "alloy"})).await;
+    assert_eq!((bad_voice.status, bad_voice.field()), (StatusCode::UNPROCESSABLE_ENTITY, "voice"));
+    let chat_model = app.patch(&path, &admin, None, json!({"aiModelId": GPT_5_2})).await;
+    assert_eq!((chat_model.status, chat_model.field()), (StatusCode::UNPROCESSABLE_ENTITY, "aiModelId"));
+    let not_id = app.patch(&path, &admin, None, json!({"aiModelId": "gpt-realtime"})).await;
+    assert_eq!(not_id.field(), "aiModelId");
+}
+
+#[tokio::test]
+async fn every_out_of_range_call_setting_is_refused_with_its_field_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let path = format!("/api/company/chatbots/{bot}/call-settings");
+    let before = app.get(&path, &admin, None).await.body;
+    for (body, field) in [
+        (json!({"voiceSpeed": 0.49}), "voiceSpeed"),
+        (json!({"voiceSpeed": 2.01}), "voiceSpeed"),
+        (json!({"silenceTimeoutSeconds": 29}), "silenceTimeoutSeconds"),
+        (json!({"silenceTimeoutSeconds": 301}), "silenceTimeoutSeconds"),
+        (json!({"maxCallDurationMinutes": 0}), "maxCallDurationMinutes"),
+        (json!({"maxCallDurationMinutes": 61}), "maxCallDurationMinutes"),
+        (json!({"vadThreshold": -0.01}), "vadThreshold"),
+        (json!({"vadThreshold": 1.5}), "vadThreshold"),
+        (json!({"silenceTimeoutSeconds": -5}), "silenceTimeoutSeconds"),
+        (json!({"allowInterruption": "sometimes"}), "allowInterruption"),
+        (json!({"greetingMessage": "x".repeat(1001)}), "greetingMessage"),
+        (json!({"voiceSpeed": 1.5, "maxCallDurationMinutes": 90}), "maxCallDurationMinutes"),
+        (json!({"loudness": 11}), "loudness"),
+    ] {
+        let reply = app.patch(&path, &admin, None, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.text);
+        assert_eq!(reply.field(), field, "{body}");
+    }
+    assert_eq!(app.get(&path, &admin, None).await.body, before, "refused patches changed nothing");
+}
+
+#[tokio::test]
+async fn widget_settings_keep_chat_and_call_options_side_by_side() {
+    let app = spawn_app().await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let path = format!("/api/company/chatbots/{bot}/widget-settings");
+    let got = app.get(&path, &admin, None).await;
+    assert_eq!((got.body["callButtonText"].as_str(), got.body["visualizerStyle"].as_str()), (Some("Call Us"), Some("orb")));
+    assert_eq!(got.body["callButtonColor"], "#10b981");
+    let patched = app
+        .patch(&path, &admin, None, json!({"visualizerStyle": "wave", "callButtonColor": "#ff0000", "primaryColor": "#000000", "showCallDuration": false}))
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.body["visualizerStyle"], "wave");
+    assert_eq!(patched.body["callWelcomeMessage"], got.body["callWelcomeMessage"]);
+    for (body, field) in [
+        (json!({"callButtonColor": "red"}), "callButtonColor"),
+        (json!({"visualizerStyle": "spiral"}), "visualizerStyle"),
+        (json!({"callButtonText": ""}), "callButtonText"),
+        (json!({"allowedOrigins": ["not an origin"]}), "allowedOrigins"),
+    ] {
+        let reply = app.patch(&path, &admin, None, body.clone()).await;
+        assert_eq!((reply.status, reply.field()), (StatusCode::UNPROCESSABLE_ENTITY, field), "{body}");
+    }
+    assert_eq!(app.get(&path, &admin, None).await.body, patched.body);
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_clear_errors() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    let url = format!("{}/api/company/chatbots", app.base);
+    let not_json = app.http.post(&url).bearer_auth(&admin).header("content-type", "application/json").body("{oops").send().await.unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = not_json.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    let wrong_type = app.http.post(&url).bearer_auth(&admin).body("name=x").send().await.unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = json!({"name": "x", "instructions": "y".repeat(200_000)});
+    let too_big = app.http.post(&url).bearer_auth(&admin).json(&huge).send().await.unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = too_big.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(app.get("/api/company/chatbots", &admin, None).await.body.as_array().unwrap().len(), 0);
+}

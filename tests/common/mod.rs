@@ -1,0 +1,152 @@
+//! `spawn_app()`: a real gateway on port 0 with a fresh SQLite database (or, with
+//! `GATEWAY_TEST_DATABASE=postgres` and `GATEWAY_TEST_POSTGRES_URL`, a fresh Postgres
+//! database), plus helpers to make users and call the API.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use base64::Engine;
+use gateway::app::{App, AppState};
+use gateway::config::{ServeArgs, StoreArgs};
+use gateway::ids::CompanyId;
+use gateway::settings::CompanySettings;
+use gateway::store::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// A running gateway.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    /// A master admin's token.
+    pub master: String,
+}
+
+/// The fixed test encryption key (base64 of 32 bytes).
+pub fn test_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([42u8; 32])
+}
+
+/// Starts a gateway with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a gateway after `configure` adjusted its settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let store = StoreArgs {
+        database_url: Some(format!("sqlite://{}?mode=rwc", data_dir.path().join("gateway.db").display())),
+        data_dir: data_dir.path().to_path_buf(),
+        database_max_connections: 4,
+    };
+    let mut args = ServeArgs::for_tests(store);
+    args.encryption_key = Some(test_key());
+    args.node_id = Some("test-node".into());
+    configure(&mut args);
+    let app = App::build(args).await.expect("gateway builds");
+    let addr = app.addr();
+    let state = app.state().clone();
+    tokio::spawn(app.run(false));
+    let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
+    let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        state,
+        http: reqwest::Client::new(),
+        data_dir,
+        master,
+    }
+}
+
+/// A response: status and JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// The field of an error body.
+    pub fn field(&self) -> &str {
+        self.body["error"]["field"].as_str().unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// Calls the API as `token` (acting on `company` when given).
+    pub async fn call(&self, method: Method, path: &str, token: &str, company: Option<CompanyId>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(company) = company {
+            request = request.header("X-Company-Id", company.to_string());
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
+        Reply { status, body, text }
+    }
+
+    pub async fn get(&self, path: &str, token: &str, company: Option<CompanyId>) -> Reply {
+        self.call(Method::GET, path, token, company, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, company: Option<CompanyId>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, company, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, company: Option<CompanyId>, body: Value) -> Reply {
+        self.call(Method::PATCH, path, token, company, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str, company: Option<CompanyId>) -> Reply {
+        self.call(Method::DELETE, path, token, company, None).await
+    }
+
+    /// A company (calls enabled or not) with a company admin; returns (company, admin token).
+    pub async fn company_with_admin(&self, name: &str, calls: bool) -> (CompanyId, String) {
+        let mut settings = CompanySettings::default();
+        settings.features.call_enabled = calls;
+        let company = self.state.store.create_company(name, &settings).await.unwrap();
+        let email = format!("admin@{}.test", name.to_lowercase().replace(' ', "-"));
+        let token = self.user_token(&email, Role::CompanyAdmin, &[company.id]).await;
+        (company.id, token)
+    }
+
+    /// A user with a token.
+    pub async fn user_token(&self, email: &str, role: Role, companies: &[CompanyId]) -> String {
+        let user = self.state.store.create_user(email, None, role, companies).await.unwrap();
+        self.state.store.create_api_token(user.id, "test").await.unwrap()
+    }
+
+    /// A call chatbot with a call model set (gpt-realtime); returns its id.
+    pub async fn call_chatbot(&self, company: CompanyId, token: &str) -> String {
+        let bot = self.post("/api/company/chatbots", token, Some(company), serde_json::json!({"name": "Voice", "chatbotType": "call"})).await;
+        assert_eq!(bot.status, StatusCode::CREATED, "{}", bot.text);
+        let id = bot.body["id"].as_str().unwrap().to_owned();
+        let set = self
+            .patch(&format!("/api/company/chatbots/{id}/call-settings"), token, Some(company), serde_json::json!({"aiModelId": GPT_REALTIME}))
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+        id
+    }
+}
+
+/// Seeded model ids.
+pub const GPT_REALTIME: &str = "00000000-0000-4000-8000-000000000103";
+pub const GPT_4O_PREVIEW: &str = "00000000-0000-4000-8000-000000000101";
+pub const GEMINI_2_5: &str = "00000000-0000-4000-8000-000000000104";
+pub const GPT_5_2: &str = "00000000-0000-4000-8000-000000000001";
