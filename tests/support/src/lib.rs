@@ -1,1 +1,49 @@
-//! Test support for the voice gateway.
+//! Test support for the voice gateway: local stand-ins for every external
+//! service the gateway talks to, speaking the real wire protocols.
+//!
+//! Map of the crate:
+//! - [`mock_openai_realtime`]: OpenAI Realtime over WebSocket, GA and beta
+//!   dialects; the pure per-connection protocol state lives in
+//!   `realtime_session` and its request validation in `realtime_schema`.
+//! - [`mock_gemini_live`]: Gemini Live `BidiGenerateContent`; the pure state
+//!   is in `live_session`.
+//! - [`mock_twilio_rest`] and [`mock_graph`]: the REST calls behind the
+//!   "Test connection" buttons (Twilio account + number, WhatsApp number).
+//! - [`script`]: what the speech mocks say and do (replies, tool calls,
+//!   pacing, fault injection), shared by both.
+//! - [`audio`] and [`energy_vad`]: test audio (tones, G.711, PCM16) and the
+//!   energy VAD the speech mocks use to find turns in what clients send.
+//! - [`fixtures`]: loads the shared wire samples and strips their `_` meta keys.
+//! - [`recorder`]: the state every mock records, with `wait_for` so tests
+//!   await a condition instead of sleeping.
+//!
+//! Every mock binds `127.0.0.1`, records what clients sent, and stops when
+//! dropped (or on `shutdown().await`).
+
+pub mod audio;
+pub mod energy_vad;
+pub mod fixtures;
+pub mod mock_gemini_live;
+pub mod mock_graph;
+pub mod mock_openai_realtime;
+pub mod mock_twilio_rest;
+pub mod recorder;
+pub mod script;
+
+mod ids;
+mod live_session;
+mod realtime_schema;
+mod realtime_session;
+mod server;
+
+#[cfg(test)]
+mod fixture_replay_tests;
+#[cfg(test)]
+mod test_client;
+
+pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
+pub use mock_graph::{GraphConfig, GraphPhoneNumber, MockGraph};
+pub use mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
+pub use mock_twilio_rest::{MockTwilioRest, TwilioAccount, TwilioRestConfig};
+pub use recorder::WaitTimeout;
+pub use script::{HandshakeRejection, MockReply, Pacing, ScriptedToolCall};
