@@ -10,8 +10,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::call::CallManager;
+use crate::call::session::SessionDeps;
 use crate::config::ServeArgs;
 use crate::crypto::{KeySource, Sealer};
+use crate::providers::ProviderSettings;
+use crate::rate_limit::IpRateLimiter;
 use crate::store::Store;
 use crate::telephony::twilio::TwilioRest;
 use crate::telephony::whatsapp::GraphApi;
@@ -28,6 +32,12 @@ pub struct AppState {
     pub node_id: Arc<str>,
     pub twilio: TwilioRest,
     pub graph: GraphApi,
+    /// Endpoints and keys of the AI providers.
+    pub providers: Arc<ProviderSettings>,
+    /// Live calls on this node.
+    pub calls: Arc<CallManager>,
+    /// New call sessions per client IP.
+    pub widget_limiter: Arc<IpRateLimiter>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -82,6 +92,33 @@ impl App {
             let addr = listener.local_addr()?;
             config.public_url = Some(format!("http://{addr}").parse()?);
         }
+        let providers = Arc::new(ProviderSettings {
+            openai_url: config.openai_realtime_url.clone(),
+            openai_key: config.openai_api_key.clone().filter(|k| !k.is_empty()),
+            gemini_url: config.gemini_live_url.clone(),
+            gemini_key: config.gemini_api_key.clone().filter(|k| !k.is_empty()),
+            retries: config.provider_retries,
+            backoff: Duration::from_millis(config.provider_backoff_ms),
+        });
+        let signaling = signaling::PeerFactory::new(signaling_config(&config)).context("setting up WebRTC")?;
+        let shutdown = CancellationToken::new();
+        let calls = Arc::new(CallManager::new(
+            SessionDeps { store: store.clone(), signaling, providers: providers.clone() },
+            shutdown.clone(),
+        ));
+        let widget_limiter = Arc::new(IpRateLimiter::per_minute(config.widget_sessions_per_minute));
+        let limiter = widget_limiter.clone();
+        let sweep = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = sweep.cancelled() => break,
+                    _ = every.tick() => limiter.forget_idle(),
+                }
+            }
+        });
+        crate::metrics::handle();
         let state = AppState {
             store,
             sealer: Arc::new(sealer),
@@ -89,7 +126,10 @@ impl App {
             node_id,
             twilio: TwilioRest::new(http.clone(), config.twilio_api_base_url.clone()),
             graph: GraphApi::new(http, config.meta_graph_base_url.clone(), config.meta_graph_api_version.clone()),
-            shutdown: CancellationToken::new(),
+            providers,
+            calls,
+            widget_limiter,
+            shutdown,
             config: Arc::new(config),
         };
         if state.config.demo {
@@ -125,8 +165,35 @@ impl App {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
             .context("serving HTTP")?;
+        self.state.calls.shut_down(self.state.config.shutdown_grace()).await;
         self.state.store.close().await;
         Ok(())
+    }
+}
+
+/// WebRTC settings from the configuration.
+fn signaling_config(config: &ServeArgs) -> signaling::SignalingConfig {
+    let ice_servers = config
+        .ice_servers
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|url| {
+            let turn = url.starts_with("turn");
+            signaling::IceServer {
+                urls: vec![url.clone()],
+                username: if turn { config.turn_username.clone() } else { None },
+                credential: if turn { config.turn_credential.clone() } else { None },
+            }
+        })
+        .collect();
+    signaling::SignalingConfig {
+        bind_ip: config.rtc_bind_ip,
+        udp_port_range: config.rtc_port_min.zip(config.rtc_port_max),
+        public_ips: config.rtc_public_ips.clone(),
+        ice_tcp: config.rtc_ice_tcp,
+        ice_servers,
+        disconnected_timeout: Duration::from_secs(config.rtc_disconnected_timeout_seconds),
+        connect_timeout: Duration::from_secs(config.rtc_connect_timeout_seconds),
     }
 }
 

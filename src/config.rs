@@ -212,9 +212,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_RTC_PUBLIC_IPS", value_delimiter = ',')]
     pub rtc_public_ips: Vec<IpAddr>,
 
-    /// Port for passive ICE-TCP candidates (for callers whose networks block UDP).
-    #[arg(long, env = "GATEWAY_RTC_ICE_TCP_PORT")]
-    pub rtc_ice_tcp_port: Option<u16>,
+    /// Also offer passive ICE-TCP candidates, for callers whose networks block UDP (each call
+    /// listens on TCP at the same port number as its UDP port).
+    #[arg(long, env = "GATEWAY_RTC_ICE_TCP")]
+    pub rtc_ice_tcp: bool,
 
     /// STUN/TURN server URLs given to browsers and used by the gateway (comma-separated),
     /// e.g. `stun:stun.example.com:3478,turn:turn.example.com:3478?transport=udp`.
@@ -232,6 +233,26 @@ pub struct ServeArgs {
     /// New call sessions allowed per client IP per minute on the public widget API.
     #[arg(long, env = "GATEWAY_WIDGET_SESSIONS_PER_MINUTE", default_value_t = 10)]
     pub widget_sessions_per_minute: u32,
+
+    /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
+    #[arg(long, env = "GATEWAY_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
+    /// Seconds a caller's media may stay disconnected before the call ends (`network_lost`).
+    #[arg(long, env = "GATEWAY_RTC_DISCONNECTED_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub rtc_disconnected_timeout_seconds: u64,
+
+    /// Seconds a caller has to complete ICE and DTLS before the call ends (`network_lost`).
+    #[arg(long, env = "GATEWAY_RTC_CONNECT_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub rtc_connect_timeout_seconds: u64,
+
+    /// Attempts after the first when the AI provider cannot be reached (exponential back-off).
+    #[arg(long, env = "GATEWAY_PROVIDER_RETRIES", default_value_t = 3)]
+    pub provider_retries: u32,
+
+    /// First back-off delay in milliseconds before retrying the AI provider (doubles each time).
+    #[arg(long, env = "GATEWAY_PROVIDER_BACKOFF_MS", default_value_t = 500)]
+    pub provider_backoff_ms: u64,
 
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -9,17 +9,24 @@
 //! - [`crypto`]: sealing credentials (AES-256-GCM), tokens
 //! - [`settings`]: company and chatbot settings documents and their rules
 //! - [`integrations`], [`telephony`]: Twilio/WhatsApp accounts and their REST checks
+//! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
+//! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`voices`]: which voices each model speaks
+//! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP limits
 //! - [`demo`]: the `--demo` company
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod call;
 pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod ids;
 pub mod integrations;
+pub mod metrics;
+pub mod providers;
+pub mod rate_limit;
 pub mod settings;
 pub mod store;
 pub mod telephony;

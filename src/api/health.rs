@@ -10,7 +10,10 @@ use utoipa::OpenApi;
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/api/openapi.json", get(openapi))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
 }
 
 /// Liveness and database reachability.
@@ -23,6 +26,12 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json:
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"})))
         }
     }
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> String {
+    metrics::gauge!("gateway_calls_live").set(state.calls.live_calls() as f64);
+    crate::metrics::handle().render()
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -2,7 +2,8 @@
 //!
 //! - `admin`: master admins (companies, AI models)
 //! - `company`: company admins (chatbots and their settings, integration accounts)
-//! - `health`: `/healthz` and the OpenAPI document
+//! - `widget`: the public widget API (call sessions and their signaling WebSocket)
+//! - `health`: `/healthz`, `/metrics` and the OpenAPI document
 
 pub mod admin;
 pub mod company;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod integrations;
 pub mod json;
+pub mod widget;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(company::router())
         .merge(integrations::router())
+        .merge(widget::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

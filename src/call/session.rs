@@ -1,0 +1,611 @@
+//! `CallSession`: one task per call, owning all of its state.
+//!
+//! The loop waits for the next input — the caller's client (signaling, mute, hang-up),
+//! the caller's media (RTP, connection state), the provider (agent audio, transcripts,
+//! VAD, tool calls), or the 20 ms frame clock — handles it, and decides whether to go on.
+//! Nothing here is shared with other calls; the edges and the provider reach it through
+//! bounded channels, and the database through the call's [`Recorder`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use media::{EnergyVad, ItemKey, PacedFrame, Pacer, SampleRate, VadConfig, VadEvent};
+use signaling::{IceCandidate, PeerEvent, PeerFactory};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::barge_in::{BargeIn, BargeInAction};
+use super::messages::{ClientInput, ClientMessage, ServerMessage, Who, WidgetState};
+use super::recorder::{Record, Recorder};
+use super::transcript::{FinalLine, Transcript};
+use super::webrtc_edge::WebRtcEdge;
+use crate::ids::{CallId, CompanyId};
+use crate::providers::{ProviderCommand, ProviderError, ProviderEvent, ProviderSession, ProviderSettings, SessionSpec};
+use crate::store::{AiModel, EndReason, Store, TranscriptRole};
+use crate::time::{UnixMs, now_ms};
+
+/// The 20 ms frame clock.
+const FRAME: Duration = Duration::from_millis(20);
+/// How long a local barge-in hint holds playout waiting for the provider to confirm.
+const BARGE_IN_CONFIRM: Duration = Duration::from_millis(700);
+
+/// Everything a session needs to know about its call.
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    pub call_id: CallId,
+    pub company_id: CompanyId,
+    pub model: AiModel,
+    pub spec: SessionSpec,
+    /// Spoken when the call becomes active (empty: none).
+    pub greeting: String,
+}
+
+/// Shared services a session uses.
+#[derive(Clone)]
+pub struct SessionDeps {
+    pub store: Store,
+    pub signaling: PeerFactory,
+    pub providers: Arc<ProviderSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Active,
+}
+
+struct Ending {
+    reason: EndReason,
+    error: Option<String>,
+}
+
+/// The state of one call.
+struct CallSession {
+    setup: CallSetup,
+    deps: SessionDeps,
+    recorder: Recorder,
+    server: mpsc::Sender<ServerMessage>,
+    phase: Phase,
+    ending: Option<Ending>,
+    edge: Option<WebRtcEdge>,
+    peer_connected: bool,
+    provider: Option<ProviderSession>,
+    input_rate: SampleRate,
+    pacer: Pacer,
+    vad: EnergyVad,
+    barge_in: BargeIn,
+    transcript: Transcript,
+    muted: bool,
+    answered: Option<(Instant, UnixMs)>,
+    speaking: Who,
+    /// Agent items the caller interrupted: their late audio is dropped.
+    interrupted: HashSet<Arc<str>>,
+    /// Agent items whose audio the provider finished sending.
+    audio_done: HashSet<Arc<str>>,
+    /// The item of the last frame sent.
+    playing: Option<ItemKey>,
+    /// When agent audio arrived to an idle pacer (for the outbound latency metric).
+    outbound_pending: Option<Instant>,
+    /// When the first frame was sent, and frames sent since: the RTP timeline (960 ticks
+    /// of the 48 kHz clock per frame) is `rtp_origin + rtp_frames × 20 ms`.
+    rtp_origin: Option<Instant>,
+    rtp_frames: u32,
+    frame: Vec<i16>,
+    pcm_bytes: Vec<u8>,
+}
+
+/// Runs a call to its end. `client` carries what the caller's client sends, `server`
+/// what it should be told.
+pub async fn run(
+    setup: CallSetup,
+    deps: SessionDeps,
+    mut client: mpsc::Receiver<ClientInput>,
+    server: mpsc::Sender<ServerMessage>,
+    cancel: CancellationToken,
+) {
+    let span = tracing::info_span!("call", call_id = %setup.call_id, company_id = %setup.company_id);
+    async move {
+        let (input_rate, output_rate) = deps.providers.rates(&setup.model);
+        let mut session = CallSession {
+            recorder: Recorder::start(deps.store.clone(), setup.call_id),
+            barge_in: BargeIn::new(setup.spec.allow_interruption, BARGE_IN_CONFIRM),
+            vad: EnergyVad::new(VadConfig::from_threshold(setup.spec.vad_threshold as f32)),
+            pacer: Pacer::new(output_rate),
+            frame: vec![0; output_rate.samples_per_frame()],
+            pcm_bytes: Vec::with_capacity(input_rate.samples_per_frame() * 2),
+            input_rate,
+            setup,
+            deps,
+            server,
+            phase: Phase::Connecting,
+            ending: None,
+            edge: None,
+            peer_connected: false,
+            provider: None,
+            transcript: Transcript::default(),
+            muted: false,
+            answered: None,
+            speaking: Who::None,
+            interrupted: HashSet::new(),
+            audio_done: HashSet::new(),
+            playing: None,
+            outbound_pending: None,
+            rtp_origin: None,
+            rtp_frames: 0,
+        };
+        tracing::info!(model = %session.setup.model.model_id, "call connecting");
+        session.send(ServerMessage::State { state: WidgetState::Connecting, reason: None, duration_ms: None }).await;
+
+        let providers = session.deps.providers.clone();
+        let (model, spec) = (session.setup.model.clone(), session.setup.spec.clone());
+        let mut connecting: Option<JoinHandle<Result<ProviderSession, ProviderError>>> =
+            Some(tokio::spawn(async move { providers.connect(&model, &spec).await }));
+
+        let mut ticker = tokio::time::interval(FRAME);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+
+        while session.ending.is_none() {
+            tokio::select! {
+                _ = cancel.cancelled() => session.end(EndReason::Shutdown, None),
+                input = client.recv() => session.handle_client(input).await,
+                event = next_peer_event(&mut session.edge) => session.handle_peer(event).await,
+                event = next_provider_event(&mut session.provider) => session.handle_provider(event).await,
+                result = join(&mut connecting) => {
+                    connecting = None;
+                    session.handle_provider_connected(result).await;
+                }
+                scheduled = ticker.tick() => {
+                    if session.handle_tick(scheduled.into_std()).await {
+                        // Agent audio started early: the next frame is due a frame from now.
+                        ticker.reset();
+                    }
+                }
+            }
+            if session.take_kick() {
+                session.send_frame(Instant::now(), false).await;
+                ticker.reset();
+            }
+        }
+        if let Some(task) = connecting {
+            task.abort();
+        }
+        session.finish().await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn next_peer_event(edge: &mut Option<WebRtcEdge>) -> Option<PeerEvent> {
+    match edge {
+        Some(edge) => edge.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_provider_event(provider: &mut Option<ProviderSession>) -> Option<ProviderEvent> {
+    match provider {
+        Some(provider) => provider.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl CallSession {
+    async fn send(&mut self, message: ServerMessage) {
+        // The client may be gone; the call still ends properly without it.
+        let _ = self.server.send(message).await;
+    }
+
+    fn end(&mut self, reason: EndReason, error: Option<String>) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending { reason, error });
+        }
+    }
+
+    fn offset_ms(&self) -> i64 {
+        self.answered.map_or(0, |(at, _)| at.elapsed().as_millis() as i64)
+    }
+
+    // --- the caller's client -----------------------------------------------------------
+
+    async fn handle_client(&mut self, input: Option<ClientInput>) {
+        let message = match input {
+            Some(ClientInput::Message(message)) => message,
+            Some(ClientInput::Gone) | None => return self.end(EndReason::CallerHangup, None),
+        };
+        match message {
+            ClientMessage::Offer { sdp } => self.handle_offer(&sdp).await,
+            ClientMessage::Candidate { candidate } => {
+                let Some(edge) = &mut self.edge else {
+                    return self.client_error("invalid_message", "send the offer before candidates").await;
+                };
+                let candidate = candidate.unwrap_or_else(|| IceCandidate::end_of_candidates(Some("0".into()), None));
+                if let Err(err) = edge.add_candidate(candidate).await {
+                    tracing::debug!(error = %err, "ignored a remote candidate");
+                }
+            }
+            ClientMessage::Mute { muted } => {
+                self.muted = muted;
+                tracing::debug!(muted, "caller mute changed");
+            }
+            ClientMessage::End => self.end(EndReason::CallerHangup, None),
+        }
+    }
+
+    async fn client_error(&mut self, code: &'static str, message: &str) {
+        self.send(ServerMessage::Error { code, message: message.to_owned(), retryable: false }).await;
+    }
+
+    async fn handle_offer(&mut self, sdp: &str) {
+        if self.edge.is_some() {
+            return self.client_error("invalid_message", "an offer was already received").await;
+        }
+        let (input, output) = (self.input_rate, self.pacer.rate());
+        match WebRtcEdge::answer(&self.deps.signaling, sdp, input, output).await {
+            Ok((edge, answer)) => {
+                self.edge = Some(edge);
+                self.send(ServerMessage::Answer { sdp: answer }).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not answer the caller's offer");
+                self.send(ServerMessage::Error {
+                    code: "invalid_offer",
+                    message: "The call could not be set up with this browser's audio settings.".into(),
+                    retryable: true,
+                })
+                .await;
+                self.end(EndReason::Error, Some(format!("offer refused: {err}")));
+            }
+        }
+    }
+
+    // --- the caller's media ---------------------------------------------------------
+
+    async fn handle_peer(&mut self, event: Option<PeerEvent>) {
+        match event {
+            Some(PeerEvent::LocalCandidate(candidate)) => {
+                let candidate = (!candidate.is_end_of_candidates()).then_some(candidate);
+                self.send(ServerMessage::Candidate { candidate }).await;
+            }
+            Some(PeerEvent::Connected) => {
+                self.peer_connected = true;
+                tracing::info!("caller media connected");
+                self.maybe_activate().await;
+            }
+            Some(PeerEvent::Rtp(rtp)) => {
+                if let Some(edge) = &mut self.edge {
+                    edge.receive(&rtp, Instant::now());
+                }
+                self.forward_caller_audio().await;
+            }
+            Some(PeerEvent::Lost { reason }) => {
+                tracing::info!(?reason, "caller media lost");
+                self.end(EndReason::NetworkLost, Some(format!("{reason:?}")));
+            }
+            Some(PeerEvent::Closed) | None => self.end(EndReason::NetworkLost, Some("the peer connection closed".into())),
+            Some(_) => {}
+        }
+    }
+
+    /// Runs the caller's decoded frames through the local VAD and on to the provider.
+    async fn forward_caller_audio(&mut self) {
+        let Some(edge) = &mut self.edge else { return };
+        let frame_len = edge.input_frame();
+        let (frames, arrivals) = edge.take_frames();
+        for (frame, arrival) in frames.chunks_exact(frame_len).zip(arrivals.iter().copied()) {
+            if self.vad.process(frame) == Some(VadEvent::SpeechStarted) {
+                let audible = !self.pacer.is_idle();
+                let action = self.barge_in.handle_local_speech(audible, Instant::now());
+                self.apply_barge_in(action).await;
+            }
+            if self.phase != Phase::Active || self.muted {
+                continue;
+            }
+            let Some(provider) = &self.provider else { continue };
+            self.pcm_bytes.clear();
+            media::pcm16::samples_to_le_bytes(frame, &mut self.pcm_bytes);
+            let command = ProviderCommand::Audio { pcm: self.pcm_bytes.clone(), arrival };
+            if provider.commands.try_send(command).is_err() {
+                tracing::warn!("provider is not keeping up: dropped a caller frame");
+            }
+        }
+        if let Some(edge) = &mut self.edge {
+            edge.restore(frames, arrivals);
+        }
+    }
+
+    // --- the provider ---------------------------------------------------------------
+
+    async fn handle_provider_connected(&mut self, result: Result<Result<ProviderSession, ProviderError>, tokio::task::JoinError>) {
+        match result {
+            Ok(Ok(provider)) => {
+                tracing::info!("provider session ready");
+                self.provider = Some(provider);
+                self.maybe_activate().await;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "provider unavailable");
+                self.send(ServerMessage::Error {
+                    code: "provider_unavailable",
+                    message: "The voice service is not reachable right now. Please try again in a moment.".into(),
+                    retryable: true,
+                })
+                .await;
+                self.end(EndReason::ProviderError, Some(err.to_string()));
+            }
+            Err(err) => self.end(EndReason::Error, Some(format!("provider task failed: {err}"))),
+        }
+    }
+
+    async fn maybe_activate(&mut self) {
+        if self.phase != Phase::Connecting || !self.peer_connected || self.provider.is_none() {
+            return;
+        }
+        self.phase = Phase::Active;
+        let answered_at = now_ms();
+        self.answered = Some((Instant::now(), answered_at));
+        self.recorder.record(Record::Active { answered_at }).await;
+        tracing::info!("call active");
+        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None }).await;
+        if !self.setup.greeting.trim().is_empty() {
+            self.command(ProviderCommand::Say { text: self.setup.greeting.clone() }).await;
+        }
+    }
+
+    async fn command(&mut self, command: ProviderCommand) {
+        if let Some(provider) = &self.provider {
+            let _ = provider.commands.send(command).await;
+        }
+    }
+
+    async fn handle_provider(&mut self, event: Option<ProviderEvent>) {
+        let Some(event) = event else {
+            self.provider = None;
+            return self.provider_failed("the provider session ended").await;
+        };
+        match event {
+            ProviderEvent::Audio { item_id, pcm, received } => {
+                if self.interrupted.contains(&item_id) {
+                    return;
+                }
+                let ms = self.pacer.rate().samples_to_ms(pcm.len() as u64);
+                self.transcript.agent_audio(&item_id, ms);
+                if self.pacer.is_idle() && self.outbound_pending.is_none() {
+                    self.outbound_pending = Some(received);
+                }
+                self.pacer.push(ItemKey::new(&item_id), &pcm);
+            }
+            ProviderEvent::AudioDone { item_id } => {
+                self.audio_done.insert(item_id.clone());
+                let line = self.transcript.agent_audio_done(&item_id);
+                self.store_line(line).await;
+            }
+            ProviderEvent::SpeechStarted => {
+                let audible = !self.pacer.is_idle();
+                let action = self.barge_in.handle_provider_speech(audible);
+                self.apply_barge_in(action).await;
+                self.set_speaking(Who::User).await;
+            }
+            ProviderEvent::SpeechStopped => {
+                if self.speaking == Who::User {
+                    self.set_speaking(Who::None).await;
+                }
+            }
+            ProviderEvent::UserTranscript { item_id, text, is_final } => {
+                if text.is_empty() && is_final {
+                    return;
+                }
+                self.send(ServerMessage::Transcript { role: TranscriptRole::User, text: text.clone(), is_final, item_id: item_id.to_string() })
+                    .await;
+                if is_final {
+                    let line = FinalLine { role: TranscriptRole::User, text, item_id: Some(item_id.to_string()), offset_ms: self.offset_ms() };
+                    let line = self.transcript.line(line);
+                    self.recorder.record(Record::Line(line)).await;
+                }
+            }
+            ProviderEvent::AgentTranscript { item_id, text, is_final } => {
+                if self.interrupted.contains(&item_id) {
+                    return;
+                }
+                if !is_final {
+                    self.send(ServerMessage::Transcript { role: TranscriptRole::Agent, text: text.clone(), is_final: false, item_id: item_id.to_string() })
+                        .await;
+                }
+                let line = self.transcript.agent_text(&item_id, &text, is_final);
+                self.store_line(line).await;
+            }
+            ProviderEvent::Interrupted => {
+                let action = self.barge_in.handle_provider_interrupted();
+                self.apply_barge_in(action).await;
+            }
+            ProviderEvent::ResponseDone { .. } => {}
+            ProviderEvent::ToolCall { call_id, name, .. } => {
+                tracing::warn!(tool = %name, "the agent called a tool this call does not offer");
+                let output = serde_json::json!({"error": format!("no tool named {name} is available")}).to_string();
+                self.command(ProviderCommand::ToolResult { call_id, name, output }).await;
+            }
+            ProviderEvent::ToolCallsCancelled { .. } => {}
+            ProviderEvent::Error { code, message } => {
+                tracing::warn!(%code, %message, "provider error (the session goes on)");
+            }
+            ProviderEvent::Closed { reason, expected } => {
+                self.provider = None;
+                if !expected {
+                    self.provider_failed(&reason).await;
+                }
+            }
+        }
+    }
+
+    async fn provider_failed(&mut self, reason: &str) {
+        if self.ending.is_some() {
+            return;
+        }
+        tracing::warn!(%reason, "provider session lost");
+        self.send(ServerMessage::Error {
+            code: "provider_unavailable",
+            message: "The connection to the voice service was lost.".into(),
+            retryable: true,
+        })
+        .await;
+        self.end(EndReason::ProviderError, Some(reason.to_owned()));
+    }
+
+    async fn store_line(&mut self, line: Option<FinalLine>) {
+        let Some(line) = line else { return };
+        self.send(ServerMessage::Transcript {
+            role: line.role,
+            text: line.text.clone(),
+            is_final: true,
+            item_id: line.item_id.clone().unwrap_or_default(),
+        })
+        .await;
+        let line = self.transcript.line(line);
+        self.recorder.record(Record::Line(line)).await;
+    }
+
+    async fn apply_barge_in(&mut self, action: BargeInAction) {
+        if action != BargeInAction::Interrupt {
+            return;
+        }
+        let Some(played) = self.pacer.clear() else { return };
+        let item: Arc<str> = played.item.as_str().into();
+        self.interrupted.insert(item.clone());
+        self.outbound_pending = None;
+        tracing::info!(item = %item, played_ms = played.played_ms, dropped_ms = played.dropped_ms, "caller barged in");
+        if played.dropped_ms > 0 && played.played_ms > 0 {
+            self.command(ProviderCommand::Truncate { item_id: item.clone(), audio_end_ms: u64::from(played.played_ms) }).await;
+        }
+        let line = self.transcript.agent_interrupted(&item, u64::from(played.played_ms));
+        self.store_line(line).await;
+        self.playing = None;
+    }
+
+    async fn set_speaking(&mut self, who: Who) {
+        if self.speaking != who {
+            self.speaking = who;
+            self.send(ServerMessage::Speaking { who }).await;
+        }
+    }
+
+    // --- the frame clock ---------------------------------------------------------------
+
+    /// One 20 ms tick: conceal late caller packets, end an unconfirmed barge-in hold, send
+    /// the next agent frame. True when the clock should be re-phased.
+    async fn handle_tick(&mut self, scheduled: Instant) -> bool {
+        let now = Instant::now();
+        if let Some(edge) = &mut self.edge {
+            edge.poll(now);
+        }
+        self.forward_caller_audio().await;
+        let action = self.barge_in.poll(now);
+        self.apply_barge_in(action).await;
+        let late = now.duration_since(scheduled) >= FRAME;
+        self.send_frame(now, late).await;
+        false
+    }
+
+    /// Agent audio arrived while nothing was playing: send its first frame now rather
+    /// than at the next tick.
+    fn take_kick(&mut self) -> bool {
+        self.outbound_pending.is_some() && !self.barge_in.is_paused() && self.peer_connected && self.ending.is_none()
+    }
+
+    async fn send_frame(&mut self, now: Instant, late: bool) {
+        if !self.peer_connected {
+            return;
+        }
+        let frame = if self.barge_in.is_paused() {
+            self.frame.fill(0);
+            PacedFrame::Silence
+        } else {
+            self.pacer.next_frame(&mut self.frame)
+        };
+        // Starting agent audio early (see `take_kick`) runs the RTP timeline ahead of the
+        // wall clock; skipping a silent frame gives that time back, so the caller's jitter
+        // buffer never sees the sender's clock drift.
+        let timeline = self.rtp_origin.map(|origin| origin + FRAME * self.rtp_frames);
+        if frame.is_silence() && timeline.is_some_and(|t| t.saturating_duration_since(now) >= FRAME) {
+            return self.after_frame(&frame).await;
+        }
+        let Some(edge) = &mut self.edge else { return };
+        match edge.send(&self.frame).await {
+            Ok(true) => {
+                crate::metrics::frame_sent(late);
+                self.rtp_origin.get_or_insert(now);
+                self.rtp_frames += 1;
+                if !frame.is_silence() {
+                    if let Some(received) = self.outbound_pending.take() {
+                        crate::metrics::outbound_latency(received.elapsed());
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::debug!(error = %err, "could not send an agent frame"),
+        }
+        self.after_frame(&frame).await;
+    }
+
+    /// Bookkeeping after a frame: which agent item is audible, whether one finished.
+    async fn after_frame(&mut self, frame: &PacedFrame) {
+        let current = frame.item().cloned();
+        if current.as_ref().map(ItemKey::as_str) == self.playing.as_ref().map(ItemKey::as_str) {
+            return;
+        }
+        if let Some(previous) = self.playing.take() {
+            let item: Arc<str> = previous.as_str().into();
+            if self.audio_done.contains(&item) {
+                let line = self.transcript.agent_played_out(&item);
+                self.store_line(line).await;
+            }
+        }
+        match &current {
+            Some(item) => {
+                let offset = self.offset_ms();
+                self.transcript.agent_started(&Arc::from(item.as_str()), offset);
+                self.set_speaking(Who::Agent).await;
+            }
+            None => {
+                if self.speaking == Who::Agent {
+                    self.set_speaking(Who::None).await;
+                }
+            }
+        }
+        self.playing = current;
+    }
+
+    // --- the end ------------------------------------------------------------------------
+
+    async fn finish(mut self) {
+        let Ending { reason, error } = self.ending.take().unwrap_or(Ending { reason: EndReason::Error, error: None });
+        for line in self.transcript.flush() {
+            self.store_line(Some(line)).await;
+        }
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.commands.send(ProviderCommand::Close).await;
+        }
+        if let Some(edge) = &mut self.edge {
+            let stats = edge.stats();
+            tracing::info!(received = stats.received, lost = stats.lost, late = stats.late, jitter_ms = stats.jitter_ms, "caller media stats");
+            edge.close().await;
+        }
+        let ended_at = now_ms();
+        let duration_ms = self.answered.map_or(0, |(_, at)| ended_at - at);
+        let CallSession { recorder, server, .. } = self;
+        recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
+        recorder.finish().await;
+        tracing::info!(reason = %reason, duration_ms, error = error.as_deref().unwrap_or(""), "call ended");
+        crate::metrics::call_ended(reason.as_str());
+        let _ = server.send(ServerMessage::State { state: WidgetState::Ended, reason: Some(reason), duration_ms: Some(duration_ms) }).await;
+    }
+}

@@ -1,0 +1,178 @@
+//! The echo provider: no AI and no network. It listens with an energy VAD and, when the
+//! caller stops talking, plays their utterance back. The greeting and other spoken texts
+//! become a short chime (it cannot synthesise speech) with the text in the transcript.
+//! Useful for demos without an API key and for checking a caller's audio path end to end.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use media::{EnergyVad, SampleRate, VadConfig, VadEvent};
+use tokio::sync::mpsc;
+
+use super::{ProviderCommand, ProviderEvent, ProviderSession, SessionSpec};
+
+const RATE: SampleRate = SampleRate::Hz24000;
+/// Longest utterance kept for playback.
+const MAX_RECORDING_MS: usize = 15_000;
+/// Agent audio is handed over in chunks of this length, like a real provider's deltas.
+const CHUNK_MS: usize = 100;
+
+/// Starts an echo session.
+pub fn start(spec: &SessionSpec) -> ProviderSession {
+    let (commands_tx, commands_rx) = mpsc::channel(256);
+    let (events_tx, events_rx) = mpsc::channel(256);
+    let vad = EnergyVad::new(VadConfig::from_threshold(spec.vad_threshold as f32));
+    tokio::spawn(run(commands_rx, events_tx, vad));
+    ProviderSession { commands: commands_tx, events: events_rx, input_rate: RATE, output_rate: RATE }
+}
+
+async fn run(mut commands: mpsc::Receiver<ProviderCommand>, events: mpsc::Sender<ProviderEvent>, mut vad: EnergyVad) {
+    let mut recording: Vec<i16> = Vec::new();
+    let mut turn = 0u32;
+    let mut samples = Vec::with_capacity(RATE.samples_per_frame());
+    while let Some(command) = commands.recv().await {
+        let out = match command {
+            ProviderCommand::Audio { pcm, .. } => {
+                samples.clear();
+                samples.extend(pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+                let event = vad.process(&samples);
+                if vad.is_speaking() && recording.len() < MAX_RECORDING_MS * RATE.samples_per_ms() {
+                    recording.extend_from_slice(&samples);
+                }
+                match event {
+                    Some(VadEvent::SpeechStarted) => vec![ProviderEvent::SpeechStarted],
+                    Some(VadEvent::SpeechStopped) => {
+                        turn += 1;
+                        let seconds = recording.len() as f64 / f64::from(RATE.hz());
+                        let user: Arc<str> = format!("echo_user_{turn}").into();
+                        let agent: Arc<str> = format!("echo_agent_{turn}").into();
+                        let mut out = vec![
+                            ProviderEvent::SpeechStopped,
+                            ProviderEvent::UserTranscript {
+                                item_id: user,
+                                text: format!("({seconds:.1} seconds of speech)"),
+                                is_final: true,
+                            },
+                        ];
+                        out.extend(speak(agent, std::mem::take(&mut recording), "Here is what you said."));
+                        out
+                    }
+                    None => vec![],
+                }
+            }
+            ProviderCommand::Say { text } => {
+                turn += 1;
+                speak(format!("echo_say_{turn}").into(), chime(), &text)
+            }
+            ProviderCommand::Close => break,
+            ProviderCommand::Truncate { .. } | ProviderCommand::CancelResponse | ProviderCommand::ToolResult { .. } => vec![],
+        };
+        for event in out {
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = events.send(ProviderEvent::Closed { reason: "closed by the gateway".into(), expected: true }).await;
+}
+
+/// The events of one spoken agent item: audio in chunks, then its transcript.
+fn speak(item_id: Arc<str>, audio: Vec<i16>, text: &str) -> Vec<ProviderEvent> {
+    let now = Instant::now();
+    let mut out: Vec<ProviderEvent> = audio
+        .chunks(CHUNK_MS * RATE.samples_per_ms())
+        .map(|chunk| ProviderEvent::Audio { item_id: item_id.clone(), pcm: chunk.to_vec(), received: now })
+        .collect();
+    out.push(ProviderEvent::AgentTranscript { item_id: item_id.clone(), text: text.to_owned(), is_final: true });
+    out.push(ProviderEvent::AudioDone { item_id });
+    out.push(ProviderEvent::ResponseDone { status: "completed".into() });
+    out
+}
+
+/// Two soft rising tones (0.6 s) standing in for speech.
+fn chime() -> Vec<i16> {
+    let rate = f64::from(RATE.hz());
+    let mut out = Vec::new();
+    for (freq, ms) in [(660.0, 250usize), (880.0, 350usize)] {
+        let n = ms * RATE.samples_per_ms();
+        for i in 0..n {
+            let t = i as f64 / rate;
+            let envelope = (std::f64::consts::PI * i as f64 / n as f64).sin();
+            out.push((0.3 * envelope * (2.0 * std::f64::consts::PI * freq * t).sin() * f64::from(i16::MAX)) as i16);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SessionSpec {
+        SessionSpec {
+            model: "echo".into(),
+            dialect: Default::default(),
+            instructions: String::new(),
+            voice: "default".into(),
+            speed: 1.0,
+            vad_threshold: 0.5,
+            allow_interruption: true,
+            transcription: true,
+            noise_reduction: false,
+            tools: vec![],
+        }
+    }
+
+    fn frame(amplitude: f64, index: usize) -> Vec<u8> {
+        (0..RATE.samples_per_frame())
+            .flat_map(|i| {
+                let t = (index * RATE.samples_per_frame() + i) as f64 / 24_000.0;
+                ((amplitude * (2.0 * std::f64::consts::PI * 300.0 * t).sin()) as i16).to_le_bytes()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_utterance_is_played_back_after_the_caller_stops() {
+        let mut session = start(&spec());
+        for i in 0..50 {
+            session.commands.send(ProviderCommand::Audio { pcm: frame(8000.0, i), arrival: Instant::now() }).await.unwrap();
+        }
+        for i in 50..80 {
+            session.commands.send(ProviderCommand::Audio { pcm: frame(0.0, i), arrival: Instant::now() }).await.unwrap();
+        }
+        let mut played = 0;
+        let mut saw = (false, false);
+        while let Ok(Some(event)) = tokio::time::timeout(std::time::Duration::from_secs(2), session.events.recv()).await {
+            match event {
+                ProviderEvent::SpeechStarted => saw.0 = true,
+                ProviderEvent::SpeechStopped => saw.1 = true,
+                ProviderEvent::Audio { pcm, .. } => played += pcm.len(),
+                ProviderEvent::ResponseDone { .. } => break,
+                _ => {}
+            }
+        }
+        assert_eq!(saw, (true, true));
+        let ms = played / RATE.samples_per_ms();
+        assert!((800..=1100).contains(&ms), "played back about one second of speech, got {ms} ms");
+    }
+
+    #[tokio::test]
+    async fn spoken_text_becomes_a_chime_with_its_transcript() {
+        let mut session = start(&spec());
+        session.commands.send(ProviderCommand::Say { text: "Hello!".into() }).await.unwrap();
+        let mut audio = 0;
+        loop {
+            match session.events.recv().await.unwrap() {
+                ProviderEvent::Audio { pcm, .. } => audio += pcm.len(),
+                ProviderEvent::AgentTranscript { text, is_final, .. } => {
+                    assert!(is_final);
+                    assert_eq!(text, "Hello!");
+                }
+                ProviderEvent::ResponseDone { .. } => break,
+                _ => {}
+            }
+        }
+        assert_eq!(audio, 600 * 24);
+    }
+}
