@@ -234,6 +234,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_WIDGET_SESSIONS_PER_MINUTE", default_value_t = 10)]
     pub widget_sessions_per_minute: u32,
 
+    /// Seconds a widget call session (and its token) stays valid before the caller connects.
+    #[arg(long, env = "GATEWAY_WIDGET_SESSION_TTL_SECONDS", default_value_t = 86_400)]
+    pub widget_session_ttl_seconds: u64,
+
     /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
     #[arg(long, env = "GATEWAY_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,

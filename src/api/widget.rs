@@ -27,8 +27,6 @@ use crate::store::{AiModel, Call, CallSource, Chatbot, ChatbotType, EndReason, N
 use crate::time::{now_ms, rfc3339};
 use crate::voices;
 
-/// How long a session token is valid.
-pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Largest WebSocket message accepted from a client (SDP offers are a few KiB).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
 
@@ -146,7 +144,8 @@ pub async fn plan_call(state: &AppState, chatbot_id: &str, origin: Option<&str>,
 pub async fn open_session(state: &AppState, chatbot_id: &str, origin: Option<&str>, test: bool) -> ApiResult<SessionView> {
     let plan = plan_call(state, chatbot_id, origin, test).await?;
     let token = crypto::new_token("cs_");
-    let expires_at = now_ms() + SESSION_TTL.as_millis() as i64;
+    let ttl = Duration::from_secs(state.config.widget_session_ttl_seconds);
+    let expires_at = now_ms() + ttl.as_millis() as i64;
     let call = state
         .store
         .create_call(NewCall {

@@ -32,6 +32,11 @@ use crate::time::{UnixMs, now_ms};
 const FRAME: Duration = Duration::from_millis(20);
 /// How long a local barge-in hint holds playout waiting for the provider to confirm.
 const BARGE_IN_CONFIRM: Duration = Duration::from_millis(700);
+/// Speech the local VAD needs before it pauses the agent: short, because the pause is
+/// only a hint (the provider confirms or playout resumes) and every frame of it is heard.
+const BARGE_IN_MIN_SPEECH_MS: u32 = 40;
+/// Candidates kept when a client trickles them before its offer.
+const MAX_EARLY_CANDIDATES: usize = 32;
 
 /// Everything a session needs to know about its call.
 #[derive(Debug, Clone)]
@@ -72,6 +77,8 @@ struct CallSession {
     phase: Phase,
     ending: Option<Ending>,
     edge: Option<WebRtcEdge>,
+    /// Candidates that arrived before the offer, applied once the edge exists.
+    early_candidates: Vec<IceCandidate>,
     peer_connected: bool,
     provider: Option<ProviderSession>,
     input_rate: SampleRate,
@@ -113,7 +120,11 @@ pub async fn run(
         let mut session = CallSession {
             recorder: Recorder::start(deps.store.clone(), setup.call_id),
             barge_in: BargeIn::new(setup.spec.allow_interruption, BARGE_IN_CONFIRM),
-            vad: EnergyVad::new(VadConfig::from_threshold(setup.spec.vad_threshold as f32)),
+            vad: EnergyVad::new(VadConfig {
+                min_speech_ms: BARGE_IN_MIN_SPEECH_MS,
+                ..VadConfig::from_threshold(setup.spec.vad_threshold as f32)
+            }),
+            early_candidates: Vec::new(),
             pacer: Pacer::new(output_rate),
             frame: vec![0; output_rate.samples_per_frame()],
             pcm_bytes: Vec::with_capacity(input_rate.samples_per_frame() * 2),
@@ -226,10 +237,13 @@ impl CallSession {
         match message {
             ClientMessage::Offer { sdp } => self.handle_offer(&sdp).await,
             ClientMessage::Candidate { candidate } => {
-                let Some(edge) = &mut self.edge else {
-                    return self.client_error("invalid_message", "send the offer before candidates").await;
-                };
                 let candidate = candidate.unwrap_or_else(|| IceCandidate::end_of_candidates(Some("0".into()), None));
+                let Some(edge) = &mut self.edge else {
+                    if self.early_candidates.len() < MAX_EARLY_CANDIDATES {
+                        self.early_candidates.push(candidate);
+                    }
+                    return;
+                };
                 if let Err(err) = edge.add_candidate(candidate).await {
                     tracing::debug!(error = %err, "ignored a remote candidate");
                 }
@@ -252,7 +266,12 @@ impl CallSession {
         }
         let (input, output) = (self.input_rate, self.pacer.rate());
         match WebRtcEdge::answer(&self.deps.signaling, sdp, input, output).await {
-            Ok((edge, answer)) => {
+            Ok((mut edge, answer)) => {
+                for candidate in std::mem::take(&mut self.early_candidates) {
+                    if let Err(err) = edge.add_candidate(candidate).await {
+                        tracing::debug!(error = %err, "ignored an early remote candidate");
+                    }
+                }
                 self.edge = Some(edge);
                 self.send(ServerMessage::Answer { sdp: answer }).await;
             }

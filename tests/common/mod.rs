@@ -150,3 +150,44 @@ pub const GPT_REALTIME: &str = "00000000-0000-4000-8000-000000000103";
 pub const GPT_4O_PREVIEW: &str = "00000000-0000-4000-8000-000000000101";
 pub const GEMINI_2_5: &str = "00000000-0000-4000-8000-000000000104";
 pub const GPT_5_2: &str = "00000000-0000-4000-8000-000000000001";
+
+/// The gateway pointed at a mock OpenAI Realtime server, quick to retry and to notice a
+/// vanished caller; plus a company with a call chatbot. Returns (app, chatbot id, admin token).
+pub async fn spawn_call_app(
+    mock: &testkit::MockOpenAiRealtime,
+    configure: impl FnOnce(&mut ServeArgs),
+) -> (TestApp, String, String) {
+    let url = format!("{}/realtime", mock.ws_base_url());
+    let app = spawn_app_with(|args| {
+        args.openai_realtime_url = url.parse().unwrap();
+        args.openai_api_key = Some("sk-test-openai".into());
+        args.provider_backoff_ms = 50;
+        args.rtc_disconnected_timeout_seconds = 2;
+        args.widget_sessions_per_minute = 1000;
+        configure(args);
+    })
+    .await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    (app, bot, admin)
+}
+
+impl TestApp {
+    /// `POST /api/widget/call/session` for a chatbot, from an origin.
+    pub async fn open_session(&self, chatbot: &str, origin: Option<&str>) -> Reply {
+        let mut request = self.http.post(format!("{}/api/widget/call/session", self.base)).json(&serde_json::json!({"chatbotId": chatbot}));
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
+    }
+
+    /// Changes a chatbot's call settings (as its company admin).
+    pub async fn set_call_settings(&self, chatbot: &str, admin: &str, settings: Value) {
+        let reply = self.patch(&format!("/api/company/chatbots/{chatbot}/call-settings"), admin, None, settings).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+}

@@ -21,6 +21,7 @@
 //! dropped (or on `shutdown().await`).
 
 pub mod audio;
+pub mod caller;
 pub mod energy_vad;
 pub mod fixtures;
 pub mod mock_gemini_live;
@@ -41,6 +42,7 @@ mod fixture_replay_tests;
 #[cfg(test)]
 mod test_client;
 
+pub use caller::{Caller, Heard, utterance};
 pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
 pub use mock_graph::{GraphConfig, GraphPhoneNumber, MockGraph};
 pub use mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
