@@ -2,10 +2,14 @@
 //!
 //! - `admin`: master admins (companies, AI models)
 //! - `company`: company admins (chatbots and their settings, integration accounts)
+//! - `calls`: company admins' test calls and call history
+//! - `assets`: the widget's files, the Test Call page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
 //! - `health`: `/healthz`, `/metrics` and the OpenAPI document
 
 pub mod admin;
+pub mod assets;
+pub mod calls;
 pub mod company;
 pub mod error;
 pub mod health;
@@ -37,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .merge(company::router())
         .merge(integrations::router())
         .merge(widget::router())
+        .merge(calls::router())
+        .merge(assets::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -40,6 +40,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/widget/call/session", post(create_session))
         .route("/api/widget/call/{id}/end", post(end_call))
         .route("/api/widget/call/{id}/ws", get(call_socket))
+        .route("/api/widget/call/{id}/rating", post(rate_call))
+        .route("/api/widget/chatbots/{id}", get(chatbot_config))
         .layer(cors)
 }
 
@@ -185,6 +187,141 @@ pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
         servers.push(IceServerView { urls: turn, username: config.turn_username.clone(), credential: config.turn_credential.clone() });
     }
     servers
+}
+
+/// What the widget needs to render a chatbot's buttons, and nothing more.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetConfig {
+    pub chatbot_id: ChatbotId,
+    pub chatbot_type: ChatbotType,
+    pub title: String,
+    pub chat: ChatConfig,
+    /// Null for chat chatbots.
+    pub call: Option<CallConfig>,
+}
+
+/// The chat widget's basics.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatConfig {
+    pub position: crate::settings::WidgetPosition,
+    pub primary_color: String,
+    pub welcome_message: String,
+    pub chat_button_icon: String,
+}
+
+/// The call button and call interface.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct CallConfig {
+    /// Whether a call can be placed now; when false the button shows "Voice calls
+    /// temporarily unavailable".
+    pub available: bool,
+    /// `calls_disabled` or `voice_unavailable` when not available.
+    pub unavailable_reason: Option<&'static str>,
+    pub button_icon: String,
+    pub button_text: String,
+    pub button_color: String,
+    pub visualizer_style: crate::settings::VisualizerStyle,
+    pub show_call_duration: bool,
+    pub show_live_transcript: bool,
+    pub welcome_message: String,
+    /// `getUserMedia` audio constraints.
+    pub audio: AudioConstraints,
+    /// Who answers: `openai`, `google` or `echo`.
+    pub provider: Option<&'static str>,
+    /// The echo provider answers (it plays the caller back; no AI): say so on screen.
+    pub echo_mode: bool,
+}
+
+/// Microphone processing the browser should apply.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioConstraints {
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub auto_gain_control: bool,
+}
+
+async fn chatbot_config(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<WidgetConfig>> {
+    let chatbot_id: ChatbotId = path_id(&id, "chatbot")?;
+    let chatbot = state.store.chatbot_for_widget(chatbot_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !chatbot.settings.widget.allows_origin(origin) && origin.is_some() {
+        return Err(ApiError::forbidden("this chatbot's widget is not allowed on this site").with_code("origin_not_allowed"));
+    }
+    let widget = &chatbot.settings.widget;
+    let call = if chatbot.chatbot_type == ChatbotType::Call {
+        let plan = plan_call(&state, &id, None, true).await;
+        let (available, reason, provider) = match &plan {
+            Ok(plan) => (true, None, Some(plan.model.provider.as_str())),
+            Err(err) if err.code == "calls_disabled" => (false, Some("calls_disabled"), None),
+            Err(err) if err.code == "voice_unavailable" => (false, Some("voice_unavailable"), None),
+            Err(err) if err.code == "internal" => return Err(ApiError::internal("planning a call failed")),
+            Err(_) => (false, Some("voice_unavailable"), None),
+        };
+        let settings = &chatbot.settings.call;
+        Some(CallConfig {
+            available,
+            unavailable_reason: reason,
+            button_icon: widget.call_button_icon.clone(),
+            button_text: widget.call_button_text.clone(),
+            button_color: widget.call_button_color.clone(),
+            visualizer_style: widget.visualizer_style,
+            show_call_duration: widget.show_call_duration,
+            show_live_transcript: widget.show_live_transcript,
+            welcome_message: widget.call_welcome_message.clone(),
+            audio: AudioConstraints {
+                echo_cancellation: settings.echo_cancellation,
+                noise_suppression: settings.noise_suppression,
+                auto_gain_control: settings.auto_gain_control,
+            },
+            provider,
+            echo_mode: provider == Some("echo"),
+        })
+    } else {
+        None
+    };
+    Ok(Json(WidgetConfig {
+        chatbot_id,
+        chatbot_type: chatbot.chatbot_type,
+        title: widget.title.clone(),
+        chat: ChatConfig {
+            position: widget.position,
+            primary_color: widget.primary_color.clone(),
+            welcome_message: widget.welcome_message.clone(),
+            chat_button_icon: widget.chat_button_icon.clone(),
+        },
+        call,
+    }))
+}
+
+/// Body of `POST /api/widget/call/{id}/rating`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatingBody {
+    token: String,
+    rating: i64,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn rate_call(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<RatingBody>) -> ApiResult<StatusCode> {
+    let call = call_with_token(&state, &id, &body.token).await?;
+    if !(1..=5).contains(&body.rating) {
+        return Err(ApiError::invalid("rating", "must be 1 to 5"));
+    }
+    let comment = body.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > 1000) {
+        return Err(ApiError::invalid("comment", "must be at most 1000 characters"));
+    }
+    if !call.status.is_final() {
+        return Err(ApiError::conflict("call_not_ended", "a call can be rated once it has ended"));
+    }
+    state.store.rate_call(call.id, body.rating, comment).await?;
+    tracing::info!(call_id = %call.id, rating = body.rating, "call rated");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Body of `POST /api/widget/call/{id}/end`.

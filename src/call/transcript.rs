@@ -19,9 +19,11 @@ pub fn cut_to_played(text: &str, played_ms: u64, total_ms: u64) -> String {
     let chars = text.chars().count();
     let keep = (chars as u64 * played_ms / total_ms) as usize;
     let prefix: String = text.chars().take(keep).collect();
-    // Do not end inside a word.
+    // Do not end inside a word: unless the cut falls on a word boundary, drop the partial word.
+    let at_boundary = text.chars().nth(keep).is_none_or(char::is_whitespace);
     let cut = match prefix.rfind(char::is_whitespace) {
-        Some(i) if keep < chars => prefix[..i].trim_end().to_owned(),
+        Some(i) if !at_boundary => prefix[..i].trim_end().to_owned(),
+        None if !at_boundary => String::new(),
         _ => prefix.trim_end().to_owned(),
     };
     if cut.is_empty() { String::new() } else { format!("{cut}…") }

@@ -27,6 +27,12 @@ pub fn start(spec: &SessionSpec) -> ProviderSession {
 }
 
 async fn run(mut commands: mpsc::Receiver<ProviderCommand>, events: mpsc::Sender<ProviderEvent>, mut vad: EnergyVad) {
+    let frame = RATE.samples_per_frame();
+    // The VAD decides late (after its minimum speech) and stops late (after its hangover):
+    // keep the frames before the decision, and drop the hangover's silence at the end.
+    let preroll = vad.config().min_speech_ms as usize * RATE.samples_per_ms() + frame;
+    let hangover = vad.config().hangover_ms as usize * RATE.samples_per_ms();
+    let mut recent: std::collections::VecDeque<i16> = std::collections::VecDeque::with_capacity(preroll + frame);
     let mut recording: Vec<i16> = Vec::new();
     let mut turn = 0u32;
     let mut samples = Vec::with_capacity(RATE.samples_per_frame());
@@ -36,12 +42,22 @@ async fn run(mut commands: mpsc::Receiver<ProviderCommand>, events: mpsc::Sender
                 samples.clear();
                 samples.extend(pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
                 let event = vad.process(&samples);
-                if vad.is_speaking() && recording.len() < MAX_RECORDING_MS * RATE.samples_per_ms() {
+                if event == Some(VadEvent::SpeechStarted) {
+                    recording.extend(recent.drain(..));
                     recording.extend_from_slice(&samples);
+                } else if vad.is_speaking() || event == Some(VadEvent::SpeechStopped) {
+                    if recording.len() < MAX_RECORDING_MS * RATE.samples_per_ms() {
+                        recording.extend_from_slice(&samples);
+                    }
+                } else {
+                    recent.extend(samples.iter().copied());
+                    let excess = recent.len().saturating_sub(preroll);
+                    recent.drain(..excess);
                 }
                 match event {
                     Some(VadEvent::SpeechStarted) => vec![ProviderEvent::SpeechStarted],
                     Some(VadEvent::SpeechStopped) => {
+                        recording.truncate(recording.len().saturating_sub(hangover));
                         turn += 1;
                         let seconds = recording.len() as f64 / f64::from(RATE.hz());
                         let user: Arc<str> = format!("echo_user_{turn}").into();
@@ -154,7 +170,7 @@ mod tests {
         }
         assert_eq!(saw, (true, true));
         let ms = played / RATE.samples_per_ms();
-        assert!((800..=1100).contains(&ms), "played back about one second of speech, got {ms} ms");
+        assert!((950..=1150).contains(&ms), "played back about one second of speech, got {ms} ms");
     }
 
     #[tokio::test]

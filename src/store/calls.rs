@@ -282,7 +282,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE calls SET status = $1, end_reason = $2, ended_at = $3, \
              duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $4 - answered_at END, \
-             error_message = $5, token_hash = NULL, updated_at = $6 \
+             error_message = $5, updated_at = $6 \
              WHERE id = $7 AND status NOT IN ('completed', 'failed')",
         )
         .bind(status.as_str())
@@ -315,7 +315,7 @@ impl Store {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE calls SET status = 'failed', end_reason = 'shutdown', ended_at = $1, \
-             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $2 - answered_at END, token_hash = NULL, updated_at = $3 \
+             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $2 - answered_at END, updated_at = $3 \
              WHERE node_id = $4 AND status IN ('connecting', 'active')",
         )
         .bind(now)
@@ -416,7 +416,7 @@ mod tests {
         let ended = store.call(call.id).await.unwrap().unwrap();
         assert_eq!((ended.status, ended.end_reason), (CallStatus::Completed, Some(EndReason::CallerHangup)));
         assert_eq!(ended.duration_ms, Some(2500));
-        assert!(ended.token_hash.is_none(), "session token forgotten at the end");
+        assert!(ended.token_hash.is_some(), "the token still proves the caller, for the rating");
         let lines = store.transcript(call.id).await.unwrap();
         assert_eq!(lines.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(), vec!["Hi!", "Hello"]);
         assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());

@@ -1,0 +1,85 @@
+//! The widget's files (`/widget/v1/…`, embedded from `widget-js/src` at build time), the
+//! admin Test Call page (`/test-call`) and, with `--demo`, the demo site at `/`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rust_embed::Embed;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::demo::DEMO_COMPANY;
+use crate::store::ChatbotType;
+
+#[derive(Embed)]
+#[folder = "widget-js/src/"]
+struct WidgetFiles;
+
+#[derive(Embed)]
+#[folder = "widget-js/demo/"]
+struct DemoFiles;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/widget/v1/{*path}", get(widget_file))
+        .route("/test-call", get(test_call_page))
+        .route("/", get(demo_page))
+}
+
+/// Serves a widget file. Any origin may load it: the widget runs on customers' sites and
+/// loads its modules from here.
+async fn widget_file(Path(path): Path<String>) -> Response {
+    let Some(file) = WidgetFiles::get(&path) else {
+        return ApiError::not_found("widget file").into_response();
+    };
+    let mime = file.metadata.mimetype();
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..8]));
+    let mut response = file.data.into_owned().into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(mime) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn page(name: &str) -> Option<String> {
+    DemoFiles::get(name).and_then(|f| String::from_utf8(f.data.into_owned()).ok())
+}
+
+/// The admin Test Call page.
+async fn test_call_page(State(state): State<AppState>) -> Response {
+    match page("test-call.html") {
+        Some(html) => Html(html.replace("{{GATEWAY}}", &state.public_base)).into_response(),
+        None => ApiError::not_found("page").into_response(),
+    }
+}
+
+/// With `--demo`, a sample site with the widget embedded for the demo chatbot.
+async fn demo_page(State(state): State<AppState>) -> Response {
+    if !state.config.demo {
+        return (StatusCode::OK, Html("<!doctype html><title>Voice gateway</title><p>Voice gateway. API description: <a href=\"/api/openapi.json\">/api/openapi.json</a>.</p>")).into_response();
+    }
+    let chatbot = match demo_chatbot(&state).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return ApiError::not_found("demo chatbot").into_response(),
+        Err(err) => return err.into_response(),
+    };
+    match page("index.html") {
+        Some(html) => Html(html.replace("{{GATEWAY}}", &state.public_base).replace("{{CHATBOT_ID}}", &chatbot)).into_response(),
+        None => ApiError::not_found("page").into_response(),
+    }
+}
+
+async fn demo_chatbot(state: &AppState) -> Result<Option<String>, ApiError> {
+    let Some(company) = state.store.company_by_name(DEMO_COMPANY).await? else { return Ok(None) };
+    let bots = state.store.list_chatbots(company.id).await?;
+    Ok(bots.into_iter().find(|b| b.chatbot_type == ChatbotType::Call).map(|b| b.id.to_string()))
+}

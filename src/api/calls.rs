@@ -1,0 +1,115 @@
+//! Company admin API for calls: test calls (spec 2.7) and call history with transcripts.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::path_id;
+use super::widget::{SessionView, open_session};
+use crate::app::AppState;
+use crate::auth::CompanyAdmin;
+use crate::ids::{CallId, ChatbotId};
+use crate::store::{Call, CallSource, CallStatus, EndReason, TranscriptLine, TranscriptRole};
+use crate::time::{rfc3339, rfc3339_opt};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/company/chatbots/{id}/test-call", post(test_call))
+        .route("/api/company/calls", get(list_calls))
+        .route("/api/company/calls/{id}", get(get_call))
+}
+
+/// Opens a test call on one of the company's chatbots: the same session as the widget's,
+/// without the origin check, marked `isTest` on the call.
+async fn test_call(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<SessionView>)> {
+    let chatbot: ChatbotId = path_id(&id, "chatbot")?;
+    state.store.chatbot(admin.company_id, chatbot).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
+    let session = open_session(&state, &id, None, true).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+/// A call as the API shows it.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    id: CallId,
+    chatbot_id: ChatbotId,
+    source: CallSource,
+    status: CallStatus,
+    end_reason: Option<EndReason>,
+    is_test: bool,
+    provider: Option<String>,
+    model_id: Option<String>,
+    created_at: String,
+    answered_at: Option<String>,
+    ended_at: Option<String>,
+    duration_ms: Option<i64>,
+    rating: Option<i64>,
+    rating_comment: Option<String>,
+    error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transcript: Option<Vec<LineView>>,
+}
+
+/// A final transcript line.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct LineView {
+    seq: i64,
+    role: TranscriptRole,
+    content: String,
+    offset_ms: i64,
+}
+
+impl CallView {
+    fn new(call: Call, transcript: Option<Vec<TranscriptLine>>) -> Self {
+        Self {
+            id: call.id,
+            chatbot_id: call.chatbot_id,
+            source: call.source,
+            status: call.status,
+            end_reason: call.end_reason,
+            is_test: call.is_test,
+            provider: call.provider,
+            model_id: call.model_id,
+            created_at: rfc3339(call.created_at),
+            answered_at: rfc3339_opt(call.answered_at),
+            ended_at: rfc3339_opt(call.ended_at),
+            duration_ms: call.duration_ms,
+            rating: call.rating,
+            rating_comment: call.rating_comment,
+            error_message: call.error_message,
+            transcript: transcript.map(|lines| {
+                lines.into_iter().map(|l| LineView { seq: l.seq, role: l.role, content: l.content, offset_ms: l.offset_ms }).collect()
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// The company's most recent calls (`?limit=`, 1–200, default 50).
+async fn list_calls(admin: CompanyAdmin, State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<Json<Vec<CallView>>> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    let calls = state.store.list_calls(admin.company_id, limit).await?;
+    Ok(Json(calls.into_iter().map(|c| CallView::new(c, None)).collect()))
+}
+
+/// One call with its transcript.
+async fn get_call(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CallView>> {
+    let id: CallId = path_id(&id, "call")?;
+    let call = state.store.call_for_company(admin.company_id, id).await?.ok_or_else(|| ApiError::not_found("call"))?;
+    let transcript = state.store.transcript(id).await?;
+    Ok(Json(CallView::new(call, Some(transcript))))
+}

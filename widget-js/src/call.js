@@ -1,0 +1,1 @@
+// Placeholder: the widget is being written (issue #5).
