@@ -18,14 +18,17 @@ fn bench(c: &mut Criterion) {
         let store = gateway::store::Store::connect(&url, 1).await.expect("store");
         let company = store.create_company("Bench", &Default::default()).await.expect("company");
         let bot = store
-            .create_chatbot(company.id, gateway::store::NewChatbot {
-                name: "Voice".into(),
-                description: String::new(),
-                chatbot_type: gateway::store::ChatbotType::Call,
-                call_model_id: None,
-                instructions: String::new(),
-                settings: Default::default(),
-            })
+            .create_chatbot(
+                company.id,
+                gateway::store::NewChatbot {
+                    name: "Voice".into(),
+                    description: String::new(),
+                    chatbot_type: gateway::store::ChatbotType::Call,
+                    call_model_id: None,
+                    instructions: String::new(),
+                    settings: Default::default(),
+                },
+            )
             .await
             .expect("chatbot");
         let call = store
@@ -45,7 +48,8 @@ fn bench(c: &mut Criterion) {
             .expect("call");
         store.close().await;
         let any = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("any pool");
-        let native = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("native pool");
+        let native =
+            sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("native pool");
         (any, native, bot.id.to_string(), company.id.to_string(), call.id.to_string())
     });
 
@@ -68,7 +72,15 @@ fn bench(c: &mut Criterion) {
             seq += 1;
             let (any, call) = (&any, &call);
             async move {
-                sqlx::query(INSERT).bind(uuid::Uuid::new_v4().to_string()).bind(call).bind(seq).bind(seq).bind(seq).execute(any).await.expect("insert")
+                sqlx::query(INSERT)
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(call)
+                    .bind(seq)
+                    .bind(seq)
+                    .bind(seq)
+                    .execute(any)
+                    .await
+                    .expect("insert")
             }
         })
     });
@@ -77,7 +89,15 @@ fn bench(c: &mut Criterion) {
             seq += 1;
             let (native, call) = (&native, &call);
             async move {
-                sqlx::query(INSERT).bind(uuid::Uuid::new_v4().to_string()).bind(call).bind(seq).bind(seq).bind(seq).execute(native).await.expect("insert")
+                sqlx::query(INSERT)
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(call)
+                    .bind(seq)
+                    .bind(seq)
+                    .bind(seq)
+                    .execute(native)
+                    .await
+                    .expect("insert")
             }
         })
     });

@@ -61,7 +61,9 @@ impl App {
         match key_source {
             KeySource::Configured => {}
             _ if config.production => {
-                anyhow::bail!("--production needs GATEWAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)")
+                anyhow::bail!(
+                    "--production needs GATEWAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
+                )
             }
             KeySource::GeneratedNow | KeySource::DevelopmentFile => tracing::warn!(
                 path = %config.store.data_dir.join("encryption.key").display(),

@@ -95,16 +95,10 @@ impl FromRequestParts<AppState> for CompanyAdmin {
 /// The company a request acts on, checked against the user's memberships.
 pub async fn active_company(headers: &HeaderMap, user: &AuthUser, state: &AppState) -> Result<CompanyId, ApiError> {
     let requested = match headers.get(COMPANY_HEADER) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<CompanyId>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request("invalid_company_header", "X-Company-Id must be a company id")
-                        .with_field("X-Company-Id")
-                })?,
-        ),
+        Some(value) => Some(value.to_str().ok().and_then(|v| v.trim().parse::<CompanyId>().ok()).ok_or_else(|| {
+            ApiError::bad_request("invalid_company_header", "X-Company-Id must be a company id")
+                .with_field("X-Company-Id")
+        })?),
         None => None,
     };
     if user.role == Role::MasterAdmin {

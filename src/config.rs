@@ -33,6 +33,7 @@ pub struct Cli {
 
 /// What the binary should do.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up; boxing buys nothing")]
 pub enum Command {
     /// Run the gateway (the default).
     Serve(ServeArgs),
@@ -363,7 +364,15 @@ mod tests {
     #[test]
     fn user_create_takes_role_and_companies() {
         let cli = Cli::try_parse_from([
-            "gateway", "user", "create", "--email", "a@b.c", "--role", "company_admin", "--company", "x",
+            "gateway",
+            "user",
+            "create",
+            "--email",
+            "a@b.c",
+            "--role",
+            "company_admin",
+            "--company",
+            "x",
         ])
         .unwrap();
         let Some(Command::User(UserCommand::Create(args))) = cli.command else { panic!() };

@@ -88,10 +88,7 @@ impl Sealer {
     pub fn new(current: &str, previous: &[&str]) -> Result<Self, CryptoError> {
         Ok(Self {
             current: SealingKey::from_base64(current)?,
-            previous: previous
-                .iter()
-                .map(|k| SealingKey::from_base64(k))
-                .collect::<Result<_, _>>()?,
+            previous: previous.iter().map(|k| SealingKey::from_base64(k)).collect::<Result<_, _>>()?,
         })
     }
 
@@ -102,9 +99,8 @@ impl Sealer {
         previous: Option<&str>,
         data_dir: &Path,
     ) -> anyhow::Result<(Self, KeySource)> {
-        let previous: Vec<&str> = previous
-            .map(|p| p.split(',').map(str::trim).filter(|k| !k.is_empty()).collect())
-            .unwrap_or_default();
+        let previous: Vec<&str> =
+            previous.map(|p| p.split(',').map(str::trim).filter(|k| !k.is_empty()).collect()).unwrap_or_default();
         if let Some(key) = configured.filter(|k| !k.trim().is_empty()) {
             return Ok((Self::new(key, &previous)?, KeySource::Configured));
         }

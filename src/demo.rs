@@ -20,18 +20,22 @@ pub async fn ensure_demo(state: &AppState) -> anyhow::Result<()> {
         }
     };
     let models = store.list_models(true).await?;
-    let wanted = if state.config.openai_api_key.is_some() { (Provider::OpenAi, "gpt-realtime") } else { (Provider::Echo, "echo") };
+    let wanted = if state.config.openai_api_key.is_some() {
+        (Provider::OpenAi, "gpt-realtime")
+    } else {
+        (Provider::Echo, "echo")
+    };
     let model = models.iter().find(|m| (m.provider, m.model_id.as_str()) == wanted && m.usable_for_calls());
     let bots = store.list_chatbots(company.id).await?;
     let bot = match bots.into_iter().find(|b| b.chatbot_type == ChatbotType::Call) {
         Some(mut bot) => {
             // Follow the key: a demo started later with OPENAI_API_KEY switches to OpenAI.
-            if let Some(model) = model {
-                if bot.call_model_id != Some(model.id) {
-                    bot.call_model_id = Some(model.id);
-                    bot.settings.call.voice = crate::voices::default_voice(model).to_owned();
-                    store.update_chatbot(&bot).await?;
-                }
+            if let Some(model) = model
+                && bot.call_model_id != Some(model.id)
+            {
+                bot.call_model_id = Some(model.id);
+                bot.settings.call.voice = crate::voices::default_voice(model).to_owned();
+                store.update_chatbot(&bot).await?;
             }
             bot
         }
@@ -42,14 +46,18 @@ pub async fn ensure_demo(state: &AppState) -> anyhow::Result<()> {
                 settings.call.voice = crate::voices::default_voice(model).to_owned();
             }
             store
-                .create_chatbot(company.id, NewChatbot {
-                    name: "Demo Voice Agent".to_owned(),
-                    description: "Answers calls on the demo page".to_owned(),
-                    chatbot_type: ChatbotType::Call,
-                    call_model_id: model.map(|m| m.id),
-                    instructions: "You are the friendly voice support agent of Demo Company. Keep answers short.".to_owned(),
-                    settings,
-                })
+                .create_chatbot(
+                    company.id,
+                    NewChatbot {
+                        name: "Demo Voice Agent".to_owned(),
+                        description: "Answers calls on the demo page".to_owned(),
+                        chatbot_type: ChatbotType::Call,
+                        call_model_id: model.map(|m| m.id),
+                        instructions: "You are the friendly voice support agent of Demo Company. Keep answers short."
+                            .to_owned(),
+                        settings,
+                    },
+                )
                 .await?
         }
     };

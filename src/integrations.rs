@@ -99,9 +99,7 @@ fn invalid(field: &'static str, message: &str) -> FieldError {
 pub fn normalize_e164(text: &str) -> Option<String> {
     let cleaned: String = text.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
     let digits = cleaned.strip_prefix('+')?;
-    let ok = (7..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0');
+    let ok = (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
     ok.then_some(cleaned)
 }
 
@@ -144,7 +142,8 @@ fn check_description(text: &str) -> Result<(), FieldError> {
 impl IntegrationInput {
     /// Validates a create request.
     pub fn validate_new(&self) -> Result<ValidatedAccount, FieldError> {
-        let account_type = self.account_type.ok_or_else(|| invalid("accountType", "is required (twilio or whatsapp)"))?;
+        let account_type =
+            self.account_type.ok_or_else(|| invalid("accountType", "is required (twilio or whatsapp)"))?;
         let name = required(&self.name, "name")?.to_owned();
         check_name(&name)?;
         let description = self.description.clone().unwrap_or_default();
@@ -215,10 +214,10 @@ impl IntegrationInput {
     /// anything that the connection test checks changed, in which case the account goes
     /// back to inactive until tested again.
     pub fn apply_patch(&self, account: &mut IntegrationAccount, secrets: &mut Secrets) -> Result<bool, FieldError> {
-        if let Some(kind) = self.account_type {
-            if kind != account.account_type {
-                return Err(invalid("accountType", "cannot be changed; create a new account instead"));
-            }
+        if let Some(kind) = self.account_type
+            && kind != account.account_type
+        {
+            return Err(invalid("accountType", "cannot be changed; create a new account instead"));
         }
         let mut reverify = false;
         if let Some(name) = &self.name {
@@ -419,7 +418,10 @@ async fn test_twilio(account: &IntegrationAccount, secrets: &Secrets, twilio: &T
         }
         Err(RestError::Api { status: 401, .. }) | Err(RestError::Api { code: 20003, .. }) => {
             checks.push(pass("connection", "Connected to Twilio"));
-            checks.push(fail("credentials", "invalid auth token: Twilio refused the Account SID and Auth Token (error 20003)"));
+            checks.push(fail(
+                "credentials",
+                "invalid auth token: Twilio refused the Account SID and Auth Token (error 20003)",
+            ));
             return checks;
         }
         Err(RestError::Api { status: 404, .. }) => {
@@ -434,9 +436,16 @@ async fn test_twilio(account: &IntegrationAccount, secrets: &Secrets, twilio: &T
         Ok(fetched) => fetched,
     };
     checks.push(pass("connection", "Successfully connected to Twilio"));
-    checks.push(pass("credentials", format!("Account SID verified and auth token validated ({})", fetched.friendly_name)));
+    checks.push(pass(
+        "credentials",
+        format!("Account SID verified and auth token validated ({})", fetched.friendly_name),
+    ));
     if fetched.status == "active" {
-        let trial = if fetched.account_type == "Trial" { " (trial account: calls are restricted to verified numbers)" } else { "" };
+        let trial = if fetched.account_type == "Trial" {
+            " (trial account: calls are restricted to verified numbers)"
+        } else {
+            ""
+        };
         checks.push(pass("account_status", format!("Account is active{trial}")));
     } else {
         checks.push(fail("account_status", format!("Account is {}, not active", fetched.status)));
@@ -446,7 +455,8 @@ async fn test_twilio(account: &IntegrationAccount, secrets: &Secrets, twilio: &T
             Some(number) if number.capabilities.voice => {
                 checks.push(pass("phone_number", format!("Phone number {} is active for voice", number.phone_number)))
             }
-            Some(number) => checks.push(fail("phone_number", format!("Phone number {} cannot receive voice calls", number.phone_number))),
+            Some(number) => checks
+                .push(fail("phone_number", format!("Phone number {} cannot receive voice calls", number.phone_number))),
             None => checks.push(fail(
                 "phone_number",
                 format!("number not owned: {} is not a phone number of this Twilio account", account.phone_number),
@@ -476,23 +486,26 @@ async fn test_whatsapp(account: &IntegrationAccount, secrets: &Secrets, graph: &
         }
         Err(RestError::Api { status: 403, message, code }) => {
             checks.push(pass("connection", "Connected to the WhatsApp Business API"));
-            checks.push(fail("access_token", format!("the access token may not use phone number {pnid}: {message} (code {code})")));
+            checks.push(fail(
+                "access_token",
+                format!("the access token may not use phone number {pnid}: {message} (code {code})"),
+            ));
         }
         Err(other) => checks.push(fail("connection", format!("the Graph API answered with an error: {other}"))),
         Ok(info) => {
             checks.push(pass("connection", "Connected to the WhatsApp Business API"));
             checks.push(pass("access_token", "Access token validated"));
-            checks.push(pass("phone_number_id", format!("Phone number id {} verified ({})", info.id, info.verified_name)));
+            checks.push(pass(
+                "phone_number_id",
+                format!("Phone number id {} verified ({})", info.id, info.verified_name),
+            ));
             let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
             if digits(&info.display_phone_number) == digits(&account.phone_number) {
                 checks.push(pass("phone_number", format!("Phone number {} matches", info.display_phone_number)));
             } else {
                 checks.push(fail(
                     "phone_number",
-                    format!(
-                        "phone number id {pnid} is {}, not {}",
-                        info.display_phone_number, account.phone_number
-                    ),
+                    format!("phone number id {pnid} is {}, not {}", info.display_phone_number, account.phone_number),
                 ));
             }
         }

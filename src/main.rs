@@ -67,12 +67,12 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 companies.push(id);
             }
             if role != Role::MasterAdmin && companies.is_empty() {
-                anyhow::bail!("{role} users belong to a company: pass --company <COMPANY_ID> (list them with GET /api/admin/companies)");
+                anyhow::bail!(
+                    "{role} users belong to a company: pass --company <COMPANY_ID> (list them with GET /api/admin/companies)"
+                );
             }
-            let user = store
-                .create_user(&args.email, args.name.as_deref(), role, &companies)
-                .await
-                .map_err(|e| match e {
+            let user =
+                store.create_user(&args.email, args.name.as_deref(), role, &companies).await.map_err(|e| match e {
                     gateway::store::StoreError::Conflict => anyhow::anyhow!("a user with e-mail {} exists", args.email),
                     other => other.into(),
                 })?;
@@ -83,7 +83,8 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Token(args) => {
             let store = connect(&args.store).await?;
-            let user = store.user_by_email(&args.email).await?.ok_or_else(|| anyhow::anyhow!("no user {}", args.email))?;
+            let user =
+                store.user_by_email(&args.email).await?.ok_or_else(|| anyhow::anyhow!("no user {}", args.email))?;
             let token = store.create_api_token(user.id, "cli").await?;
             writeln!(std::io::stdout().lock(), "{token}")?;
         }
@@ -92,7 +93,8 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,webrtc=warn,rtc=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,webrtc=warn,rtc=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -61,10 +61,8 @@ pub struct CompanyFeaturesPatch {
 impl CompanySettings {
     /// Applies a patch; absent fields keep their value.
     pub fn apply(&mut self, patch: CompanySettingsPatch) {
-        if let Some(features) = patch.features {
-            if let Some(on) = features.call_enabled {
-                self.features.call_enabled = on;
-            }
+        if let Some(on) = patch.features.and_then(|f| f.call_enabled) {
+            self.features.call_enabled = on;
         }
     }
 }
@@ -172,10 +170,22 @@ impl CallSettings {
     /// Applies everything but the model (which lives in its own column).
     pub fn apply(&mut self, patch: CallSettingsPatch) {
         apply_fields!(
-            self, patch, voice, voice_speed, greeting_message, end_call_phrase,
-            silence_timeout_seconds, max_call_duration_minutes, realtime_transcription,
-            call_recording, allow_interruption, knowledge_base_access, vad_threshold,
-            echo_cancellation, noise_suppression, auto_gain_control
+            self,
+            patch,
+            voice,
+            voice_speed,
+            greeting_message,
+            end_call_phrase,
+            silence_timeout_seconds,
+            max_call_duration_minutes,
+            realtime_transcription,
+            call_recording,
+            allow_interruption,
+            knowledge_base_access,
+            vad_threshold,
+            echo_cancellation,
+            noise_suppression,
+            auto_gain_control
         );
     }
 
@@ -309,9 +319,21 @@ impl WidgetSettings {
     /// Applies a patch; absent fields keep their value.
     pub fn apply(&mut self, patch: WidgetSettingsPatch) {
         apply_fields!(
-            self, patch, position, primary_color, title, welcome_message, chat_button_icon,
-            allowed_origins, call_button_icon, call_button_text, call_button_color,
-            visualizer_style, show_call_duration, show_live_transcript, call_welcome_message
+            self,
+            patch,
+            position,
+            primary_color,
+            title,
+            welcome_message,
+            chat_button_icon,
+            allowed_origins,
+            call_button_icon,
+            call_button_text,
+            call_button_color,
+            visualizer_style,
+            show_call_duration,
+            show_live_transcript,
+            call_welcome_message
         );
     }
 

@@ -12,9 +12,7 @@ pub fn now_ms() -> UnixMs {
 
 /// Formats a stored timestamp as RFC 3339 (UTC, millisecond precision) for API responses.
 pub fn rfc3339(ms: UnixMs) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Like [`rfc3339`] for nullable columns.

@@ -11,9 +11,35 @@ const OPENAI_GA: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", 
 const GEMINI_2_0: &[&str] = &["Puck", "Charon", "Kore", "Fenrir", "Aoede"];
 /// The current Gemini Live voice list.
 const GEMINI: &[&str] = &[
-    "Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe", "Charon", "Despina",
-    "Enceladus", "Erinome", "Fenrir", "Gacrux", "Iapetus", "Kore", "Laomedeia", "Leda", "Orus", "Pulcherrima",
-    "Puck", "Rasalgethi", "Sadachbia", "Sadaltager", "Schedar", "Sulafat", "Umbriel", "Vindemiatrix", "Zephyr",
+    "Achernar",
+    "Achird",
+    "Algenib",
+    "Algieba",
+    "Alnilam",
+    "Aoede",
+    "Autonoe",
+    "Callirrhoe",
+    "Charon",
+    "Despina",
+    "Enceladus",
+    "Erinome",
+    "Fenrir",
+    "Gacrux",
+    "Iapetus",
+    "Kore",
+    "Laomedeia",
+    "Leda",
+    "Orus",
+    "Pulcherrima",
+    "Puck",
+    "Rasalgethi",
+    "Sadachbia",
+    "Sadaltager",
+    "Schedar",
+    "Sulafat",
+    "Umbriel",
+    "Vindemiatrix",
+    "Zephyr",
     "Zubenelgenubi",
 ];
 /// The echo provider has no voice of its own; it plays the caller back.
@@ -74,7 +100,10 @@ mod tests {
     #[test]
     fn marin_is_ga_only() {
         assert!(is_valid_voice(&model(Provider::OpenAi, "gpt-realtime", Some(RealtimeDialect::Ga)), "marin"));
-        assert!(!is_valid_voice(&model(Provider::OpenAi, "gpt-4o-realtime-preview-2024-10-01", Some(RealtimeDialect::Beta)), "marin"));
+        assert!(!is_valid_voice(
+            &model(Provider::OpenAi, "gpt-4o-realtime-preview-2024-10-01", Some(RealtimeDialect::Beta)),
+            "marin"
+        ));
     }
 
     #[test]

@@ -16,7 +16,11 @@ async fn health_and_openapi_are_served() {
     assert_eq!(health.body["database"], "ok");
     let doc = app.get("/api/openapi.json", "", None).await;
     assert_eq!(doc.status, StatusCode::OK);
-    for path in ["/api/admin/companies", "/api/company/chatbots/{id}/call-settings", "/api/company/integration-accounts/{id}/test"] {
+    for path in [
+        "/api/admin/companies",
+        "/api/company/chatbots/{id}/call-settings",
+        "/api/company/integration-accounts/{id}/test",
+    ] {
         assert!(doc.body["paths"].get(path).is_some(), "{path} documented");
     }
 }
@@ -44,20 +48,39 @@ async fn master_admins_manage_companies_and_switch_calls_on() {
     assert_eq!(list.body.as_array().unwrap().len(), 1);
 
     let on = app
-        .patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"callEnabled": true}}))
+        .patch(
+            &format!("/api/admin/companies/{id}/settings"),
+            &app.master,
+            None,
+            json!({"features": {"callEnabled": true}}),
+        )
         .await;
     assert_eq!(on.status, StatusCode::OK);
     assert_eq!(on.body["settings"]["features"]["callEnabled"], true);
 
-    let bad = app.patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"callEnabled": "yes"}})).await;
+    let bad = app
+        .patch(
+            &format!("/api/admin/companies/{id}/settings"),
+            &app.master,
+            None,
+            json!({"features": {"callEnabled": "yes"}}),
+        )
+        .await;
     assert_eq!((bad.status, bad.field()), (StatusCode::UNPROCESSABLE_ENTITY, "features.callEnabled"));
-    let unknown = app.patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"fax": true}})).await;
+    let unknown = app
+        .patch(&format!("/api/admin/companies/{id}/settings"), &app.master, None, json!({"features": {"fax": true}}))
+        .await;
     assert_eq!((unknown.status, unknown.field()), (StatusCode::UNPROCESSABLE_ENTITY, "features.fax"));
     let still = app.get("/api/admin/companies", &app.master, None).await;
     assert_eq!(still.body[0]["settings"]["features"]["callEnabled"], true, "bad input changed nothing");
 
     let missing = app
-        .patch(&format!("/api/admin/companies/{}/settings", gateway::ids::CompanyId::new()), &app.master, None, json!({}))
+        .patch(
+            &format!("/api/admin/companies/{}/settings", gateway::ids::CompanyId::new()),
+            &app.master,
+            None,
+            json!({}),
+        )
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let empty_name = app.post("/api/admin/companies", &app.master, None, json!({"name": "  "})).await;
@@ -79,7 +102,14 @@ async fn only_master_admins_reach_the_admin_api() {
             let reply = app.call(method.clone(), path, token, None, Some(json!({"name": "X"}))).await;
             assert_eq!((reply.status, reply.code()), (StatusCode::FORBIDDEN, "forbidden"), "{method} {path}");
         }
-        let patch = app.patch(&format!("/api/admin/companies/{company}/settings"), token, None, json!({"features": {"callEnabled": false}})).await;
+        let patch = app
+            .patch(
+                &format!("/api/admin/companies/{company}/settings"),
+                token,
+                None,
+                json!({"features": {"callEnabled": false}}),
+            )
+            .await;
         assert_eq!(patch.status, StatusCode::FORBIDDEN);
     }
     // Support agents cannot configure the company either.
@@ -109,13 +139,25 @@ async fn ai_models_can_be_listed_by_type_added_changed_and_deleted() {
     let dup = app.post("/api/admin/ai-models", &app.master, None, body).await;
     assert_eq!((dup.status, dup.code()), (StatusCode::CONFLICT, "already_exists"));
     let bad_provider = app
-        .post("/api/admin/ai-models", &app.master, None, json!({"provider": "acme", "modelId": "x", "displayName": "X"}))
+        .post(
+            "/api/admin/ai-models",
+            &app.master,
+            None,
+            json!({"provider": "acme", "modelId": "x", "displayName": "X"}),
+        )
         .await;
     assert_eq!((bad_provider.status, bad_provider.field()), (StatusCode::UNPROCESSABLE_ENTITY, "provider"));
 
     let both = app.get("/api/admin/ai-models?type=call", &app.master, None).await;
     assert!(both.body.as_array().unwrap().iter().any(|m| m["id"] == id.as_str()), "`both` models are usable for calls");
-    let patched = app.patch(&format!("/api/admin/ai-models/{id}"), &app.master, None, json!({"isActive": false, "displayName": "Mini"})).await;
+    let patched = app
+        .patch(
+            &format!("/api/admin/ai-models/{id}"),
+            &app.master,
+            None,
+            json!({"isActive": false, "displayName": "Mini"}),
+        )
+        .await;
     assert_eq!((patched.body["isActive"].as_bool(), patched.body["displayName"].as_str()), (Some(false), Some("Mini")));
     let deleted = app.delete(&format!("/api/admin/ai-models/{id}"), &app.master, None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
@@ -141,10 +183,18 @@ async fn company_admins_manage_their_chatbots() {
     assert_eq!(chat.body["chatbotType"], "chat");
     let id = chat.body["id"].as_str().unwrap();
 
-    let refused = app.post("/api/company/chatbots", &admin, None, json!({"name": "Voice", "chatbotType": "call"})).await;
+    let refused =
+        app.post("/api/company/chatbots", &admin, None, json!({"name": "Voice", "chatbotType": "call"})).await;
     assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "calls_disabled"));
 
-    let renamed = app.patch(&format!("/api/company/chatbots/{id}"), &admin, None, json!({"name": "Helpdesk", "instructions": "Be kind."})).await;
+    let renamed = app
+        .patch(
+            &format!("/api/company/chatbots/{id}"),
+            &admin,
+            None,
+            json!({"name": "Helpdesk", "instructions": "Be kind."}),
+        )
+        .await;
     assert_eq!(renamed.body["name"], "Helpdesk");
     let one = app.get(&format!("/api/company/chatbots/{id}"), &admin, None).await;
     assert_eq!(one.body["instructions"], "Be kind.");
@@ -197,10 +247,18 @@ async fn call_settings_need_calls_enabled_and_a_call_chatbot() {
     assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "not_a_call_chatbot"));
 
     let bot = app.call_chatbot(company, &admin).await;
-    app.patch(&format!("/api/admin/companies/{company}/settings"), &app.master, None, json!({"features": {"callEnabled": false}})).await;
+    app.patch(
+        &format!("/api/admin/companies/{company}/settings"),
+        &app.master,
+        None,
+        json!({"features": {"callEnabled": false}}),
+    )
+    .await;
     let disabled = app.get(&format!("/api/company/chatbots/{bot}/call-settings"), &admin, None).await;
     assert_eq!((disabled.status, disabled.code()), (StatusCode::FORBIDDEN, "calls_disabled"));
-    let disabled = app.patch(&format!("/api/company/chatbots/{bot}/call-settings"), &admin, None, json!({"voiceSpeed": 1.2})).await;
+    let disabled = app
+        .patch(&format!("/api/company/chatbots/{bot}/call-settings"), &admin, None, json!({"voiceSpeed": 1.2}))
+        .await;
     assert_eq!(disabled.code(), "calls_disabled");
 }
 
@@ -219,9 +277,14 @@ async fn call_settings_have_spec_defaults_and_partial_patches() {
     assert_eq!(s["voice"], "alloy");
     assert!(s["availableVoices"].as_array().unwrap().iter().any(|v| v == "marin"));
 
-    let patched = app.patch(&path, &admin, None, json!({"voice": "marin", "greetingMessage": "Hello there!", "callRecording": true})).await;
+    let patched = app
+        .patch(&path, &admin, None, json!({"voice": "marin", "greetingMessage": "Hello there!", "callRecording": true}))
+        .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
-    assert_eq!((patched.body["voice"].as_str(), patched.body["greetingMessage"].as_str()), (Some("marin"), Some("Hello there!")));
+    assert_eq!(
+        (patched.body["voice"].as_str(), patched.body["greetingMessage"].as_str()),
+        (Some("marin"), Some("Hello there!"))
+    );
     assert_eq!(patched.body["silenceTimeoutSeconds"], 180, "untouched fields keep their values");
     assert_eq!(patched.body["callRecording"], true);
 
@@ -272,7 +335,10 @@ async fn widget_settings_keep_chat_and_call_options_side_by_side() {
     let bot = app.call_chatbot(company, &admin).await;
     let path = format!("/api/company/chatbots/{bot}/widget-settings");
     let got = app.get(&path, &admin, None).await;
-    assert_eq!((got.body["callButtonText"].as_str(), got.body["visualizerStyle"].as_str()), (Some("Call Us"), Some("orb")));
+    assert_eq!(
+        (got.body["callButtonText"].as_str(), got.body["visualizerStyle"].as_str()),
+        (Some("Call Us"), Some("orb"))
+    );
     assert_eq!(got.body["callButtonColor"], "#10b981");
     let patched = app
         .patch(&path, &admin, None, json!({"visualizerStyle": "wave", "callButtonColor": "#ff0000", "primaryColor": "#000000", "showCallDuration": false}))
@@ -297,7 +363,15 @@ async fn malformed_bodies_get_clear_errors() {
     let app = spawn_app().await;
     let (_, admin) = app.company_with_admin("Acme", true).await;
     let url = format!("{}/api/company/chatbots", app.base);
-    let not_json = app.http.post(&url).bearer_auth(&admin).header("content-type", "application/json").body("{oops").send().await.unwrap();
+    let not_json = app
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = not_json.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_json");

@@ -16,7 +16,8 @@ use serde_json::json;
 use testkit::{Caller, HandshakeRejection, MockOpenAiRealtime, MockReply, OpenAiRealtimeConfig, utterance};
 
 const SECOND: Duration = Duration::from_secs(1);
-const REPLY: &str = "We are open Monday through Friday from nine in the morning to five in the evening, and Saturdays until noon.";
+const REPLY: &str =
+    "We are open Monday through Friday from nine in the morning to five in the evening, and Saturdays until noon.";
 
 fn mock_config() -> OpenAiRealtimeConfig {
     OpenAiRealtimeConfig {
@@ -64,7 +65,10 @@ async fn a_caller_talks_hears_the_agent_barges_in_and_hangs_up() {
     // The caller asks; the agent answers with audio the caller hears.
     caller.say(utterance(1200)).await;
     caller.wait_until_heard(800, -50.0, 10 * SECOND).await.unwrap();
-    caller.wait_for_event(5 * SECOND, |e| e["type"] == "transcript" && e["role"] == "user" && e["final"] == true).await.unwrap();
+    caller
+        .wait_for_event(5 * SECOND, |e| e["type"] == "transcript" && e["role"] == "user" && e["final"] == true)
+        .await
+        .unwrap();
     caller.wait_for_event(5 * SECOND, |e| e["type"] == "speaking" && e["who"] == "agent").await.unwrap();
 
     // The caller talks over the agent.
@@ -75,12 +79,19 @@ async fn a_caller_talks_hears_the_agent_barges_in_and_hangs_up() {
     let heard_before = agent_audio(&caller, Instant::now() - Duration::from_secs(60), barge_in).unwrap();
     let (_, last) = agent_audio(&caller, heard_before.0, barge_in + Duration::from_millis(900)).unwrap();
     let stopped_after = last.saturating_duration_since(barge_in);
-    assert!(stopped_after <= Duration::from_millis(100), "agent audio went on for {stopped_after:?} after the caller spoke");
+    assert!(
+        stopped_after <= Duration::from_millis(100),
+        "agent audio went on for {stopped_after:?} after the caller spoke"
+    );
 
     // The truncate names what was played: the agent audio the caller actually heard.
     let truncate = mock.truncates()[0].clone();
-    let heard_ms: i64 =
-        caller.heard().iter().filter(|h| h.at >= heard_before.0 && h.at <= last + Duration::from_millis(40)).map(|h| i64::from(h.loud_ms)).sum();
+    let heard_ms: i64 = caller
+        .heard()
+        .iter()
+        .filter(|h| h.at >= heard_before.0 && h.at <= last + Duration::from_millis(40))
+        .map(|h| i64::from(h.loud_ms))
+        .sum();
     let diff = (truncate.audio_end_ms as i64 - heard_ms).abs();
     assert!(diff <= 20, "truncated at {} ms, the caller heard {heard_ms} ms", truncate.audio_end_ms);
     let agent_item = mock.responses()[0].item_id.clone();
@@ -105,14 +116,25 @@ async fn a_caller_talks_hears_the_agent_barges_in_and_hangs_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_greeting_is_spoken_when_the_call_becomes_active_and_stored() {
-    let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig { reply: MockReply::tone("Hi! How can I help?", 1200), ..mock_config() }).await;
+    let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
+        reply: MockReply::tone("Hi! How can I help?", 1200),
+        ..mock_config()
+    })
+    .await;
     let (app, bot, _) = spawn_call_app(&mock, |_| {}).await;
     let (caller, call_id) = dial(&app, &bot).await;
     caller.wait_for_state("active", 10 * SECOND).await.unwrap();
     caller.wait_until_heard(600, -50.0, 10 * SECOND).await.unwrap();
-    let line = caller.wait_for_event(5 * SECOND, |e| e["type"] == "transcript" && e["role"] == "agent" && e["final"] == true).await.unwrap();
+    let line = caller
+        .wait_for_event(5 * SECOND, |e| e["type"] == "transcript" && e["role"] == "agent" && e["final"] == true)
+        .await
+        .unwrap();
     assert_eq!(line["text"], "Hi! How can I help?");
-    let create = mock.client_events().into_iter().find(|e| e["type"] == "response.create").expect("the greeting asks for a response");
+    let create = mock
+        .client_events()
+        .into_iter()
+        .find(|e| e["type"] == "response.create")
+        .expect("the greeting asks for a response");
     assert!(create["response"]["instructions"].as_str().unwrap().contains("How can I help you today?"));
     caller.hang_up().await;
     caller.wait_for_state("ended", 5 * SECOND).await.unwrap();
@@ -155,7 +177,13 @@ async fn the_session_api_explains_every_refusal() {
     let chat_only = app.open_session(chat.body["id"].as_str().unwrap(), None).await;
     assert_eq!((chat_only.status, chat_only.code()), (StatusCode::CONFLICT, "not_a_call_chatbot"));
 
-    app.patch(&format!("/api/company/chatbots/{bot}/widget-settings"), &admin, None, json!({"allowedOrigins": ["https://shop.example.com"]})).await;
+    app.patch(
+        &format!("/api/company/chatbots/{bot}/widget-settings"),
+        &admin,
+        None,
+        json!({"allowedOrigins": ["https://shop.example.com"]}),
+    )
+    .await;
     let wrong_origin = app.open_session(&bot, Some("https://evil.example.com")).await;
     assert_eq!((wrong_origin.status, wrong_origin.code()), (StatusCode::FORBIDDEN, "origin_not_allowed"));
     let no_origin = app.open_session(&bot, None).await;
@@ -172,14 +200,21 @@ async fn the_session_api_explains_every_refusal() {
     assert_eq!((inactive.status, inactive.code()), (StatusCode::SERVICE_UNAVAILABLE, "voice_unavailable"));
     app.patch(&format!("/api/admin/ai-models/{GPT_REALTIME}"), &app.master, None, json!({"isActive": true})).await;
 
-    app.patch(&format!("/api/admin/companies/{company}/settings"), &app.master, None, json!({"features": {"callEnabled": false}})).await;
+    app.patch(
+        &format!("/api/admin/companies/{company}/settings"),
+        &app.master,
+        None,
+        json!({"features": {"callEnabled": false}}),
+    )
+    .await;
     let disabled = app.open_session(&bot, Some("https://shop.example.com")).await;
     assert_eq!((disabled.status, disabled.code()), (StatusCode::FORBIDDEN, "calls_disabled"));
 
     // Without a provider key there is no voice.
     let keyless = spawn_app().await;
     let (_, keyless_admin) = keyless.company_with_admin("Solo", true).await;
-    let keyless_bot = keyless.call_chatbot(keyless.state.store.list_companies().await.unwrap()[0].id, &keyless_admin).await;
+    let keyless_bot =
+        keyless.call_chatbot(keyless.state.store.list_companies().await.unwrap()[0].id, &keyless_admin).await;
     let unavailable = keyless.open_session(&keyless_bot, None).await;
     assert_eq!((unavailable.status, unavailable.code()), (StatusCode::SERVICE_UNAVAILABLE, "voice_unavailable"));
 }
@@ -250,7 +285,8 @@ async fn wrong_and_expired_tokens_are_refused() {
     let error = caller.wait_for_event(5 * SECOND, |e| e["type"] == "error").await.unwrap();
     assert_eq!(error["code"], "session_expired");
     caller.close().await;
-    let call = app.state.store.call(session.body["sessionId"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
+    let call =
+        app.state.store.call(session.body["sessionId"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
     assert_eq!((call.status, call.end_reason), (CallStatus::Failed, Some(EndReason::Expired)));
 
     // A session connects once.
@@ -267,7 +303,10 @@ async fn wrong_and_expired_tokens_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_provider_is_retried_then_the_call_fails_with_the_transcript_kept() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
-        faults: testkit::mock_openai_realtime::OpenAiFaults { reject_handshakes: HandshakeRejection::All, ..Default::default() },
+        faults: testkit::mock_openai_realtime::OpenAiFaults {
+            reject_handshakes: HandshakeRejection::All,
+            ..Default::default()
+        },
         ..mock_config()
     })
     .await;
@@ -305,10 +344,22 @@ async fn the_end_endpoint_hangs_up_a_live_call() {
     let caller = Caller::dial(session.body["wsUrl"].as_str().unwrap()).await.unwrap();
     caller.wait_for_state("active", 10 * SECOND).await.unwrap();
     let id = session.body["sessionId"].as_str().unwrap();
-    let wrong = app.http.post(format!("{}/api/widget/call/{id}/end", app.base)).json(&json!({"token": "cs_wrong"})).send().await.unwrap();
+    let wrong = app
+        .http
+        .post(format!("{}/api/widget/call/{id}/end", app.base))
+        .json(&json!({"token": "cs_wrong"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let token = session.body["token"].as_str().unwrap();
-    let end = app.http.post(format!("{}/api/widget/call/{id}/end", app.base)).json(&json!({"token": token})).send().await.unwrap();
+    let end = app
+        .http
+        .post(format!("{}/api/widget/call/{id}/end", app.base))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(end.status(), StatusCode::NO_CONTENT);
     assert_eq!(caller.wait_for_state("ended", 5 * SECOND).await.unwrap()["reason"], "caller_hangup");
     caller.close().await;

@@ -32,9 +32,19 @@ fn gateway(data: &std::path::Path) -> Command {
 fn help_documents_the_configuration() {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway")).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for var in ["GATEWAY_LISTEN", "GATEWAY_PUBLIC_URL", "DATABASE_URL", "GATEWAY_ENCRYPTION_KEY", "OPENAI_API_KEY",
-        "OPENAI_REALTIME_URL", "GEMINI_API_KEY", "GEMINI_LIVE_URL", "TWILIO_API_BASE_URL", "META_GRAPH_BASE_URL", "META_GRAPH_API_VERSION"]
-    {
+    for var in [
+        "GATEWAY_LISTEN",
+        "GATEWAY_PUBLIC_URL",
+        "DATABASE_URL",
+        "GATEWAY_ENCRYPTION_KEY",
+        "OPENAI_API_KEY",
+        "OPENAI_REALTIME_URL",
+        "GEMINI_API_KEY",
+        "GEMINI_LIVE_URL",
+        "TWILIO_API_BASE_URL",
+        "META_GRAPH_BASE_URL",
+        "META_GRAPH_API_VERSION",
+    ] {
         assert!(help.contains(var), "{var} missing from --help");
     }
 }
@@ -50,11 +60,18 @@ fn production_mode_refuses_to_start_without_an_encryption_key() {
 #[tokio::test]
 async fn a_new_user_starts_the_gateway_and_uses_the_api_without_secrets_leaking() {
     let data = tempfile::tempdir().unwrap();
-    let twilio = MockTwilioRest::start(TwilioRestConfig { accounts: vec![TwilioAccount::new(SID, TWILIO_TOKEN, &["+15551234567"])] }).await;
-    let graph = MockGraph::start(GraphConfig { numbers: vec![GraphPhoneNumber::new("106853218861309", GRAPH_TOKEN)] }).await;
+    let twilio = MockTwilioRest::start(TwilioRestConfig {
+        accounts: vec![TwilioAccount::new(SID, TWILIO_TOKEN, &["+15551234567"])],
+    })
+    .await;
+    let graph =
+        MockGraph::start(GraphConfig { numbers: vec![GraphPhoneNumber::new("106853218861309", GRAPH_TOKEN)] }).await;
 
     // `gateway user create` prints the token as its last line.
-    let out = gateway(data.path()).args(["user", "create", "--email", "root@example.com", "--role", "master_admin"]).output().unwrap();
+    let out = gateway(data.path())
+        .args(["user", "create", "--email", "root@example.com", "--role", "master_admin"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.lines().last().unwrap().trim().to_owned();
@@ -76,10 +93,10 @@ async fn a_new_user_starts_the_gateway_and_uses_the_api_without_secrets_leaking(
     let sink = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                if event["fields"]["message"] == "gateway listening" {
-                    let _ = addr_tx.send(event["fields"]["address"].as_str().unwrap_or_default().to_owned());
-                }
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && event["fields"]["message"] == "gateway listening"
+            {
+                let _ = addr_tx.send(event["fields"]["address"].as_str().unwrap_or_default().to_owned());
             }
             sink.lock().unwrap().push(line);
         }
@@ -89,8 +106,10 @@ async fn a_new_user_starts_the_gateway_and_uses_the_api_without_secrets_leaking(
     let http = reqwest::Client::new();
     let mut responses = String::new();
 
-    let companies: Value = http.get(format!("{base}/api/admin/companies")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-    let demo = companies.as_array().unwrap().iter().find(|c| c["name"] == "Demo Company").expect("the demo company exists");
+    let companies: Value =
+        http.get(format!("{base}/api/admin/companies")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let demo =
+        companies.as_array().unwrap().iter().find(|c| c["name"] == "Demo Company").expect("the demo company exists");
     assert_eq!(demo["settings"]["features"]["callEnabled"], true);
     let company = demo["id"].as_str().unwrap().to_owned();
     let bots: Value = http

@@ -26,7 +26,9 @@ struct World {
 }
 
 async fn world() -> World {
-    let twilio = MockTwilioRest::start(TwilioRestConfig { accounts: vec![TwilioAccount::new(SID, TWILIO_TOKEN, &[NUMBER])] }).await;
+    let twilio =
+        MockTwilioRest::start(TwilioRestConfig { accounts: vec![TwilioAccount::new(SID, TWILIO_TOKEN, &[NUMBER])] })
+            .await;
     let graph = MockGraph::start(GraphConfig { numbers: vec![GraphPhoneNumber::new(PNID, GRAPH_TOKEN)] }).await;
     let (twilio_url, graph_url) = (twilio.base_url(), graph.base_url());
     let app = spawn_app_with(|args| {
@@ -62,7 +64,8 @@ impl World {
     }
 
     async fn test(&self, id: &str) -> Value {
-        let reply = self.app.post(&format!("/api/company/integration-accounts/{id}/test"), &self.admin, None, json!({})).await;
+        let reply =
+            self.app.post(&format!("/api/company/integration-accounts/{id}/test"), &self.admin, None, json!({})).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         assert_no_secrets(&reply.text);
         reply.body
@@ -70,7 +73,12 @@ impl World {
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check in {report}"))
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
 }
 
 #[tokio::test]
@@ -91,8 +99,13 @@ async fn a_twilio_account_is_created_masked_and_verified_against_twilio() {
         assert_eq!(check(&report, name)["passed"], true, "{name}: {report}");
     }
     let requests = w.twilio.requests();
-    assert!(requests.iter().any(|r| r.path == format!("/2010-04-01/Accounts/{SID}.json") && r.username.as_deref() == Some(SID)));
-    assert!(requests.iter().any(|r| r.path.ends_with("/IncomingPhoneNumbers.json") && r.query.as_deref().unwrap_or("").contains("PhoneNumber=%2B15551234567")));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path == format!("/2010-04-01/Accounts/{SID}.json") && r.username.as_deref() == Some(SID))
+    );
+    assert!(requests.iter().any(|r| r.path.ends_with("/IncomingPhoneNumbers.json")
+        && r.query.as_deref().unwrap_or("").contains("PhoneNumber=%2B15551234567")));
 
     let got = w.app.get(&format!("/api/company/integration-accounts/{id}"), &w.admin, None).await;
     assert_eq!(got.body["status"], "active");
@@ -107,7 +120,15 @@ async fn a_wrong_twilio_token_is_reported_as_an_invalid_auth_token() {
     let id = account["id"].as_str().unwrap();
     assert_eq!(w.test(id).await["ok"], true);
 
-    let patched = w.app.patch(&format!("/api/company/integration-accounts/{id}"), &w.admin, None, json!({"authToken": "ffffffffffffffffffffffffffff1a2b"})).await;
+    let patched = w
+        .app
+        .patch(
+            &format!("/api/company/integration-accounts/{id}"),
+            &w.admin,
+            None,
+            json!({"authToken": "ffffffffffffffffffffffffffff1a2b"}),
+        )
+        .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     assert_eq!(patched.body["status"], "inactive", "new credentials need a new test");
     assert_eq!(patched.body["authToken"], "••••1a2b");
@@ -184,9 +205,17 @@ async fn accounts_are_listed_updated_and_deleted_within_their_company() {
     let bot = w.app.call_chatbot(w.company, &w.admin).await;
     let renamed = w
         .app
-        .patch(&format!("/api/company/integration-accounts/{id}"), &w.admin, None, json!({"name": "Renamed", "chatbotId": bot}))
+        .patch(
+            &format!("/api/company/integration-accounts/{id}"),
+            &w.admin,
+            None,
+            json!({"name": "Renamed", "chatbotId": bot}),
+        )
         .await;
-    assert_eq!((renamed.body["name"].as_str(), renamed.body["chatbotId"].as_str()), (Some("Renamed"), Some(bot.as_str())));
+    assert_eq!(
+        (renamed.body["name"].as_str(), renamed.body["chatbotId"].as_str()),
+        (Some("Renamed"), Some(bot.as_str()))
+    );
     let list = w.app.get("/api/company/integration-accounts", &w.admin, None).await;
     assert_eq!(list.body.as_array().unwrap().len(), 1);
     assert_no_secrets(&list.text);
@@ -216,7 +245,12 @@ async fn invalid_accounts_are_refused_with_their_field() {
     bad(&|b| b["accountSid"] = json!("AC123"), "accountSid");
     bad(&|b| b["phoneNumber"] = json!("555-1234"), "phoneNumber");
     bad(&|b| b["authToken"] = json!("short"), "authToken");
-    bad(&|b| { b.as_object_mut().unwrap().remove("authToken"); }, "authToken");
+    bad(
+        &|b| {
+            b.as_object_mut().unwrap().remove("authToken");
+        },
+        "authToken",
+    );
     bad(&|b| b["accessToken"] = json!("a-whatsapp-field-on-twilio"), "accessToken");
     bad(&|b| b["accountType"] = json!("fax"), "accountType");
     bad(&|b| b["name"] = json!(""), "name");
@@ -243,7 +277,11 @@ async fn secrets_are_absent_from_the_database_files() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         for secret in [TWILIO_TOKEN, GRAPH_TOKEN, APP_SECRET] {
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} found in {}", path.display());
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} found in {}",
+                path.display()
+            );
         }
         checked += 1;
     }

@@ -38,7 +38,13 @@ pub struct CompanyView {
 
 impl From<Company> for CompanyView {
     fn from(c: Company) -> Self {
-        Self { id: c.id, name: c.name, settings: c.settings, created_at: rfc3339(c.created_at), updated_at: rfc3339(c.updated_at) }
+        Self {
+            id: c.id,
+            name: c.name,
+            settings: c.settings,
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
     }
 }
 
@@ -93,7 +99,8 @@ pub async fn update_company_settings(
     let company = state.store.company(id).await?.ok_or_else(|| ApiError::not_found("company"))?;
     let mut settings = company.settings;
     settings.apply(patch);
-    let company = state.store.update_company_settings(id, &settings).await?.ok_or_else(|| ApiError::not_found("company"))?;
+    let company =
+        state.store.update_company_settings(id, &settings).await?.ok_or_else(|| ApiError::not_found("company"))?;
     tracing::info!(company_id = %id, call_enabled = company.settings.features.call_enabled, "company settings changed");
     Ok(Json(company.into()))
 }
@@ -149,7 +156,9 @@ pub async fn list_models(
     let models = match query.kind.as_deref() {
         None => state.store.list_models(false).await?,
         Some("call") => state.store.list_models(true).await?,
-        Some("chat") => state.store.list_models(false).await?.into_iter().filter(|m| m.model_type != ModelType::Call).collect(),
+        Some("chat") => {
+            state.store.list_models(false).await?.into_iter().filter(|m| m.model_type != ModelType::Call).collect()
+        }
         Some(_) => return Err(ApiError::invalid("type", "must be `call` or `chat`")),
     };
     Ok(Json(models.into_iter().map(Into::into).collect()))
@@ -208,7 +217,8 @@ pub async fn create_model(
         .await
         .map_err(|e| match e {
             crate::store::StoreError::Conflict => {
-                ApiError::conflict("already_exists", "this provider already has a model with that id").with_field("modelId")
+                ApiError::conflict("already_exists", "this provider already has a model with that id")
+                    .with_field("modelId")
             }
             other => other.into(),
         })?;
@@ -254,7 +264,11 @@ pub async fn update_model(
 #[utoipa::path(delete, path = "/api/admin/ai-models/{id}", tag = "admin",
     params(("id" = String, Path, description = "Model id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_model(_: MasterAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_model(
+    _: MasterAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id: ModelId = path_id(&id, "AI model")?;
     match state.store.delete_model(id).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),

@@ -1,11 +1,11 @@
 //! The widget's files (`/widget/v1/…`, embedded from `widget-js/src` at build time), the
 //! admin Test Call page (`/test-call`) and, with `--demo`, the demo site at `/`.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use rust_embed::Embed;
 
 use super::error::ApiError;
@@ -73,7 +73,9 @@ async fn demo_page(State(state): State<AppState>) -> Response {
         Err(err) => return err.into_response(),
     };
     match page("index.html") {
-        Some(html) => Html(html.replace("{{GATEWAY}}", &state.public_base).replace("{{CHATBOT_ID}}", &chatbot)).into_response(),
+        Some(html) => {
+            Html(html.replace("{{GATEWAY}}", &state.public_base).replace("{{CHATBOT_ID}}", &chatbot)).into_response()
+        }
         None => ApiError::not_found("page").into_response(),
     }
 }

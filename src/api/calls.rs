@@ -24,7 +24,11 @@ pub fn router() -> Router<AppState> {
 
 /// Opens a test call on one of the company's chatbots: the same session as the widget's,
 /// without the origin check, marked `isTest` on the call.
-async fn test_call(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<SessionView>)> {
+async fn test_call(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<SessionView>)> {
     let chatbot: ChatbotId = path_id(&id, "chatbot")?;
     state.store.chatbot(admin.company_id, chatbot).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
     let session = open_session(&state, &id, None, true).await?;
@@ -83,7 +87,10 @@ impl CallView {
             rating_comment: call.rating_comment,
             error_message: call.error_message,
             transcript: transcript.map(|lines| {
-                lines.into_iter().map(|l| LineView { seq: l.seq, role: l.role, content: l.content, offset_ms: l.offset_ms }).collect()
+                lines
+                    .into_iter()
+                    .map(|l| LineView { seq: l.seq, role: l.role, content: l.content, offset_ms: l.offset_ms })
+                    .collect()
             }),
         }
     }
@@ -97,7 +104,11 @@ struct ListQuery {
 }
 
 /// The company's most recent calls (`?limit=`, 1–200, default 50).
-async fn list_calls(admin: CompanyAdmin, State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<Json<Vec<CallView>>> {
+async fn list_calls(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<CallView>>> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 200"));
@@ -107,7 +118,11 @@ async fn list_calls(admin: CompanyAdmin, State(state): State<AppState>, Query(qu
 }
 
 /// One call with its transcript.
-async fn get_call(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CallView>> {
+async fn get_call(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CallView>> {
     let id: CallId = path_id(&id, "call")?;
     let call = state.store.call_for_company(admin.company_id, id).await?.ok_or_else(|| ApiError::not_found("call"))?;
     let transcript = state.store.transcript(id).await?;

@@ -119,14 +119,17 @@ pub async fn create_chatbot(
     }
     let bot = state
         .store
-        .create_chatbot(admin.company_id, NewChatbot {
-            name: body.name.trim().to_owned(),
-            description: body.description,
-            chatbot_type: body.chatbot_type,
-            call_model_id: None,
-            instructions: body.instructions,
-            settings: ChatbotSettings::default(),
-        })
+        .create_chatbot(
+            admin.company_id,
+            NewChatbot {
+                name: body.name.trim().to_owned(),
+                description: body.description,
+                chatbot_type: body.chatbot_type,
+                call_model_id: None,
+                instructions: body.instructions,
+                settings: ChatbotSettings::default(),
+            },
+        )
         .await?;
     tracing::info!(company_id = %admin.company_id, chatbot_id = %bot.id, "chatbot created");
     Ok((StatusCode::CREATED, Json((&bot).into())))
@@ -135,7 +138,11 @@ pub async fn create_chatbot(
 /// One chatbot.
 #[utoipa::path(get, path = "/api/company/chatbots/{id}", tag = "company", params(("id" = String, Path)),
     responses((status = 200, body = ChatbotView), (status = 404, body = ErrorBody)))]
-pub async fn get_chatbot(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ChatbotView>> {
+pub async fn get_chatbot(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChatbotView>> {
     let bot = load_chatbot(&state, admin.company_id, &id).await?;
     Ok(Json((&bot).into()))
 }
@@ -173,7 +180,10 @@ pub async fn update_chatbot(
         bot.instructions = instructions;
     }
     if let Some(kind) = body.chatbot_type {
-        if kind == ChatbotType::Call && bot.chatbot_type != ChatbotType::Call && !calls_enabled(&state, admin.company_id).await? {
+        if kind == ChatbotType::Call
+            && bot.chatbot_type != ChatbotType::Call
+            && !calls_enabled(&state, admin.company_id).await?
+        {
             return Err(calls_disabled().with_field("chatbotType"));
         }
         bot.chatbot_type = kind;
@@ -249,11 +259,14 @@ pub async fn update_call_settings(
     let mut bot = call_chatbot(&state, admin.company_id, &id).await?;
     let voice_given = patch.voice.is_some();
     if let Some(raw) = &patch.ai_model_id {
-        let model_id: ModelId =
-            raw.parse().map_err(|_| ApiError::invalid("aiModelId", "is not a model id"))?;
-        let model = state.store.model(model_id).await?.ok_or_else(|| ApiError::invalid("aiModelId", "no such model"))?;
+        let model_id: ModelId = raw.parse().map_err(|_| ApiError::invalid("aiModelId", "is not a model id"))?;
+        let model =
+            state.store.model(model_id).await?.ok_or_else(|| ApiError::invalid("aiModelId", "no such model"))?;
         if !model.model_type.is_call_capable() {
-            return Err(ApiError::invalid("aiModelId", format!("{} is a chat model; choose a model of type call or both", model.display_name)));
+            return Err(ApiError::invalid(
+                "aiModelId",
+                format!("{} is a chat model; choose a model of type call or both", model.display_name),
+            ));
         }
         if !model.is_active {
             return Err(ApiError::invalid("aiModelId", format!("{} is not active", model.display_name)));
@@ -272,13 +285,20 @@ pub async fn update_call_settings(
             if voice_given {
                 return Err(ApiError::invalid(
                     "voice",
-                    format!("{} has no voice {:?}; choose one of: {}", model.display_name, settings.voice, voices::voices_for(model).join(", ")),
+                    format!(
+                        "{} has no voice {:?}; choose one of: {}",
+                        model.display_name,
+                        settings.voice,
+                        voices::voices_for(model).join(", ")
+                    ),
                 ));
             }
             // The model changed under a voice of another provider: use the new model's default.
             settings.voice = voices::default_voice(model).to_owned();
         }
-        None if voice_given => return Err(ApiError::invalid("voice", "choose aiModelId first: voices depend on the model")),
+        None if voice_given => {
+            return Err(ApiError::invalid("voice", "choose aiModelId first: voices depend on the model"));
+        }
         _ => {}
     }
     bot.settings.call = settings;

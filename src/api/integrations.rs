@@ -17,10 +17,7 @@ use crate::store::{AccountStatus, ChatbotType, IntegrationAccount, NewIntegratio
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/company/integration-accounts", get(list_accounts).post(create_account))
-        .route(
-            "/api/company/integration-accounts/{id}",
-            get(get_account).patch(update_account).delete(delete_account),
-        )
+        .route("/api/company/integration-accounts/{id}", get(get_account).patch(update_account).delete(delete_account))
         .route("/api/company/integration-accounts/{id}/test", post(test_account))
 }
 
@@ -44,7 +41,8 @@ async fn load(state: &AppState, company: CompanyId, raw_id: &str) -> ApiResult<I
 async fn check_chatbot(state: &AppState, company: CompanyId, raw: Option<&str>) -> ApiResult<Option<ChatbotId>> {
     let Some(raw) = raw else { return Ok(None) };
     let id: ChatbotId = raw.parse().map_err(|_| ApiError::invalid("chatbotId", "is not a chatbot id"))?;
-    let bot = state.store.chatbot(company, id).await?.ok_or_else(|| ApiError::invalid("chatbotId", "no such chatbot"))?;
+    let bot =
+        state.store.chatbot(company, id).await?.ok_or_else(|| ApiError::invalid("chatbotId", "no such chatbot"))?;
     if bot.chatbot_type != ChatbotType::Call {
         return Err(ApiError::invalid("chatbotId", "must be a chatbot of type `call`"));
     }
@@ -72,16 +70,19 @@ pub async fn create_account(
     let id = IntegrationAccountId::new();
     let account = state
         .store
-        .create_integration_account(admin.company_id, NewIntegrationAccount {
-            id,
-            account_type: valid.account_type,
-            name: valid.name,
-            description: valid.description,
-            phone_number: valid.phone_number,
-            chatbot_id,
-            public_config: valid.public_config,
-            credentials: valid.secrets.seal(&state.sealer, &id.as_string()),
-        })
+        .create_integration_account(
+            admin.company_id,
+            NewIntegrationAccount {
+                id,
+                account_type: valid.account_type,
+                name: valid.name,
+                description: valid.description,
+                phone_number: valid.phone_number,
+                chatbot_id,
+                public_config: valid.public_config,
+                credentials: valid.secrets.seal(&state.sealer, &id.as_string()),
+            },
+        )
         .await?;
     tracing::info!(company_id = %admin.company_id, account_id = %id, kind = %account.account_type, "integration account created");
     Ok((StatusCode::CREATED, Json(view(&state, &account)?)))
@@ -90,7 +91,11 @@ pub async fn create_account(
 /// One account.
 #[utoipa::path(get, path = "/api/company/integration-accounts/{id}", tag = "integrations", params(("id" = String, Path)),
     responses((status = 200, body = AccountView), (status = 404, body = ErrorBody)))]
-pub async fn get_account(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<AccountView>> {
+pub async fn get_account(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountView>> {
     let account = load(&state, admin.company_id, &id).await?;
     Ok(Json(view(&state, &account)?))
 }
@@ -125,7 +130,11 @@ pub async fn update_account(
 /// Deletes an account.
 #[utoipa::path(delete, path = "/api/company/integration-accounts/{id}", tag = "integrations", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_account(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_account(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id: IntegrationAccountId = path_id(&id, "integration account")?;
     if !state.store.delete_integration_account(admin.company_id, id).await? {
         return Err(ApiError::not_found("integration account"));
@@ -138,7 +147,11 @@ pub async fn delete_account(admin: CompanyAdmin, State(state): State<AppState>, 
 /// records the outcome (status, lastVerifiedAt, lastError).
 #[utoipa::path(post, path = "/api/company/integration-accounts/{id}/test", tag = "integrations", params(("id" = String, Path)),
     responses((status = 200, body = TestReport), (status = 404, body = ErrorBody)))]
-pub async fn test_account(admin: CompanyAdmin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TestReport>> {
+pub async fn test_account(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestReport>> {
     let mut account = load(&state, admin.company_id, &id).await?;
     let secrets = open(&state, &account)?;
     let report = test_connection(&mut account, &secrets, &state.twilio, &state.graph).await;

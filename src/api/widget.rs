@@ -119,17 +119,26 @@ pub async fn plan_call(state: &AppState, chatbot_id: &str, origin: Option<&str>,
     let chatbot = state.store.chatbot_for_widget(id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
     let company = state.store.company(chatbot.company_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
     if !company.settings.features.call_enabled {
-        return Err(ApiError::forbidden("voice calls are not enabled for this chatbot's company").with_code("calls_disabled"));
+        return Err(
+            ApiError::forbidden("voice calls are not enabled for this chatbot's company").with_code("calls_disabled")
+        );
     }
     if chatbot.chatbot_type != ChatbotType::Call {
         return Err(ApiError::conflict("not_a_call_chatbot", "this chatbot does not take voice calls"));
     }
     if !test && !chatbot.settings.widget.allows_origin(origin) {
-        return Err(ApiError::forbidden(format!("calls to this chatbot are not allowed from {}", origin.unwrap_or("pages without an Origin")))
-            .with_code("origin_not_allowed"));
+        return Err(ApiError::forbidden(format!(
+            "calls to this chatbot are not allowed from {}",
+            origin.unwrap_or("pages without an Origin")
+        ))
+        .with_code("origin_not_allowed"));
     }
     let unavailable = |why: &str| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "voice_unavailable", format!("voice calls are temporarily unavailable: {why}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "voice_unavailable",
+            format!("voice calls are temporarily unavailable: {why}"),
+        )
     };
     let model_id = chatbot.call_model_id.ok_or_else(|| unavailable("no call model is configured"))?;
     let model = state.store.model(model_id).await?.ok_or_else(|| unavailable("the call model no longer exists"))?;
@@ -143,7 +152,12 @@ pub async fn plan_call(state: &AppState, chatbot_id: &str, origin: Option<&str>,
 }
 
 /// Opens a session: checks, then a `pending` call row with a fresh token.
-pub async fn open_session(state: &AppState, chatbot_id: &str, origin: Option<&str>, test: bool) -> ApiResult<SessionView> {
+pub async fn open_session(
+    state: &AppState,
+    chatbot_id: &str,
+    origin: Option<&str>,
+    test: bool,
+) -> ApiResult<SessionView> {
     let plan = plan_call(state, chatbot_id, origin, test).await?;
     let token = crypto::new_token("cs_");
     let ttl = Duration::from_secs(state.config.widget_session_ttl_seconds);
@@ -184,7 +198,11 @@ pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
         servers.push(IceServerView { urls: stun, username: None, credential: None });
     }
     if !turn.is_empty() {
-        servers.push(IceServerView { urls: turn, username: config.turn_username.clone(), credential: config.turn_credential.clone() });
+        servers.push(IceServerView {
+            urls: turn,
+            username: config.turn_username.clone(),
+            credential: config.turn_credential.clone(),
+        });
     }
     servers
 }
@@ -244,12 +262,18 @@ pub struct AudioConstraints {
     pub auto_gain_control: bool,
 }
 
-async fn chatbot_config(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<WidgetConfig>> {
+async fn chatbot_config(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<WidgetConfig>> {
     let chatbot_id: ChatbotId = path_id(&id, "chatbot")?;
     let chatbot = state.store.chatbot_for_widget(chatbot_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !chatbot.settings.widget.allows_origin(origin) && origin.is_some() {
-        return Err(ApiError::forbidden("this chatbot's widget is not allowed on this site").with_code("origin_not_allowed"));
+        return Err(
+            ApiError::forbidden("this chatbot's widget is not allowed on this site").with_code("origin_not_allowed")
+        );
     }
     let widget = &chatbot.settings.widget;
     let call = if chatbot.chatbot_type == ChatbotType::Call {
@@ -307,7 +331,11 @@ struct RatingBody {
     comment: Option<String>,
 }
 
-async fn rate_call(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<RatingBody>) -> ApiResult<StatusCode> {
+async fn rate_call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RatingBody>,
+) -> ApiResult<StatusCode> {
     let call = call_with_token(&state, &id, &body.token).await?;
     if !(1..=5).contains(&body.rating) {
         return Err(ApiError::invalid("rating", "must be 1 to 5"));
@@ -335,14 +363,25 @@ struct EndBody {
 async fn call_with_token(state: &AppState, raw_id: &str, token: &str) -> ApiResult<Call> {
     let id: CallId = path_id(raw_id, "call")?;
     let call = state.store.call(id).await?.ok_or_else(|| ApiError::not_found("call"))?;
-    let valid = call.token_hash.as_deref().is_some_and(|h| crypto::constant_time_eq(h.as_bytes(), crypto::token_hash(token).as_bytes()));
+    let valid = call
+        .token_hash
+        .as_deref()
+        .is_some_and(|h| crypto::constant_time_eq(h.as_bytes(), crypto::token_hash(token).as_bytes()));
     if !valid {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the session token is not valid for this call"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the session token is not valid for this call",
+        ));
     }
     Ok(call)
 }
 
-async fn end_call(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<EndBody>) -> ApiResult<StatusCode> {
+async fn end_call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EndBody>,
+) -> ApiResult<StatusCode> {
     let call = call_with_token(&state, &id, &body.token).await?;
     if !state.calls.hang_up(call.id).await && !call.status.is_final() {
         // Not live here: the caller never connected (or the node holding it is gone).
@@ -390,16 +429,27 @@ fn json(message: &ServerMessage) -> Utf8Bytes {
 async fn serve_socket(state: AppState, id: String, token: String, socket: WebSocket) {
     let call = match call_with_token(&state, &id, &token).await {
         Ok(call) => call,
-        Err(err) if err.code == "internal" => return refuse(socket, "internal", "internal error", close::INTERNAL).await,
+        Err(err) if err.code == "internal" => {
+            return refuse(socket, "internal", "internal error", close::INTERNAL).await;
+        }
         Err(_) => return refuse(socket, "invalid_token", "This call link is not valid.", close::INVALID_TOKEN).await,
     };
     if call.token_expires_at.is_some_and(|t| t < now_ms()) {
         let _ = state.store.end_call(call.id, EndReason::Expired, now_ms(), None).await;
-        return refuse(socket, "session_expired", "This call session has expired; start a new call.", close::EXPIRED).await;
+        return refuse(socket, "session_expired", "This call session has expired; start a new call.", close::EXPIRED)
+            .await;
     }
     match state.store.mark_call_connecting(call.id, &state.node_id).await {
         Ok(true) => {}
-        Ok(false) => return refuse(socket, "session_ended", "This call has already ended or is connected elsewhere.", close::ENDED).await,
+        Ok(false) => {
+            return refuse(
+                socket,
+                "session_ended",
+                "This call has already ended or is connected elsewhere.",
+                close::ENDED,
+            )
+            .await;
+        }
         Err(err) => {
             tracing::error!(error = %err, "could not mark the call connecting");
             return refuse(socket, "internal", "internal error", close::INTERNAL).await;
@@ -419,7 +469,8 @@ async fn serve_socket(state: AppState, id: String, token: String, socket: WebSoc
 
 /// Builds the session's setup from the chatbot's current settings.
 async fn call_setup(state: &AppState, call: &Call) -> ApiResult<CallSetup> {
-    let chatbot = state.store.chatbot(call.company_id, call.chatbot_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
+    let chatbot =
+        state.store.chatbot(call.company_id, call.chatbot_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
     let plan = plan_call(state, &chatbot.id.to_string(), None, true).await?;
     let settings = &plan.chatbot.settings.call;
     let spec = SessionSpec {
@@ -434,11 +485,21 @@ async fn call_setup(state: &AppState, call: &Call) -> ApiResult<CallSetup> {
         noise_reduction: settings.noise_suppression,
         tools: Vec::new(),
     };
-    Ok(CallSetup { call_id: call.id, company_id: call.company_id, model: plan.model, spec, greeting: settings.greeting_message.clone() })
+    Ok(CallSetup {
+        call_id: call.id,
+        company_id: call.company_id,
+        model: plan.model,
+        spec,
+        greeting: settings.greeting_message.clone(),
+    })
 }
 
 /// Shuttles messages between the WebSocket and the call session until the call ends.
-async fn pump(mut socket: WebSocket, client: tokio::sync::mpsc::Sender<ClientInput>, mut server: tokio::sync::mpsc::Receiver<ServerMessage>) {
+async fn pump(
+    mut socket: WebSocket,
+    client: tokio::sync::mpsc::Sender<ClientInput>,
+    mut server: tokio::sync::mpsc::Receiver<ServerMessage>,
+) {
     loop {
         tokio::select! {
             message = server.recv() => {
@@ -492,7 +553,11 @@ fn parse_client(text: &str) -> Result<ClientMessage, ServerMessage> {
         .map(str::to_owned)
         .ok_or_else(|| invalid("a message needs a string `type`".into()))?;
     if !matches!(kind.as_str(), "offer" | "candidate" | "mute" | "end") {
-        return Err(ServerMessage::Error { code: "unknown_type", message: format!("unknown message type {kind:?}"), retryable: false });
+        return Err(ServerMessage::Error {
+            code: "unknown_type",
+            message: format!("unknown message type {kind:?}"),
+            retryable: false,
+        });
     }
     serde_json::from_value(value).map_err(|e| invalid(format!("malformed {kind}: {e}")))
 }

@@ -100,12 +100,21 @@ mod tests {
 
     #[test]
     fn server_messages_serialise_as_documented() {
-        let state = ServerMessage::State { state: WidgetState::Ended, reason: Some(EndReason::CallerHangup), duration_ms: Some(1200) };
+        let state = ServerMessage::State {
+            state: WidgetState::Ended,
+            reason: Some(EndReason::CallerHangup),
+            duration_ms: Some(1200),
+        };
         assert_eq!(
             serde_json::to_value(&state).unwrap(),
             serde_json::json!({"type": "state", "state": "ended", "reason": "caller_hangup", "durationMs": 1200})
         );
-        let line = ServerMessage::Transcript { role: TranscriptRole::Agent, text: "Hi".into(), is_final: true, item_id: "item_1".into() };
+        let line = ServerMessage::Transcript {
+            role: TranscriptRole::Agent,
+            text: "Hi".into(),
+            is_final: true,
+            item_id: "item_1".into(),
+        };
         assert_eq!(
             serde_json::to_value(&line).unwrap(),
             serde_json::json!({"type": "transcript", "role": "agent", "text": "Hi", "final": true, "itemId": "item_1"})

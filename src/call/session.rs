@@ -311,8 +311,9 @@ impl CallSession {
                 tracing::info!(?reason, "caller media lost");
                 self.end(EndReason::NetworkLost, Some(format!("{reason:?}")));
             }
-            Some(PeerEvent::Closed) | None => self.end(EndReason::NetworkLost, Some("the peer connection closed".into())),
-            Some(_) => {}
+            Some(PeerEvent::Closed) | None => {
+                self.end(EndReason::NetworkLost, Some("the peer connection closed".into()))
+            }
         }
     }
 
@@ -345,7 +346,10 @@ impl CallSession {
 
     // --- the provider ---------------------------------------------------------------
 
-    async fn handle_provider_connected(&mut self, result: Result<Result<ProviderSession, ProviderError>, tokio::task::JoinError>) {
+    async fn handle_provider_connected(
+        &mut self,
+        result: Result<Result<ProviderSession, ProviderError>, tokio::task::JoinError>,
+    ) {
         match result {
             Ok(Ok(provider)) => {
                 tracing::info!("provider session ready");
@@ -424,10 +428,20 @@ impl CallSession {
                 if text.is_empty() && is_final {
                     return;
                 }
-                self.send(ServerMessage::Transcript { role: TranscriptRole::User, text: text.clone(), is_final, item_id: item_id.to_string() })
-                    .await;
+                self.send(ServerMessage::Transcript {
+                    role: TranscriptRole::User,
+                    text: text.clone(),
+                    is_final,
+                    item_id: item_id.to_string(),
+                })
+                .await;
                 if is_final {
-                    let line = FinalLine { role: TranscriptRole::User, text, item_id: Some(item_id.to_string()), offset_ms: self.offset_ms() };
+                    let line = FinalLine {
+                        role: TranscriptRole::User,
+                        text,
+                        item_id: Some(item_id.to_string()),
+                        offset_ms: self.offset_ms(),
+                    };
                     let line = self.transcript.line(line);
                     self.recorder.record(Record::Line(line)).await;
                 }
@@ -437,8 +451,13 @@ impl CallSession {
                     return;
                 }
                 if !is_final {
-                    self.send(ServerMessage::Transcript { role: TranscriptRole::Agent, text: text.clone(), is_final: false, item_id: item_id.to_string() })
-                        .await;
+                    self.send(ServerMessage::Transcript {
+                        role: TranscriptRole::Agent,
+                        text: text.clone(),
+                        is_final: false,
+                        item_id: item_id.to_string(),
+                    })
+                    .await;
                 }
                 let line = self.transcript.agent_text(&item_id, &text, is_final);
                 self.store_line(line).await;
@@ -503,7 +522,11 @@ impl CallSession {
         self.outbound_pending = None;
         tracing::info!(item = %item, played_ms = played.played_ms, dropped_ms = played.dropped_ms, "caller barged in");
         if played.dropped_ms > 0 && played.played_ms > 0 {
-            self.command(ProviderCommand::Truncate { item_id: item.clone(), audio_end_ms: u64::from(played.played_ms) }).await;
+            self.command(ProviderCommand::Truncate {
+                item_id: item.clone(),
+                audio_end_ms: u64::from(played.played_ms),
+            })
+            .await;
         }
         let line = self.transcript.agent_interrupted(&item, u64::from(played.played_ms));
         self.store_line(line).await;
@@ -563,10 +586,10 @@ impl CallSession {
                 crate::metrics::frame_sent(late);
                 self.rtp_origin.get_or_insert(now);
                 self.rtp_frames += 1;
-                if !frame.is_silence() {
-                    if let Some(received) = self.outbound_pending.take() {
-                        crate::metrics::outbound_latency(received.elapsed());
-                    }
+                if !frame.is_silence()
+                    && let Some(received) = self.outbound_pending.take()
+                {
+                    crate::metrics::outbound_latency(received.elapsed());
                 }
             }
             Ok(false) => {}
@@ -615,7 +638,13 @@ impl CallSession {
         }
         if let Some(edge) = &mut self.edge {
             let stats = edge.stats();
-            tracing::info!(received = stats.received, lost = stats.lost, late = stats.late, jitter_ms = stats.jitter_ms, "caller media stats");
+            tracing::info!(
+                received = stats.received,
+                lost = stats.lost,
+                late = stats.late,
+                jitter_ms = stats.jitter_ms,
+                "caller media stats"
+            );
             edge.close().await;
         }
         let ended_at = now_ms();
@@ -625,6 +654,12 @@ impl CallSession {
         recorder.finish().await;
         tracing::info!(reason = %reason, duration_ms, error = error.as_deref().unwrap_or(""), "call ended");
         crate::metrics::call_ended(reason.as_str());
-        let _ = server.send(ServerMessage::State { state: WidgetState::Ended, reason: Some(reason), duration_ms: Some(duration_ms) }).await;
+        let _ = server
+            .send(ServerMessage::State {
+                state: WidgetState::Ended,
+                reason: Some(reason),
+                duration_ms: Some(duration_ms),
+            })
+            .await;
     }
 }

@@ -109,7 +109,8 @@ impl Transcript {
 
     /// Lines still pending when the call ends (stored as far as they were heard).
     pub fn flush(&mut self) -> Vec<FinalLine> {
-        let items: Vec<Arc<str>> = self.agent.iter().filter(|(_, a)| !a.stored && !a.text.is_empty()).map(|(k, _)| k.clone()).collect();
+        let items: Vec<Arc<str>> =
+            self.agent.iter().filter(|(_, a)| !a.stored && !a.text.is_empty()).map(|(k, _)| k.clone()).collect();
         let mut out: Vec<FinalLine> = items
             .iter()
             .filter_map(|item| {
@@ -193,7 +194,8 @@ mod tests {
     fn sequence_numbers_count_stored_lines() {
         let mut t = Transcript::default();
         let first = t.line(FinalLine { role: TranscriptRole::User, text: "hi".into(), item_id: None, offset_ms: 0 });
-        let second = t.line(FinalLine { role: TranscriptRole::Agent, text: "hello".into(), item_id: None, offset_ms: 5 });
+        let second =
+            t.line(FinalLine { role: TranscriptRole::Agent, text: "hello".into(), item_id: None, offset_ms: 5 });
         assert_eq!((first.seq, second.seq), (0, 1));
     }
 

@@ -81,7 +81,9 @@ async fn run(mut commands: mpsc::Receiver<ProviderCommand>, events: mpsc::Sender
                 speak(format!("echo_say_{turn}").into(), chime(), &text)
             }
             ProviderCommand::Close => break,
-            ProviderCommand::Truncate { .. } | ProviderCommand::CancelResponse | ProviderCommand::ToolResult { .. } => vec![],
+            ProviderCommand::Truncate { .. } | ProviderCommand::CancelResponse | ProviderCommand::ToolResult { .. } => {
+                vec![]
+            }
         };
         for event in out {
             if events.send(event).await.is_err() {
@@ -152,14 +154,23 @@ mod tests {
     async fn an_utterance_is_played_back_after_the_caller_stops() {
         let mut session = start(&spec());
         for i in 0..50 {
-            session.commands.send(ProviderCommand::Audio { pcm: frame(8000.0, i), arrival: Instant::now() }).await.unwrap();
+            session
+                .commands
+                .send(ProviderCommand::Audio { pcm: frame(8000.0, i), arrival: Instant::now() })
+                .await
+                .unwrap();
         }
         for i in 50..80 {
-            session.commands.send(ProviderCommand::Audio { pcm: frame(0.0, i), arrival: Instant::now() }).await.unwrap();
+            session
+                .commands
+                .send(ProviderCommand::Audio { pcm: frame(0.0, i), arrival: Instant::now() })
+                .await
+                .unwrap();
         }
         let mut played = 0;
         let mut saw = (false, false);
-        while let Ok(Some(event)) = tokio::time::timeout(std::time::Duration::from_secs(2), session.events.recv()).await {
+        while let Ok(Some(event)) = tokio::time::timeout(std::time::Duration::from_secs(2), session.events.recv()).await
+        {
             match event {
                 ProviderEvent::SpeechStarted => saw.0 = true,
                 ProviderEvent::SpeechStopped => saw.1 = true,

@@ -32,7 +32,8 @@ pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<P
     let mut url = base.clone();
     url.query_pairs_mut().append_pair("model", &spec.model);
     let mut request = url.as_str().into_client_request().map_err(|e| ProviderError::Connect(e.to_string()))?;
-    let auth = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ProviderError::Refused("the API key is not a valid header value".into()))?;
+    let auth = HeaderValue::from_str(&format!("Bearer {key}"))
+        .map_err(|_| ProviderError::Refused("the API key is not a valid header value".into()))?;
     request.headers_mut().insert("Authorization", auth);
     if spec.dialect == RealtimeDialect::Beta {
         request.headers_mut().insert("OpenAI-Beta", HeaderValue::from_static("realtime=v1"));
@@ -41,9 +42,8 @@ pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<P
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     let handshake = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(|e| match e {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await.map_err(|e| match e {
                 tokio_tungstenite::tungstenite::Error::Http(response) if response.status() == 401 => {
                     ProviderError::Refused("OpenAI refused the API key (401)".into())
                 }
@@ -75,7 +75,8 @@ async fn expect_event(ws: &mut Socket, wanted: &str) -> Result<(), ProviderError
     while let Some(message) = ws.next().await {
         let message = message.map_err(|e| ProviderError::Connect(e.to_string()))?;
         let Message::Text(text) = message else { continue };
-        let event: Value = serde_json::from_str(&text).map_err(|e| ProviderError::Connect(format!("bad JSON from OpenAI: {e}")))?;
+        let event: Value =
+            serde_json::from_str(&text).map_err(|e| ProviderError::Connect(format!("bad JSON from OpenAI: {e}")))?;
         match event["type"].as_str() {
             Some(t) if t == wanted => return Ok(()),
             Some("error") => {
@@ -297,7 +298,9 @@ fn translate(event: &Value, state: &mut ReadState, received: Instant) -> Vec<Pro
             let pcm = state.audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
             vec![ProviderEvent::Audio { item_id: state.item(item_id), pcm, received }]
         }
-        "response.output_audio.done" | "response.audio.done" => vec![ProviderEvent::AudioDone { item_id: state.item(item_id) }],
+        "response.output_audio.done" | "response.audio.done" => {
+            vec![ProviderEvent::AudioDone { item_id: state.item(item_id) }]
+        }
         "input_audio_buffer.speech_started" => vec![ProviderEvent::SpeechStarted],
         "input_audio_buffer.speech_stopped" => vec![ProviderEvent::SpeechStopped],
         "conversation.item.input_audio_transcription.delta" => {
@@ -331,10 +334,10 @@ fn translate(event: &Value, state: &mut ReadState, received: Instant) -> Vec<Pro
         }
         "response.output_item.added" => {
             let item = &event["item"];
-            if item["type"] == "function_call" {
-                if let (Some(call_id), Some(name)) = (item["call_id"].as_str(), item["name"].as_str()) {
-                    state.tool_names.insert(call_id.to_owned(), name.to_owned());
-                }
+            if item["type"] == "function_call"
+                && let (Some(call_id), Some(name)) = (item["call_id"].as_str(), item["name"].as_str())
+            {
+                state.tool_names.insert(call_id.to_owned(), name.to_owned());
             }
             vec![]
         }
@@ -413,7 +416,10 @@ mod tests {
     fn beta_session_update_uses_flat_string_formats() {
         let update = session_update(&spec(RealtimeDialect::Beta));
         let s = &update["session"];
-        assert_eq!((s["input_audio_format"].as_str(), s["output_audio_format"].as_str()), (Some("pcm16"), Some("pcm16")));
+        assert_eq!(
+            (s["input_audio_format"].as_str(), s["output_audio_format"].as_str()),
+            (Some("pcm16"), Some("pcm16"))
+        );
         assert_eq!(s["input_audio_transcription"]["model"], "whisper-1");
         assert!(s.get("type").is_none() && s.get("audio").is_none());
     }
@@ -451,9 +457,17 @@ mod tests {
     fn transcript_deltas_accumulate_into_whole_lines() {
         let mut state = ReadState::default();
         for delta in ["Sure", "!", " I'd"] {
-            translate(&json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": delta}), &mut state, Instant::now());
+            translate(
+                &json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": delta}),
+                &mut state,
+                Instant::now(),
+            );
         }
-        let out = translate(&json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": " be"}), &mut state, Instant::now());
+        let out = translate(
+            &json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": " be"}),
+            &mut state,
+            Instant::now(),
+        );
         let [ProviderEvent::AgentTranscript { text, is_final: false, .. }] = out.as_slice() else { panic!() };
         assert_eq!(text, "Sure! I'd be");
     }

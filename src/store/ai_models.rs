@@ -129,9 +129,10 @@ impl Store {
     /// The catalogue; with `call_capable`, only models of type call or both.
     pub async fn list_models(&self, call_capable: bool) -> StoreResult<Vec<AiModel>> {
         let filter = if call_capable { "WHERE model_type IN ('call', 'both')" } else { "" };
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM ai_models {filter} ORDER BY provider, display_name, id"))
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM ai_models {filter} ORDER BY provider, display_name, id"))
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -208,10 +209,7 @@ impl Store {
 
     /// Deletes a model; `ForeignKey` while a chatbot still uses it for calls.
     pub async fn delete_model(&self, id: ModelId) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM ai_models WHERE id = $1")
-            .bind(id.as_string())
-            .execute(self.pool())
-            .await?;
+        let done = sqlx::query("DELETE FROM ai_models WHERE id = $1").bind(id.as_string()).execute(self.pool()).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -232,7 +230,8 @@ mod tests {
     store_test!(seeded_catalogue_has_chat_and_call_models, |store| {
         use crate::store::{ModelType, Provider};
         let all = store.list_models(false).await.unwrap();
-        let chat: Vec<_> = all.iter().filter(|m| m.model_type == ModelType::Chat).map(|m| m.model_id.as_str()).collect();
+        let chat: Vec<_> =
+            all.iter().filter(|m| m.model_type == ModelType::Chat).map(|m| m.model_id.as_str()).collect();
         for id in ["gpt-5.2", "gpt-5-mini", "gpt-5-nano", "gemini-3-pro-preview", "gemini-3-flash-preview"] {
             assert!(chat.contains(&id), "{id} seeded as chat");
         }
@@ -260,7 +259,10 @@ mod tests {
         let model = store.create_model(new()).await.unwrap();
         assert!(matches!(store.create_model(new()).await, Err(StoreError::Conflict)));
         let patched = store
-            .update_model(model.id, ModelPatch { model_type: Some(ModelType::Both), is_active: Some(false), ..Default::default() })
+            .update_model(
+                model.id,
+                ModelPatch { model_type: Some(ModelType::Both), is_active: Some(false), ..Default::default() },
+            )
             .await
             .unwrap()
             .unwrap();

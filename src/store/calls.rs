@@ -374,17 +374,22 @@ mod tests {
 
     store_test!(a_call_moves_through_its_lifecycle_and_keeps_its_transcript, |store| {
         use crate::settings::{ChatbotSettings, CompanySettings};
-        use crate::store::{CallSource, CallStatus, ChatbotType, EndReason, NewCall, NewChatbot, TranscriptLine, TranscriptRole};
+        use crate::store::{
+            CallSource, CallStatus, ChatbotType, EndReason, NewCall, NewChatbot, TranscriptLine, TranscriptRole,
+        };
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
         let bot = store
-            .create_chatbot(acme.id, NewChatbot {
-                name: "Voice".into(),
-                description: String::new(),
-                chatbot_type: ChatbotType::Call,
-                call_model_id: None,
-                instructions: String::new(),
-                settings: ChatbotSettings::default(),
-            })
+            .create_chatbot(
+                acme.id,
+                NewChatbot {
+                    name: "Voice".into(),
+                    description: String::new(),
+                    chatbot_type: ChatbotType::Call,
+                    call_model_id: None,
+                    instructions: String::new(),
+                    settings: ChatbotSettings::default(),
+                },
+            )
             .await
             .unwrap();
         let call = store

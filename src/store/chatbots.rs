@@ -102,10 +102,11 @@ impl Store {
 
     /// A company's chatbots, oldest first.
     pub async fn list_chatbots(&self, company: CompanyId) -> StoreResult<Vec<Chatbot>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM chatbots WHERE company_id = $1 ORDER BY created_at, id"))
-            .bind(company.as_string())
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM chatbots WHERE company_id = $1 ORDER BY created_at, id"))
+                .bind(company.as_string())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -191,14 +192,17 @@ mod tests {
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
         let model = "00000000-0000-4000-8000-000000000103".parse().unwrap();
         store
-            .create_chatbot(acme.id, NewChatbot {
-                name: "Voice".into(),
-                description: String::new(),
-                chatbot_type: ChatbotType::Call,
-                call_model_id: Some(model),
-                instructions: String::new(),
-                settings: ChatbotSettings::default(),
-            })
+            .create_chatbot(
+                acme.id,
+                NewChatbot {
+                    name: "Voice".into(),
+                    description: String::new(),
+                    chatbot_type: ChatbotType::Call,
+                    call_model_id: Some(model),
+                    instructions: String::new(),
+                    settings: ChatbotSettings::default(),
+                },
+            )
             .await
             .unwrap();
         assert!(matches!(store.delete_model(model).await, Err(StoreError::ForeignKey)));

@@ -40,16 +40,14 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        sqlx::query(
-            "INSERT INTO companies (id, name, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(company.id.as_string())
-        .bind(&company.name)
-        .bind(json(&company.settings))
-        .bind(now)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
+        sqlx::query("INSERT INTO companies (id, name, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(company.id.as_string())
+            .bind(&company.name)
+            .bind(json(&company.settings))
+            .bind(now)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         Ok(company)
     }
 

@@ -76,10 +76,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<IntegrationAccount> {
         phone_number: row.try_get("phone_number")?,
         chatbot_id: chatbot.as_deref().map(parse_id).transpose()?,
         public_config: parse_json(&row.try_get::<String, _>("public_config")?, "public config")?,
-        credentials: Sealed {
-            key_id: row.try_get("credentials_key_id")?,
-            blob: row.try_get("sealed_credentials")?,
-        },
+        credentials: Sealed { key_id: row.try_get("credentials_key_id")?, blob: row.try_get("sealed_credentials")? },
         status: parse_enum(&row.try_get::<String, _>("status")?, "account status")?,
         last_verified_at: row.try_get("last_verified_at")?,
         last_error: row.try_get("last_error")?,
@@ -149,11 +146,12 @@ impl Store {
         company: CompanyId,
         id: IntegrationAccountId,
     ) -> StoreResult<Option<IntegrationAccount>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM call_integration_accounts WHERE id = $1 AND company_id = $2"))
-            .bind(id.as_string())
-            .bind(company.as_string())
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM call_integration_accounts WHERE id = $1 AND company_id = $2"))
+                .bind(id.as_string())
+                .bind(company.as_string())
+                .fetch_optional(self.pool())
+                .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -212,16 +210,19 @@ mod tests {
         let mut config = serde_json::Map::new();
         config.insert("accountSid".into(), "AC0123456789abcdef0123456789abcdef".into());
         let account = store
-            .create_integration_account(acme.id, NewIntegrationAccount {
-                id,
-                account_type: AccountType::Twilio,
-                name: "Main".into(),
-                description: String::new(),
-                phone_number: "+15551234567".into(),
-                chatbot_id: None,
-                public_config: config,
-                credentials: sealer.seal(secret.as_bytes(), id.as_string().as_bytes()),
-            })
+            .create_integration_account(
+                acme.id,
+                NewIntegrationAccount {
+                    id,
+                    account_type: AccountType::Twilio,
+                    name: "Main".into(),
+                    description: String::new(),
+                    phone_number: "+15551234567".into(),
+                    chatbot_id: None,
+                    public_config: config,
+                    credentials: sealer.seal(secret.as_bytes(), id.as_string().as_bytes()),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(account.status, AccountStatus::Inactive);

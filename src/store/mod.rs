@@ -50,9 +50,9 @@ mod users;
 
 use std::str::FromStr;
 
+use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::AnyPool;
 
 pub use ai_models::{AiModel, ModelPatch, ModelSettings, ModelType, NewModel, Provider, RealtimeDialect};
 
@@ -191,12 +191,7 @@ impl Store {
 }
 
 fn create_sqlite_parent_dir(url: &str) {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return;
     }
@@ -219,7 +214,6 @@ pub(crate) fn parse_id<T: FromStr>(value: &str) -> StoreResult<T> {
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> StoreResult<T> {
     serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
-
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -96,10 +96,11 @@ impl Store {
 
     /// The companies a user is a member of.
     pub async fn user_companies(&self, user: UserId) -> StoreResult<Vec<CompanyId>> {
-        let rows = sqlx::query("SELECT company_id FROM company_members WHERE user_id = $1 ORDER BY created_at, company_id")
-            .bind(user.as_string())
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT company_id FROM company_members WHERE user_id = $1 ORDER BY created_at, company_id")
+                .bind(user.as_string())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(|r| parse_id(&r.try_get::<String, _>("company_id")?)).collect()
     }
 
@@ -201,10 +202,8 @@ mod tests {
         use crate::store::Role;
         let user = store.create_user("m@x.test", None, Role::MasterAdmin, &[]).await.unwrap();
         let token = store.create_api_token(user.id, "cli").await.unwrap();
-        let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_all(store.pool()).await.unwrap();
         assert_eq!(stored, vec![crate::crypto::token_hash(&token)]);
         assert!(!stored[0].contains(&token));
     });

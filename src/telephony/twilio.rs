@@ -65,7 +65,12 @@ impl TwilioRest {
     }
 
     /// The account's numbers equal to `number` (E.164); empty when it owns none.
-    pub async fn incoming_numbers(&self, sid: &str, token: &str, number: &str) -> Result<Vec<IncomingNumber>, RestError> {
+    pub async fn incoming_numbers(
+        &self,
+        sid: &str,
+        token: &str,
+        number: &str,
+    ) -> Result<Vec<IncomingNumber>, RestError> {
         let mut url = self.url(&format!("2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"))?;
         url.query_pairs_mut().append_pair("PhoneNumber", number);
         let page: NumberPage = self.get(url, sid, token).await?;
@@ -78,13 +83,8 @@ impl TwilioRest {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, url: url::Url, sid: &str, token: &str) -> Result<T, RestError> {
-        let response = self
-            .http
-            .get(url.clone())
-            .basic_auth(sid, Some(token))
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, e))?;
+        let response =
+            self.http.get(url.clone()).basic_auth(sid, Some(token)).send().await.map_err(|e| unreachable(&url, e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| unreachable(&url, e))?;
         if !status.is_success() {

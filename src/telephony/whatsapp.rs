@@ -41,18 +41,11 @@ impl GraphApi {
 
     /// Reads a business phone number with the given access token.
     pub async fn phone_number(&self, phone_number_id: &str, access_token: &str) -> Result<PhoneNumberInfo, RestError> {
-        let mut url = self
-            .base
-            .join(&format!("{}/{}", self.version, phone_number_id))
-            .map_err(|e| malformed(&self.base, e))?;
+        let mut url =
+            self.base.join(&format!("{}/{}", self.version, phone_number_id)).map_err(|e| malformed(&self.base, e))?;
         url.query_pairs_mut().append_pair("fields", "display_phone_number,verified_name");
-        let response = self
-            .http
-            .get(url.clone())
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, e))?;
+        let response =
+            self.http.get(url.clone()).bearer_auth(access_token).send().await.map_err(|e| unreachable(&url, e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| unreachable(&url, e))?;
         if !status.is_success() {

@@ -53,14 +53,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     tokio::spawn(app.run(false));
     let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
     let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
-    TestApp {
-        addr,
-        base: format!("http://{addr}"),
-        state,
-        http: reqwest::Client::new(),
-        data_dir,
-        master,
-    }
+    TestApp { addr, base: format!("http://{addr}"), state, http: reqwest::Client::new(), data_dir, master }
 }
 
 /// A response: status and JSON body (Null when empty).
@@ -85,7 +78,14 @@ impl Reply {
 
 impl TestApp {
     /// Calls the API as `token` (acting on `company` when given).
-    pub async fn call(&self, method: Method, path: &str, token: &str, company: Option<CompanyId>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        company: Option<CompanyId>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(company) = company {
             request = request.header("X-Company-Id", company.to_string());
@@ -134,11 +134,23 @@ impl TestApp {
 
     /// A call chatbot with a call model set (gpt-realtime); returns its id.
     pub async fn call_chatbot(&self, company: CompanyId, token: &str) -> String {
-        let bot = self.post("/api/company/chatbots", token, Some(company), serde_json::json!({"name": "Voice", "chatbotType": "call"})).await;
+        let bot = self
+            .post(
+                "/api/company/chatbots",
+                token,
+                Some(company),
+                serde_json::json!({"name": "Voice", "chatbotType": "call"}),
+            )
+            .await;
         assert_eq!(bot.status, StatusCode::CREATED, "{}", bot.text);
         let id = bot.body["id"].as_str().unwrap().to_owned();
         let set = self
-            .patch(&format!("/api/company/chatbots/{id}/call-settings"), token, Some(company), serde_json::json!({"aiModelId": GPT_REALTIME}))
+            .patch(
+                &format!("/api/company/chatbots/{id}/call-settings"),
+                token,
+                Some(company),
+                serde_json::json!({"aiModelId": GPT_REALTIME}),
+            )
             .await;
         assert_eq!(set.status, StatusCode::OK, "{}", set.text);
         id
@@ -175,7 +187,10 @@ pub async fn spawn_call_app(
 impl TestApp {
     /// `POST /api/widget/call/session` for a chatbot, from an origin.
     pub async fn open_session(&self, chatbot: &str, origin: Option<&str>) -> Reply {
-        let mut request = self.http.post(format!("{}/api/widget/call/session", self.base)).json(&serde_json::json!({"chatbotId": chatbot}));
+        let mut request = self
+            .http
+            .post(format!("{}/api/widget/call/session", self.base))
+            .json(&serde_json::json!({"chatbotId": chatbot}));
         if let Some(origin) = origin {
             request = request.header("Origin", origin);
         }

@@ -32,11 +32,8 @@ pub fn tone(rate: u32, freq_hz: f32, ms: u32, amplitude: f32) -> Vec<i16> {
         .map(|i| {
             let t = i as f32 / rate as f32;
             let edge = i.min(len - 1 - i);
-            let envelope = if edge < fade {
-                0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / fade as f32).cos()
-            } else {
-                1.0
-            };
+            let envelope =
+                if edge < fade { 0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / fade as f32).cos() } else { 1.0 };
             (peak * envelope * (2.0 * std::f32::consts::PI * freq_hz * t).sin()) as i16
         })
         .collect()
@@ -77,10 +74,7 @@ pub fn pcm16_to_bytes(samples: &[i16]) -> Vec<u8> {
 
 /// Little-endian bytes as PCM16 samples (a trailing odd byte is ignored).
 pub fn pcm16_from_bytes(bytes: &[u8]) -> Vec<i16> {
-    bytes
-        .chunks_exact(2)
-        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
-        .collect()
+    bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect()
 }
 
 pub fn base64_encode(bytes: &[u8]) -> String {
@@ -139,10 +133,7 @@ const SEG_ULAW_END: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x
 const SEG_ALAW_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
 
 fn segment(value: i32, table: &[i32; 8]) -> i32 {
-    table
-        .iter()
-        .position(|&end| value <= end)
-        .map_or(8, |i| i as i32)
+    table.iter().position(|&end| value <= end).map_or(8, |i| i as i32)
 }
 
 /// One linear sample to G.711 µ-law.
@@ -167,11 +158,7 @@ pub fn ulaw_decode(byte: u8) -> i16 {
     let u = !i32::from(byte) & 0xFF;
     let mut t = ((u & QUANT_MASK) << 3) + ULAW_BIAS;
     t <<= (u & SEG_MASK) >> SEG_SHIFT;
-    (if u & SIGN_BIT != 0 {
-        ULAW_BIAS - t
-    } else {
-        t - ULAW_BIAS
-    }) as i16
+    (if u & SIGN_BIT != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
 }
 
 /// One linear sample to G.711 A-law.
@@ -188,11 +175,7 @@ pub fn alaw_encode(sample: i16) -> u8 {
         return (0x7F ^ mask) as u8;
     }
     let mut aval = seg << SEG_SHIFT;
-    aval |= if seg < 2 {
-        (pcm >> 1) & QUANT_MASK
-    } else {
-        (pcm >> seg) & QUANT_MASK
-    };
+    aval |= if seg < 2 { (pcm >> 1) & QUANT_MASK } else { (pcm >> seg) & QUANT_MASK };
     (aval ^ mask) as u8
 }
 
@@ -247,14 +230,8 @@ mod tests {
             let u = ulaw_decode(ulaw_encode(sample));
             let a = alaw_decode(alaw_encode(sample));
             let tolerance = (i32::from(sample).abs() / 16).max(16);
-            assert!(
-                (i32::from(u) - i32::from(sample)).abs() <= tolerance,
-                "ulaw {sample} -> {u}"
-            );
-            assert!(
-                (i32::from(a) - i32::from(sample)).abs() <= tolerance,
-                "alaw {sample} -> {a}"
-            );
+            assert!((i32::from(u) - i32::from(sample)).abs() <= tolerance, "ulaw {sample} -> {u}");
+            assert!((i32::from(a) - i32::from(sample)).abs() <= tolerance, "alaw {sample} -> {a}");
         }
         assert_eq!(ulaw_encode(0), 0xFF, "µ-law silence is 0xFF");
         assert_eq!(alaw_encode(0), 0xD5, "A-law silence is 0xD5");
@@ -263,15 +240,9 @@ mod tests {
     #[test]
     fn pcm16_bytes_are_little_endian() {
         assert_eq!(pcm16_to_bytes(&[0x0102, -2]), vec![0x02, 0x01, 0xFE, 0xFF]);
-        assert_eq!(
-            pcm16_from_bytes(&[0x02, 0x01, 0xFE, 0xFF, 0x07]),
-            vec![0x0102, -2]
-        );
+        assert_eq!(pcm16_from_bytes(&[0x02, 0x01, 0xFE, 0xFF, 0x07]), vec![0x0102, -2]);
         // The fixtures' 12-byte payload decodes to 6 samples.
-        assert_eq!(
-            pcm16_from_base64("8//2//v/9//q/+//").map(|s| s.len()),
-            Ok(6)
-        );
+        assert_eq!(pcm16_from_base64("8//2//v/9//q/+//").map(|s| s.len()), Ok(6));
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub struct Caller {
 impl Caller {
     /// Opens `ws_url` and sends the offer; does not wait for the call to become active.
     pub async fn dial(ws_url: &str) -> anyhow::Result<Self> {
-        let factory = PeerFactory::new(SignalingConfig { bind_ip: [127, 0, 0, 1].into(), ..SignalingConfig::default() })?;
+        let factory =
+            PeerFactory::new(SignalingConfig { bind_ip: [127, 0, 0, 1].into(), ..SignalingConfig::default() })?;
         let (peer, mut peer_events, offer) = factory.offer().await?;
         let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.context("opening the signaling WebSocket")?;
         let (mut sink, mut stream) = ws.split();
@@ -95,7 +96,8 @@ impl Caller {
                         }
                     }
                     Some("candidate") => {
-                        let candidate = match serde_json::from_value::<Option<IceCandidate>>(event["candidate"].clone()) {
+                        let candidate = match serde_json::from_value::<Option<IceCandidate>>(event["candidate"].clone())
+                        {
                             Ok(Some(candidate)) => candidate,
                             _ => IceCandidate::end_of_candidates(Some("0".into()), None),
                         };
@@ -126,7 +128,9 @@ impl Caller {
                 match event {
                     Some(PeerEvent::LocalCandidate(candidate)) => {
                         let candidate = if candidate.is_end_of_candidates() { Value::Null } else { json!(candidate) };
-                        let _ = out.send(Message::text(json!({"type": "candidate", "candidate": candidate}).to_string())).await;
+                        let _ = out
+                            .send(Message::text(json!({"type": "candidate", "candidate": candidate}).to_string()))
+                            .await;
                     }
                     Some(PeerEvent::Connected) => {
                         *state.connected.lock().expect("connected") = Some(Instant::now());
@@ -135,7 +139,9 @@ impl Caller {
                     Some(PeerEvent::Rtp(rtp)) => {
                         if let Ok(n) = decoder.decode(&rtp.payload, &mut pcm) {
                             let dbfs = media::dbfs(&pcm[..n]);
-                            let loud_ms = pcm[..n].chunks(RATE.samples_per_ms()).filter(|ms| media::dbfs(ms) > LOUD_DBFS).count() as u32;
+                            let loud_ms =
+                                pcm[..n].chunks(RATE.samples_per_ms()).filter(|ms| media::dbfs(ms) > LOUD_DBFS).count()
+                                    as u32;
                             state.heard.lock().expect("heard").push(Heard { at: rtp.arrival, dbfs, loud_ms });
                             state.changed.notify_waiters();
                         }

@@ -84,9 +84,7 @@ impl EnergyVad {
     pub fn end_turn(&mut self) -> Option<VadEvent> {
         let was = self.in_speech;
         self.reset_turn();
-        was.then(|| VadEvent::SpeechStopped {
-            audio_end_ms: self.position_ms(),
-        })
+        was.then(|| VadEvent::SpeechStopped { audio_end_ms: self.position_ms() })
     }
 
     pub fn push(&mut self, samples: &[i16]) -> Vec<VadEvent> {
@@ -125,8 +123,7 @@ impl EnergyVad {
                     self.silent_run = 0;
                     let onset = self.voiced_run_start * 10;
                     events.push(VadEvent::SpeechStarted {
-                        audio_start_ms: onset
-                            .saturating_sub(u64::from(self.settings.prefix_padding_ms)),
+                        audio_start_ms: onset.saturating_sub(u64::from(self.settings.prefix_padding_ms)),
                     });
                 }
             } else {
@@ -139,9 +136,7 @@ impl EnergyVad {
             if self.silent_run * 10 >= u64::from(self.settings.silence_duration_ms.max(10)) {
                 self.in_speech = false;
                 self.voiced_run = 0;
-                events.push(VadEvent::SpeechStopped {
-                    audio_end_ms: self.frames * 10,
-                });
+                events.push(VadEvent::SpeechStopped { audio_end_ms: self.frames * 10 });
             }
         }
     }
@@ -153,12 +148,7 @@ mod tests {
     use crate::audio::{RATE_24K, silence, tone};
 
     fn settings() -> VadSettings {
-        VadSettings {
-            threshold_rms: 0.02,
-            prefix_padding_ms: 300,
-            silence_duration_ms: 200,
-            min_speech_ms: 30,
-        }
+        VadSettings { threshold_rms: 0.02, prefix_padding_ms: 300, silence_duration_ms: 200, min_speech_ms: 30 }
     }
 
     #[test]
@@ -168,17 +158,10 @@ mod tests {
         audio.extend(tone(RATE_24K, 300.0, 600, 0.5));
         audio.extend(silence(RATE_24K, 500));
         // Pushed in odd-sized pieces: frames straddle the pushes.
-        let events: Vec<VadEvent> = audio
-            .chunks(777)
-            .flat_map(|piece| vad.push(piece))
-            .collect();
+        let events: Vec<VadEvent> = audio.chunks(777).flat_map(|piece| vad.push(piece)).collect();
         assert_eq!(events.len(), 2, "{events:?}");
-        let VadEvent::SpeechStarted { audio_start_ms } = events[0] else {
-            panic!("{events:?}")
-        };
-        let VadEvent::SpeechStopped { audio_end_ms } = events[1] else {
-            panic!("{events:?}")
-        };
+        let VadEvent::SpeechStarted { audio_start_ms } = events[0] else { panic!("{events:?}") };
+        let VadEvent::SpeechStopped { audio_end_ms } = events[1] else { panic!("{events:?}") };
         // Onset at ~1000 ms (the fade-in costs a frame), minus 300 ms padding.
         assert!((690..=720).contains(&audio_start_ms), "{audio_start_ms}");
         // The burst ends at 1600 ms; 200 ms of silence ends the turn.

@@ -25,10 +25,7 @@ use crate::test_client::TestClient;
 const WAIT: Duration = Duration::from_secs(8);
 
 fn tool() -> ScriptedToolCall {
-    ScriptedToolCall::new(
-        "search_knowledge_base",
-        json!({"query": "shipping to Canada"}),
-    )
+    ScriptedToolCall::new("search_knowledge_base", json!({"query": "shipping to Canada"}))
 }
 
 /// What a server frame counts as: OpenAI `type`, or Gemini's top-level key /
@@ -42,10 +39,7 @@ fn milestone(frame: &Value) -> Vec<String> {
     };
     map.iter()
         .flat_map(|(key, value)| match (key.as_str(), value.as_object()) {
-            ("serverContent", Some(content)) => content
-                .keys()
-                .map(|k| format!("serverContent.{k}"))
-                .collect(),
+            ("serverContent", Some(content)) => content.keys().map(|k| format!("serverContent.{k}")).collect(),
             ("usageMetadata", _) => Vec::new(),
             (key, _) => vec![key.to_owned()],
         })
@@ -56,9 +50,7 @@ fn streamed(kind: &str) -> bool {
     kind.ends_with(".delta")
         || matches!(
             kind,
-            "serverContent.modelTurn"
-                | "serverContent.outputTranscription"
-                | "serverContent.inputTranscription"
+            "serverContent.modelTurn" | "serverContent.outputTranscription" | "serverContent.inputTranscription"
         )
 }
 
@@ -102,10 +94,7 @@ fn ids_of(frame: &Value) -> Vec<String> {
         "/call_id",
         "/toolCall/functionCalls/0/id",
     ];
-    pointers
-        .iter()
-        .filter_map(|p| frame.pointer(p).and_then(Value::as_str).map(str::to_owned))
-        .collect()
+    pointers.iter().filter_map(|p| frame.pointer(p).and_then(Value::as_str).map(str::to_owned)).collect()
 }
 
 /// Fixture id -> mock id, by pairing the n-th frame of each kind.
@@ -134,12 +123,7 @@ fn substitute(value: &Value, map: &HashMap<String, String>) -> Value {
     match value {
         Value::String(s) => json!(map.get(s).cloned().unwrap_or_else(|| s.clone())),
         Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, map)).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), substitute(v, map)))
-                .collect(),
-        ),
+        Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), substitute(v, map))).collect()),
         other => other.clone(),
     }
 }
@@ -159,52 +143,30 @@ fn normalized_message(message: &str) -> String {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(if word.starts_with("resp_") {
-            "resp_X."
-        } else {
-            word
-        });
+        out.push_str(if word.starts_with("resp_") { "resp_X." } else { word });
     }
-    out.split("...")
-        .next()
-        .unwrap_or_default()
-        .trim_end()
-        .to_owned()
+    out.split("...").next().unwrap_or_default().trim_end().to_owned()
 }
 
 async fn replay_openai(file: &str) {
-    let dialect = if file.starts_with("ga-") {
-        Dialect::Ga
-    } else {
-        Dialect::Beta
-    };
+    let dialect = if file.starts_with("ga-") { Dialect::Ga } else { Dialect::Beta };
     let lines = load_jsonl(&format!("openai-realtime/{file}")).expect("fixture");
     let barge_in = file.contains("barge-in");
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
         tool_call: Some(tool()),
         reply: MockReply::tone("Sure! I'd be happy to help you with that today.", 6000),
-        pacing: if barge_in || file.contains("error") {
-            Pacing::RealTime(4.0)
-        } else {
-            Pacing::Burst
-        },
+        pacing: if barge_in || file.contains("error") { Pacing::RealTime(4.0) } else { Pacing::Burst },
         user_transcript: "Do you ship to Canada?".into(),
         ..Default::default()
     })
     .await;
-    let model = if dialect == Dialect::Ga {
-        "gpt-realtime"
-    } else {
-        "gpt-4o-realtime-preview-2024-12-17"
-    };
+    let model = if dialect == Dialect::Ga { "gpt-realtime" } else { "gpt-4o-realtime-preview-2024-12-17" };
     let auth = format!("Bearer {}", mock.config().api_key);
     let mut headers = vec![("authorization", auth.as_str())];
     if dialect == Dialect::Beta {
         headers.push(("openai-beta", "realtime=v1"));
     }
-    let mut client = TestClient::connect(&mock.realtime_url(model), &headers)
-        .await
-        .expect("handshake");
+    let mut client = TestClient::connect(&mock.realtime_url(model), &headers).await.expect("handshake");
     let mut fixture_seen: Vec<Value> = Vec::new();
     let mut expected_errors: Vec<Value> = Vec::new();
     let mut ids: HashMap<String, String> = HashMap::new();
@@ -219,9 +181,7 @@ async fn replay_openai(file: &str) {
                 fixture_seen.push(frame.clone());
             }
             FixtureLine::ExpectClient(frame) => {
-                let wait = mock
-                    .wait_for(|s| reached(&fixture_seen, &server_frames(s)), WAIT)
-                    .await;
+                let wait = mock.wait_for(|s| reached(&fixture_seen, &server_frames(s)), WAIT).await;
                 assert!(
                     wait.is_ok(),
                     "{file}: before line {}: missing {:?}",
@@ -230,38 +190,25 @@ async fn replay_openai(file: &str) {
                 );
                 align(&fixture_seen, &sent(&mock), &mut ids);
                 let mut frame = substitute(frame, &ids);
-                let expected = next_server(&lines, index)
-                    .filter(|v| v["type"] == "error")
-                    .cloned();
-                let expected_message = expected
-                    .as_ref()
-                    .and_then(|e| e["error"]["message"].as_str())
-                    .unwrap_or("");
+                let expected = next_server(&lines, index).filter(|v| v["type"] == "error").cloned();
+                let expected_message = expected.as_ref().and_then(|e| e["error"]["message"].as_str()).unwrap_or("");
                 if expected_message.contains("already has an active response") {
                     // The fixture's note: a response is in progress.
                     client.send(&json!({"type": "response.create"})).await;
                     let created = mock.state().count_sent("response.created") + 1;
-                    mock.wait_for(|s| s.count_sent("response.created") >= created, WAIT)
-                        .await
-                        .expect("response");
+                    mock.wait_for(|s| s.count_sent("response.created") >= created, WAIT).await.expect("response");
                 }
                 if expected_message.starts_with("Cancellation failed") {
                     let done = mock.state().count_sent("response.done");
                     let created = mock.state().count_sent("response.created");
                     if created > done {
                         client.send(&json!({"type": "response.cancel"})).await;
-                        mock.wait_for(|s| s.count_sent("response.done") >= created, WAIT)
-                            .await
-                            .expect("cancelled");
+                        mock.wait_for(|s| s.count_sent("response.done") >= created, WAIT).await.expect("cancelled");
                     }
                 }
                 if frame["type"] == "conversation.item.truncate" {
                     let item = frame["item_id"].as_str().unwrap_or_default().to_owned();
-                    let played = mock
-                        .responses()
-                        .iter()
-                        .find(|r| r.item_id == item)
-                        .map_or(0, |r| r.audio_ms);
+                    let played = mock.responses().iter().find(|r| r.item_id == item).map_or(0, |r| r.audio_ms);
                     let wanted = frame["audio_end_ms"].as_u64().unwrap_or(0);
                     frame["audio_end_ms"] = json!(wanted.min(played));
                 }
@@ -269,71 +216,43 @@ async fn replay_openai(file: &str) {
                 if frame["type"] == "input_audio_buffer.append" {
                     let speech = audio::speech_then_silence(RATE_24K, 600, 700);
                     for chunk in speech.chunks(2400) {
-                        client.send(&json!({"type": "input_audio_buffer.append", "audio": audio::pcm16_base64(chunk)})).await;
+                        client
+                            .send(&json!({"type": "input_audio_buffer.append", "audio": audio::pcm16_base64(chunk)}))
+                            .await;
                     }
                 }
             }
             FixtureLine::Close { .. } | FixtureLine::Note(_) | FixtureLine::Meta(_) => {}
         }
     }
-    let wait = mock
-        .wait_for(|s| reached(&fixture_seen, &server_frames(s)), WAIT)
-        .await;
-    assert!(
-        wait.is_ok(),
-        "{file}: at the end: missing {:?}",
-        missing(&fixture_seen, &sent(&mock))
-    );
+    let wait = mock.wait_for(|s| reached(&fixture_seen, &server_frames(s)), WAIT).await;
+    assert!(wait.is_ok(), "{file}: at the end: missing {:?}", missing(&fixture_seen, &sent(&mock)));
 
     // The scenario really happened on the mock's side too.
     if file.contains("function-call") {
-        assert_eq!(
-            mock.tool_outputs().len(),
-            1,
-            "{file}: the tool output was taken"
-        );
+        assert_eq!(mock.tool_outputs().len(), 1, "{file}: the tool output was taken");
     }
     if barge_in {
-        assert!(
-            mock.responses().iter().any(|r| r.status == "cancelled"),
-            "{file}: the answer was cut"
-        );
+        assert!(mock.responses().iter().any(|r| r.status == "cancelled"), "{file}: the answer was cut");
         assert_eq!(mock.truncates().len(), 1, "{file}: the truncate was taken");
     }
     if file.contains("plain-turn") {
         assert_eq!(mock.responses().len(), 1, "{file}");
     }
     let errors = mock.errors_sent();
-    assert_eq!(
-        errors.len(),
-        expected_errors.len(),
-        "{file}: errors {errors:#?}"
-    );
+    assert_eq!(errors.len(), expected_errors.len(), "{file}: errors {errors:#?}");
     for (got, want) in errors.iter().zip(&expected_errors) {
         for key in ["type", "code", "param", "event_id"] {
-            assert_eq!(
-                got["error"][key], want["error"][key],
-                "{file}: {key} of {got}"
-            );
+            assert_eq!(got["error"][key], want["error"][key], "{file}: {key} of {got}");
         }
-        let (got_text, want_text) = (
-            got["error"]["message"].as_str(),
-            want["error"]["message"].as_str(),
-        );
+        let (got_text, want_text) = (got["error"]["message"].as_str(), want["error"]["message"].as_str());
         let got_text = normalized_message(got_text.unwrap_or_default());
-        assert!(
-            got_text.starts_with(&normalized_message(want_text.unwrap_or_default())),
-            "{file}: {got_text}"
-        );
+        assert!(got_text.starts_with(&normalized_message(want_text.unwrap_or_default())), "{file}: {got_text}");
     }
 }
 
 fn server_frames(state: &crate::mock_openai_realtime::OpenAiState) -> Vec<Value> {
-    state
-        .server_events
-        .iter()
-        .map(|e| e.event.clone())
-        .collect()
+    state.server_events.iter().map(|e| e.event.clone()).collect()
 }
 
 async fn replay_gemini(file: &str) {
@@ -341,16 +260,9 @@ async fn replay_gemini(file: &str) {
     let mock = MockGeminiLive::start(GeminiLiveConfig {
         tool_call: Some(tool()),
         reply: MockReply::tone("We are open Monday to Friday, from nine to five.", 6000),
-        pacing: if file.contains("barge-in") {
-            Pacing::RealTime(4.0)
-        } else {
-            Pacing::Burst
-        },
-        go_away: Some(GoAway {
-            trigger: GoAwayTrigger::AfterTurns(1),
-            time_left: Duration::from_millis(200),
-        })
-        .filter(|_| file.contains("go-away")),
+        pacing: if file.contains("barge-in") { Pacing::RealTime(4.0) } else { Pacing::Burst },
+        go_away: Some(GoAway { trigger: GoAwayTrigger::AfterTurns(1), time_left: Duration::from_millis(200) })
+            .filter(|_| file.contains("go-away")),
         ..Default::default()
     })
     .await;
@@ -365,9 +277,7 @@ async fn replay_gemini(file: &str) {
         match line {
             FixtureLine::Server(frame) => fixture_seen.push(frame.clone()),
             FixtureLine::ExpectClient(frame) => {
-                let wait = mock
-                    .wait_for(|s| reached(&fixture_seen, &live_frames(s)), WAIT)
-                    .await;
+                let wait = mock.wait_for(|s| reached(&fixture_seen, &live_frames(s)), WAIT).await;
                 assert!(
                     wait.is_ok(),
                     "{file}: before line {}: missing {:?}",
@@ -391,32 +301,15 @@ async fn replay_gemini(file: &str) {
     }
     if let Some((code, reason)) = expect_close {
         let close = client.until_close().await.expect("close frame");
-        assert_eq!(
-            (u16::from(close.code), close.reason.to_string()),
-            (code, reason),
-            "{file}"
-        );
+        assert_eq!((u16::from(close.code), close.reason.to_string()), (code, reason), "{file}");
         return;
     }
-    let wait = mock
-        .wait_for(|s| reached(&fixture_seen, &live_frames(s)), WAIT)
-        .await;
-    assert!(
-        wait.is_ok(),
-        "{file}: at the end: missing {:?}",
-        missing(&fixture_seen, &sent(&mock))
-    );
-    assert!(
-        mock.errors_sent().is_empty(),
-        "{file}: {:?}",
-        mock.errors_sent()
-    );
+    let wait = mock.wait_for(|s| reached(&fixture_seen, &live_frames(s)), WAIT).await;
+    assert!(wait.is_ok(), "{file}: at the end: missing {:?}", missing(&fixture_seen, &sent(&mock)));
+    assert!(mock.errors_sent().is_empty(), "{file}: {:?}", mock.errors_sent());
     let turns = mock.turns();
     match file {
-        "barge-in.jsonl" => assert!(
-            turns.len() == 2 && turns[0].interrupted,
-            "{file}: {turns:?}"
-        ),
+        "barge-in.jsonl" => assert!(turns.len() == 2 && turns[0].interrupted, "{file}: {turns:?}"),
         "function-call.jsonl" => assert_eq!(mock.tool_responses().len(), 1, "{file}"),
         "go-away-resumption.jsonl" => assert_eq!(mock.state().go_aways_sent, 1, "{file}"),
         _ => assert_eq!(turns.len(), 1, "{file}: {turns:?}"),
@@ -424,11 +317,7 @@ async fn replay_gemini(file: &str) {
 }
 
 fn live_frames(state: &crate::mock_gemini_live::GeminiState) -> Vec<Value> {
-    state
-        .server_messages
-        .iter()
-        .map(|m| m.message.clone())
-        .collect()
+    state.server_messages.iter().map(|m| m.message.clone()).collect()
 }
 
 #[tokio::test]
@@ -449,13 +338,8 @@ async fn openai_fixtures_replay_cleanly() {
 
 #[tokio::test]
 async fn gemini_fixtures_replay_cleanly() {
-    let files = [
-        "plain-turn.jsonl",
-        "barge-in.jsonl",
-        "function-call.jsonl",
-        "go-away-resumption.jsonl",
-        "error.jsonl",
-    ];
+    let files =
+        ["plain-turn.jsonl", "barge-in.jsonl", "function-call.jsonl", "go-away-resumption.jsonl", "error.jsonl"];
     let replays: Vec<_> = files.iter().map(|file| replay_gemini(file)).collect();
     futures::future::join_all(replays).await;
 }

@@ -41,14 +41,10 @@ impl std::error::Error for FixtureError {}
 /// A JSON fixture, meta keys stripped.
 pub fn load_json(relative: &str) -> Result<Value, FixtureError> {
     let path = fixture_path(relative);
-    let text = std::fs::read_to_string(&path).map_err(|e| FixtureError {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| FixtureError {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| FixtureError { path: path.clone(), reason: e.to_string() })?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| FixtureError { path: path.clone(), reason: e.to_string() })?;
     Ok(strip_meta(&value))
 }
 
@@ -71,18 +67,14 @@ pub enum FixtureLine {
 /// A JSONL fixture, one entry per line.
 pub fn load_jsonl(relative: &str) -> Result<Vec<FixtureLine>, FixtureError> {
     let path = fixture_path(relative);
-    let text = std::fs::read_to_string(&path).map_err(|e| FixtureError {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| FixtureError { path: path.clone(), reason: e.to_string() })?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            let value: Value = serde_json::from_str(line).map_err(|e| FixtureError {
-                path: path.clone(),
-                reason: format!("line {}: {e}", n + 1),
-            })?;
+            let value: Value = serde_json::from_str(line)
+                .map_err(|e| FixtureError { path: path.clone(), reason: format!("line {}: {e}", n + 1) })?;
             Ok(classify(value))
         })
         .collect()
@@ -101,11 +93,7 @@ fn classify(value: Value) -> FixtureLine {
     if let Some(close) = object.get("_ws_close") {
         return FixtureLine::Close {
             code: close.get("code").and_then(Value::as_u64).unwrap_or(1000) as u16,
-            reason: close
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            reason: close.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
         };
     }
     if let Some(note) = object.get("_note").and_then(Value::as_str) {
@@ -118,10 +106,7 @@ fn classify(value: Value) -> FixtureLine {
 pub fn strip_meta(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !k.starts_with('_'))
-                .map(|(k, v)| (k.clone(), strip_meta(v)))
-                .collect(),
+            map.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.clone(), strip_meta(v))).collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(strip_meta).collect()),
         other => other.clone(),
@@ -144,13 +129,7 @@ mod tests {
         let lines = load_jsonl("gemini-live/error.jsonl").expect("fixture readable");
         assert!(matches!(lines[0], FixtureLine::Meta(_)));
         assert!(matches!(lines[1], FixtureLine::ExpectClient(_)));
-        assert_eq!(
-            lines[2],
-            FixtureLine::Close {
-                code: 1007,
-                reason: "Request contains an invalid argument.".into()
-            }
-        );
+        assert_eq!(lines[2], FixtureLine::Close { code: 1007, reason: "Request contains an invalid argument.".into() });
     }
 
     #[test]

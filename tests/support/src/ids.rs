@@ -4,11 +4,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 fn alphanumeric(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 /// OpenAI object ids: `event_…`, `item_…`, `resp_…`, `sess_…`, `conv_…`

@@ -62,27 +62,12 @@ pub(crate) enum Frame {
 /// Facts the mock records.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum LiveNote {
-    Setup {
-        model: String,
-        setup: Value,
-        resumed_from: Option<String>,
-    },
+    Setup { model: String, setup: Value, resumed_from: Option<String> },
     HandleIssued(String),
-    ToolCall {
-        id: String,
-        name: String,
-    },
-    ToolResponse {
-        id: String,
-        name: String,
-        response: Value,
-    },
+    ToolCall { id: String, name: String },
+    ToolResponse { id: String, name: String, response: Value },
     ToolCallCancelled(Vec<String>),
-    TurnComplete {
-        interrupted: bool,
-        audio_ms: u64,
-        transcript: String,
-    },
+    TurnComplete { interrupted: bool, audio_ms: u64, transcript: String },
 }
 
 #[derive(Debug, Default)]
@@ -97,13 +82,7 @@ impl LiveOutcome {
     }
 
     fn close(reason: &str) -> Self {
-        Self {
-            frames: vec![Frame::Close {
-                code: 1007,
-                reason: reason.to_owned(),
-            }],
-            notes: Vec::new(),
-        }
+        Self { frames: vec![Frame::Close { code: 1007, reason: reason.to_owned() }], notes: Vec::new() }
     }
 }
 
@@ -149,11 +128,7 @@ fn snake(key: &str) -> String {
 
 /// An object whose keys (camelCase or snake_case) are all in `allowed`
 /// (camelCase); `path` is the proto path for error texts.
-fn message<'a>(
-    value: &'a Value,
-    path: &str,
-    allowed: &[&str],
-) -> Result<&'a Map<String, Value>, Fatal> {
+fn message<'a>(value: &'a Value, path: &str, allowed: &[&str]) -> Result<&'a Map<String, Value>, Fatal> {
     let map = value.as_object().ok_or_else(invalid)?;
     if let Some(key) = map.keys().find(|k| !allowed.contains(&camel(k).as_str())) {
         return Err(unknown_name(key, path));
@@ -176,10 +151,7 @@ fn flag(value: &Value) -> Result<bool, Fatal> {
 
 /// Integers may arrive as numbers or (int64 style) strings.
 fn int(value: &Value) -> Result<i64, Fatal> {
-    value
-        .as_i64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-        .ok_or_else(invalid)
+    value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok())).ok_or_else(invalid)
 }
 
 fn number(value: &Value) -> Result<f64, Fatal> {
@@ -188,11 +160,7 @@ fn number(value: &Value) -> Result<f64, Fatal> {
 
 fn enumeration(value: &Value, allowed: &[&str]) -> Result<String, Fatal> {
     let v = text(value)?;
-    if allowed.contains(&v) {
-        Ok(v.to_owned())
-    } else {
-        Err(invalid())
-    }
+    if allowed.contains(&v) { Ok(v.to_owned()) } else { Err(invalid()) }
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -249,16 +217,8 @@ fn check_content(value: &Value, path: &str) -> Result<(), Fatal> {
 
 fn check_blob(value: &Value, path: &str) -> Result<(String, String), Fatal> {
     let map = message(value, path, &["data", "mimeType"])?;
-    let data = field(map, "data")
-        .map(text)
-        .transpose()?
-        .unwrap_or_default()
-        .to_owned();
-    let mime = field(map, "mimeType")
-        .map(text)
-        .transpose()?
-        .unwrap_or_default()
-        .to_owned();
+    let data = field(map, "data").map(text).transpose()?.unwrap_or_default().to_owned();
+    let mime = field(map, "mimeType").map(text).transpose()?.unwrap_or_default().to_owned();
     Ok((data, mime))
 }
 
@@ -333,18 +293,12 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
             )?;
         }
         if let Some(thinking) = field(config, "thinkingConfig") {
-            message(
-                thinking,
-                &join(&p, "thinkingConfig"),
-                &["thinkingBudget", "includeThoughts", "thinkingLevel"],
-            )?;
+            message(thinking, &join(&p, "thinkingConfig"), &["thinkingBudget", "includeThoughts", "thinkingLevel"])?;
         }
         if let Some(modalities) = field(config, "responseModalities") {
             let list = modalities.as_array().ok_or_else(invalid)?;
-            let names: Vec<String> = list
-                .iter()
-                .map(|m| enumeration(m, &["AUDIO", "TEXT"]))
-                .collect::<Result<_, _>>()?;
+            let names: Vec<String> =
+                list.iter().map(|m| enumeration(m, &["AUDIO", "TEXT"])).collect::<Result<_, _>>()?;
             // One response modality per session (AUDIO+TEXT is refused).
             if names.len() != 1 {
                 return Err(invalid());
@@ -356,22 +310,14 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
         }
         if let Some(speech) = field(config, "speechConfig") {
             let sp = join(&p, "speechConfig");
-            let speech = message(
-                speech,
-                &sp,
-                &["voiceConfig", "languageCode", "multiSpeakerVoiceConfig"],
-            )?;
+            let speech = message(speech, &sp, &["voiceConfig", "languageCode", "multiSpeakerVoiceConfig"])?;
             if let Some(lang) = field(speech, "languageCode") {
                 text(lang)?;
             }
             if let Some(voice) = field(speech, "voiceConfig") {
                 let voice = message(voice, &join(&sp, "voiceConfig"), &["prebuiltVoiceConfig"])?;
                 if let Some(prebuilt) = field(voice, "prebuiltVoiceConfig") {
-                    let prebuilt = message(
-                        prebuilt,
-                        &join(&sp, "voiceConfig.prebuiltVoiceConfig"),
-                        &["voiceName"],
-                    )?;
+                    let prebuilt = message(prebuilt, &join(&sp, "voiceConfig.prebuiltVoiceConfig"), &["voiceName"])?;
                     if let Some(name) = field(prebuilt, "voiceName") {
                         enumeration(name, VOICES)?;
                     }
@@ -389,13 +335,7 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
             let tool = message(
                 tool,
                 &p,
-                &[
-                    "functionDeclarations",
-                    "googleSearch",
-                    "codeExecution",
-                    "googleSearchRetrieval",
-                    "urlContext",
-                ],
+                &["functionDeclarations", "googleSearch", "codeExecution", "googleSearchRetrieval", "urlContext"],
             )?;
             if let Some(declarations) = field(tool, "functionDeclarations") {
                 for declaration in declarations.as_array().ok_or_else(invalid)? {
@@ -440,23 +380,11 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
     let mut interrupts = true;
     if let Some(input) = field(map, "realtimeInputConfig") {
         let p = join(path, "realtimeInputConfig");
-        let input = message(
-            input,
-            &p,
-            &[
-                "automaticActivityDetection",
-                "activityHandling",
-                "turnCoverage",
-            ],
-        )?;
+        let input = message(input, &p, &["automaticActivityDetection", "activityHandling", "turnCoverage"])?;
         if let Some(handling) = field(input, "activityHandling") {
             let handling = enumeration(
                 handling,
-                &[
-                    "ACTIVITY_HANDLING_UNSPECIFIED",
-                    "START_OF_ACTIVITY_INTERRUPTS",
-                    "NO_INTERRUPTION",
-                ],
+                &["ACTIVITY_HANDLING_UNSPECIFIED", "START_OF_ACTIVITY_INTERRUPTS", "NO_INTERRUPTION"],
             )?;
             interrupts = handling != "NO_INTERRUPTION";
         }
@@ -492,27 +420,13 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
             if let Some(start) = field(detection, "startOfSpeechSensitivity") {
                 let start = enumeration(
                     start,
-                    &[
-                        "START_SENSITIVITY_UNSPECIFIED",
-                        "START_SENSITIVITY_HIGH",
-                        "START_SENSITIVITY_LOW",
-                    ],
+                    &["START_SENSITIVITY_UNSPECIFIED", "START_SENSITIVITY_HIGH", "START_SENSITIVITY_LOW"],
                 )?;
-                settings.threshold_rms = audio::db_to_linear(if start == "START_SENSITIVITY_LOW" {
-                    -30.0
-                } else {
-                    -45.0
-                });
+                settings.threshold_rms =
+                    audio::db_to_linear(if start == "START_SENSITIVITY_LOW" { -30.0 } else { -45.0 });
             }
             if let Some(end) = field(detection, "endOfSpeechSensitivity") {
-                enumeration(
-                    end,
-                    &[
-                        "END_SENSITIVITY_UNSPECIFIED",
-                        "END_SENSITIVITY_HIGH",
-                        "END_SENSITIVITY_LOW",
-                    ],
-                )?;
+                enumeration(end, &["END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH", "END_SENSITIVITY_LOW"])?;
             }
             if let Some(ms) = field(detection, "prefixPaddingMs") {
                 settings.prefix_padding_ms = u32::try_from(int(ms)?).map_err(|_| invalid())?;
@@ -520,18 +434,12 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
             if let Some(ms) = field(detection, "silenceDurationMs") {
                 settings.silence_duration_ms = u32::try_from(int(ms)?).map_err(|_| invalid())?;
             }
-            let disabled = field(detection, "disabled")
-                .map(flag)
-                .transpose()?
-                .unwrap_or(false);
+            let disabled = field(detection, "disabled").map(flag).transpose()?.unwrap_or(false);
             vad = if disabled { None } else { Some(settings) };
         }
     }
     let mut transcription = [false, false];
-    for (n, key) in ["inputAudioTranscription", "outputAudioTranscription"]
-        .into_iter()
-        .enumerate()
-    {
+    for (n, key) in ["inputAudioTranscription", "outputAudioTranscription"].into_iter().enumerate() {
         if let Some(config) = field(map, key) {
             let config = message(config, &join(path, key), &["languageCodes"])?;
             if let Some(codes) = field(config, "languageCodes") {
@@ -544,18 +452,11 @@ fn check_setup(setup: &Value, models: &[String]) -> Result<LiveSettings, Fatal> 
     }
     let mut resumption = None;
     if let Some(config) = field(map, "sessionResumption") {
-        let config = message(
-            config,
-            &join(path, "sessionResumption"),
-            &["handle", "transparent"],
-        )?;
+        let config = message(config, &join(path, "sessionResumption"), &["handle", "transparent"])?;
         if let Some(t) = field(config, "transparent") {
             flag(t)?;
         }
-        let handle = field(config, "handle")
-            .map(text)
-            .transpose()?
-            .map(str::to_owned);
+        let handle = field(config, "handle").map(text).transpose()?.map(str::to_owned);
         resumption = Some(handle);
     }
     if let Some(compression) = field(map, "contextWindowCompression") {
@@ -660,16 +561,8 @@ impl LiveSession {
         }
     }
 
-    fn dispatch(
-        &mut self,
-        value: &Value,
-        known_handle: impl Fn(&str) -> bool,
-    ) -> Result<LiveOutcome, Fatal> {
-        let map = message(
-            value,
-            "",
-            &["setup", "clientContent", "realtimeInput", "toolResponse"],
-        )?;
+    fn dispatch(&mut self, value: &Value, known_handle: impl Fn(&str) -> bool) -> Result<LiveOutcome, Fatal> {
+        let map = message(value, "", &["setup", "clientContent", "realtimeInput", "toolResponse"])?;
         // Exactly one of the four per message.
         if map.len() != 1 {
             return Err(invalid());
@@ -688,12 +581,7 @@ impl LiveSession {
         Ok(out)
     }
 
-    fn setup(
-        &mut self,
-        body: &Value,
-        known_handle: impl Fn(&str) -> bool,
-        out: &mut LiveOutcome,
-    ) -> Result<(), Fatal> {
+    fn setup(&mut self, body: &Value, known_handle: impl Fn(&str) -> bool, out: &mut LiveOutcome) -> Result<(), Fatal> {
         let settings = check_setup(body, &self.config.models)?;
         let resumed_from = match &settings.resumption {
             Some(Some(handle)) if !known_handle(handle) => return Err(invalid()),
@@ -701,11 +589,7 @@ impl LiveSession {
             _ => None,
         };
         self.vad = settings.vad.map(|vad| EnergyVad::new(RATE_16K, vad));
-        out.notes.push(LiveNote::Setup {
-            model: settings.model.clone(),
-            setup: body.clone(),
-            resumed_from,
-        });
+        out.notes.push(LiveNote::Setup { model: settings.model.clone(), setup: body.clone(), resumed_from });
         let resumable = settings.resumption.is_some();
         self.settings = Some(settings);
         out.json(json!({"setupComplete": {}}));
@@ -731,15 +615,7 @@ impl LiveSession {
         let map = message(
             body,
             path,
-            &[
-                "mediaChunks",
-                "audio",
-                "video",
-                "text",
-                "activityStart",
-                "activityEnd",
-                "audioStreamEnd",
-            ],
+            &["mediaChunks", "audio", "video", "text", "activityStart", "activityEnd", "audioStreamEnd"],
         )?;
         let mut blobs = Vec::new();
         if let Some(audio) = field(map, "audio") {
@@ -755,22 +631,14 @@ impl LiveSession {
             if automatic {
                 return Err(invalid());
             }
-            message(
-                field(map, "activityStart").ok_or_else(invalid)?,
-                &join(path, "activityStart"),
-                &[],
-            )?;
+            message(field(map, "activityStart").ok_or_else(invalid)?, &join(path, "activityStart"), &[])?;
             self.manual_activity = true;
             self.caller_started(out);
         }
         for (data, mime) in blobs {
             let samples = decode_input(&data, &mime)?;
             self.received_ms += samples.len() as f64 * 1000.0 / f64::from(RATE_16K);
-            let events = self
-                .vad
-                .as_mut()
-                .map(|vad| vad.push(&samples))
-                .unwrap_or_default();
+            let events = self.vad.as_mut().map(|vad| vad.push(&samples)).unwrap_or_default();
             for event in events {
                 match event {
                     VadEvent::SpeechStarted { .. } => self.caller_started(out),
@@ -797,8 +665,7 @@ impl LiveSession {
         }
         if let Some(end) = field(map, "audioStreamEnd")
             && flag(end)?
-            && let Some(VadEvent::SpeechStopped { .. }) =
-                self.vad.as_mut().and_then(EnergyVad::end_turn)
+            && let Some(VadEvent::SpeechStopped { .. }) = self.vad.as_mut().and_then(EnergyVad::end_turn)
         {
             self.caller_finished(true, out);
         }
@@ -812,10 +679,7 @@ impl LiveSession {
                 check_content(turn, "client_content.turns")?;
             }
         }
-        let complete = field(map, "turnComplete")
-            .map(flag)
-            .transpose()?
-            .unwrap_or(false);
+        let complete = field(map, "turnComplete").map(flag).transpose()?.unwrap_or(false);
         if complete {
             // New client content interrupts a model turn in progress.
             self.caller_started(out);
@@ -826,10 +690,7 @@ impl LiveSession {
 
     fn tool_response(&mut self, body: &Value, out: &mut LiveOutcome) -> Result<(), Fatal> {
         let map = message(body, "tool_response", &["functionResponses"])?;
-        let responses = field(map, "functionResponses")
-            .ok_or_else(invalid)?
-            .as_array()
-            .ok_or_else(invalid)?;
+        let responses = field(map, "functionResponses").ok_or_else(invalid)?.as_array().ok_or_else(invalid)?;
         for response in responses {
             let response = message(
                 response,
@@ -837,25 +698,15 @@ impl LiveSession {
                 &["id", "name", "response", "willContinue", "scheduling"],
             )?;
             let id = text(field(response, "id").ok_or_else(invalid)?)?;
-            let name = field(response, "name")
-                .map(text)
-                .transpose()?
-                .unwrap_or_default();
+            let name = field(response, "name").map(text).transpose()?.unwrap_or_default();
             let payload = field(response, "response").cloned().unwrap_or(Value::Null);
             if !payload.is_null() {
                 payload.as_object().ok_or_else(invalid)?;
             }
             if let Some(s) = field(response, "scheduling") {
-                enumeration(
-                    s,
-                    &["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"],
-                )?;
+                enumeration(s, &["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"])?;
             }
-            let Some(index) = self
-                .pending_calls
-                .iter()
-                .position(|(pending, _)| pending == id)
-            else {
+            let Some(index) = self.pending_calls.iter().position(|(pending, _)| pending == id) else {
                 return Err(invalid());
             };
             self.pending_calls.remove(index);
@@ -867,10 +718,8 @@ impl LiveSession {
             self.answered_calls.push((id.to_owned(), payload));
         }
         if self.pending_calls.is_empty() && !self.answered_calls.is_empty() {
-            let outputs: Vec<String> = std::mem::take(&mut self.answered_calls)
-                .into_iter()
-                .map(|(_, r)| tool_output_text(&r))
-                .collect();
+            let outputs: Vec<String> =
+                std::mem::take(&mut self.answered_calls).into_iter().map(|(_, r)| tool_output_text(&r)).collect();
             let reply = MockReply {
                 transcript: fill_template(&self.config.tool_reply_template, &outputs.join("\n")),
                 audio: self.config.reply.audio.clone(),
@@ -909,36 +758,24 @@ impl LiveSession {
                     .filter(|(w, _)| word_chunk(*w, words.len(), chunks) == n)
                     .map(|(_, word)| word.as_str())
                     .collect();
-                let part = if part.starts_with(char::is_whitespace) {
-                    part
-                } else {
-                    format!(" {part}")
-                };
+                let part = if part.starts_with(char::is_whitespace) { part } else { format!(" {part}") };
                 out.json(json!({"serverContent": {"inputTranscription": {"text": part}}}));
             }
         }
         if let Some(script) = &self.config.tool_call
             && self.settings().tools.contains(&script.name)
-            && script
-                .max_calls
-                .is_none_or(|max| self.tool_calls_made < max)
+            && script.max_calls.is_none_or(|max| self.tool_calls_made < max)
         {
             let id = ids::gemini_function_call();
-            out.json(json!({"toolCall": {"functionCalls": [{"id": id, "args": script.arguments, "name": script.name}]}}));
-            out.notes.push(LiveNote::ToolCall {
-                id: id.clone(),
-                name: script.name.clone(),
-            });
+            out.json(
+                json!({"toolCall": {"functionCalls": [{"id": id, "args": script.arguments, "name": script.name}]}}),
+            );
+            out.notes.push(LiveNote::ToolCall { id: id.clone(), name: script.name.clone() });
             self.pending_calls.push((id, script.name.clone()));
             self.tool_calls_made += 1;
             return;
         }
-        let reply = self
-            .config
-            .replies
-            .get(self.replies_used)
-            .cloned()
-            .unwrap_or_else(|| self.config.reply.clone());
+        let reply = self.config.replies.get(self.replies_used).cloned().unwrap_or_else(|| self.config.reply.clone());
         self.replies_used += 1;
         self.start_model_turn(reply);
     }
@@ -948,11 +785,7 @@ impl LiveSession {
         let chunks = if self.settings().text_only {
             Vec::new()
         } else {
-            reply
-                .audio
-                .chunks(chunk_len.max(1))
-                .map(<[i16]>::to_vec)
-                .collect()
+            reply.audio.chunks(chunk_len.max(1)).map(<[i16]>::to_vec).collect()
         };
         self.stream = Some(LiveStream {
             chunks,
@@ -975,11 +808,7 @@ impl LiveSession {
         let total = stream.chunks.len();
         let text_only = settings.text_only;
         let units = if text_only { stream.words.len() } else { total };
-        let current = if text_only {
-            stream.next_word
-        } else {
-            stream.next_chunk
-        };
+        let current = if text_only { stream.next_word } else { stream.next_chunk };
         let last = current + 1 >= units;
         let mut words = String::new();
         while stream.next_word < stream.words.len()
@@ -998,12 +827,10 @@ impl LiveSession {
             }
         } else {
             if let Some(chunk) = stream.chunks.get(stream.next_chunk) {
-                out.json(
-                    json!({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
-                        "mimeType": "audio/pcm;rate=24000",
-                        "data": audio::pcm16_base64(chunk),
-                    }}]}}}),
-                );
+                out.json(json!({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
+                    "mimeType": "audio/pcm;rate=24000",
+                    "data": audio::pcm16_base64(chunk),
+                }}]}}}));
                 stream.samples_sent += chunk.len();
                 stream.next_chunk += 1;
             }
@@ -1011,11 +838,7 @@ impl LiveSession {
                 out.json(json!({"serverContent": {"outputTranscription": {"text": words}}}));
             }
         }
-        let finished = if text_only {
-            stream.next_word >= stream.words.len()
-        } else {
-            stream.next_chunk >= total
-        };
+        let finished = if text_only { stream.next_word >= stream.words.len() } else { stream.next_chunk >= total };
         if finished {
             out.json(json!({"serverContent": {"generationComplete": true}}));
             self.finish_turn(false, &mut out);
@@ -1043,17 +866,9 @@ impl LiveSession {
                 "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": response_tokens}],
             },
         }));
-        out.notes.push(LiveNote::TurnComplete {
-            interrupted,
-            audio_ms,
-            transcript: stream.transcript_sent,
-        });
+        out.notes.push(LiveNote::TurnComplete { interrupted, audio_ms, transcript: stream.transcript_sent });
         self.turns_completed += 1;
-        if self
-            .settings
-            .as_ref()
-            .is_some_and(|s| s.resumption.is_some())
-        {
+        if self.settings.as_ref().is_some_and(|s| s.resumption.is_some()) {
             self.issue_handle(out);
         }
     }
@@ -1089,10 +904,7 @@ mod tests {
     use super::*;
 
     fn models() -> Vec<String> {
-        vec![
-            "gemini-2.5-flash-native-audio-preview-12-2025".into(),
-            "gemini-live-2.5-flash-preview".into(),
-        ]
+        vec!["gemini-2.5-flash-native-audio-preview-12-2025".into(), "gemini-live-2.5-flash-preview".into()]
     }
 
     #[test]
@@ -1105,9 +917,7 @@ mod tests {
             "session_resumption": {},
         });
         let settings = check_setup(&setup, &models()).expect("valid");
-        assert!(
-            settings.text_only && settings.input_transcription && !settings.output_transcription
-        );
+        assert!(settings.text_only && settings.input_transcription && !settings.output_transcription);
         assert_eq!(settings.vad.map(|v| v.silence_duration_ms), Some(100));
         assert_eq!(settings.resumption, Some(None));
     }
@@ -1115,14 +925,8 @@ mod tests {
     #[test]
     fn setup_rejects_what_the_service_rejects() {
         let bad = [
-            (
-                json!({"model": "models/gemini-no-such-model"}),
-                INVALID_ARGUMENT,
-            ),
-            (
-                json!({"model": "gemini-live-2.5-flash-preview"}),
-                INVALID_ARGUMENT,
-            ),
+            (json!({"model": "models/gemini-no-such-model"}), INVALID_ARGUMENT),
+            (json!({"model": "gemini-live-2.5-flash-preview"}), INVALID_ARGUMENT),
             (
                 json!({"model": "models/gemini-live-2.5-flash-preview", "generationConfig": {"responseModalities": ["AUDIO", "TEXT"]}}),
                 INVALID_ARGUMENT,
@@ -1137,16 +941,9 @@ mod tests {
             ),
         ];
         for (setup, reason) in bad {
-            assert_eq!(
-                check_setup(&setup, &models()).expect_err("invalid"),
-                reason,
-                "{setup}"
-            );
+            assert_eq!(check_setup(&setup, &models()).expect_err("invalid"), reason, "{setup}");
         }
-        let unknown = check_setup(
-            &json!({"model": "models/gemini-live-2.5-flash-preview", "voice": "x"}),
-            &models(),
-        );
+        let unknown = check_setup(&json!({"model": "models/gemini-live-2.5-flash-preview", "voice": "x"}), &models());
         assert_eq!(
             unknown.expect_err("unknown field"),
             "Invalid JSON payload received. Unknown name \"voice\" at 'setup': Cannot find field."

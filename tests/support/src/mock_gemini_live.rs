@@ -197,9 +197,7 @@ impl GeminiState {
     pub fn count_sent(&self, key: &str) -> usize {
         self.server_messages
             .iter()
-            .filter(|m| {
-                m.message.get(key).is_some() || m.message["serverContent"].get(key).is_some()
-            })
+            .filter(|m| m.message.get(key).is_some() || m.message["serverContent"].get(key).is_some())
             .count()
     }
 }
@@ -219,9 +217,7 @@ const PATH: &str = "GenerativeService.BidiGenerateContent";
 
 impl MockGeminiLive {
     pub async fn start(config: GeminiLiveConfig) -> Self {
-        Self::start_on(server::ephemeral(), config)
-            .await
-            .expect("bind 127.0.0.1:0")
+        Self::start_on(server::ephemeral(), config).await.expect("bind 127.0.0.1:0")
     }
 
     pub async fn start_on(addr: SocketAddr, config: GeminiLiveConfig) -> io::Result<Self> {
@@ -232,14 +228,8 @@ impl MockGeminiLive {
             cancel: cancel.clone(),
         });
         let router = Router::new()
-            .route(
-                &format!("/ws/google.ai.generativelanguage.v1beta.{PATH}"),
-                get(handshake_v1beta),
-            )
-            .route(
-                &format!("/ws/google.ai.generativelanguage.v1alpha.{PATH}"),
-                get(handshake_v1alpha),
-            )
+            .route(&format!("/ws/google.ai.generativelanguage.v1beta.{PATH}"), get(handshake_v1beta))
+            .route(&format!("/ws/google.ai.generativelanguage.v1alpha.{PATH}"), get(handshake_v1alpha))
             .route("/__mock/state", get(state_json))
             .with_state(shared.clone());
         let server = ServerHandle::bind(addr, router, cancel).await?;
@@ -263,10 +253,7 @@ impl MockGeminiLive {
 
     /// The v1beta `BidiGenerateContent` URL, without the key.
     pub fn ws_url(&self) -> String {
-        format!(
-            "{}/ws/google.ai.generativelanguage.v1beta.{PATH}",
-            self.ws_base_url()
-        )
+        format!("{}/ws/google.ai.generativelanguage.v1beta.{PATH}", self.ws_base_url())
     }
 
     pub fn config(&self) -> &GeminiLiveConfig {
@@ -283,21 +270,11 @@ impl MockGeminiLive {
 
     /// Every client message, parsed, in arrival order.
     pub fn client_messages(&self) -> Vec<Value> {
-        self.shared.recorder.read(|s| {
-            s.client_messages
-                .iter()
-                .map(|m| m.message.clone())
-                .collect()
-        })
+        self.shared.recorder.read(|s| s.client_messages.iter().map(|m| m.message.clone()).collect())
     }
 
     pub fn server_messages(&self) -> Vec<Value> {
-        self.shared.recorder.read(|s| {
-            s.server_messages
-                .iter()
-                .map(|m| m.message.clone())
-                .collect()
-        })
+        self.shared.recorder.read(|s| s.server_messages.iter().map(|m| m.message.clone()).collect())
     }
 
     /// Every close the mock sent (Gemini reports errors only this way).
@@ -308,10 +285,7 @@ impl MockGeminiLive {
     /// Closes other than the clean ones the test asked for (goAway, shutdown):
     /// empty means the client never tripped an error.
     pub fn errors_sent(&self) -> Vec<CloseRecord> {
-        self.closes_sent()
-            .into_iter()
-            .filter(|c| c.code == 1007 || c.code == 1008)
-            .collect()
+        self.closes_sent().into_iter().filter(|c| c.code == 1007 || c.code == 1008).collect()
     }
 
     pub fn tool_responses(&self) -> Vec<ToolResponseRecord> {
@@ -332,16 +306,11 @@ impl MockGeminiLive {
 
     /// Connections that resumed a session with a handle this mock issued.
     pub fn resumptions(&self) -> Vec<LiveConnectionRecord> {
-        self.connections()
-            .into_iter()
-            .filter(|c| c.resumed_from.is_some())
-            .collect()
+        self.connections().into_iter().filter(|c| c.resumed_from.is_some()).collect()
     }
 
     pub fn audio_received_ms(&self) -> u64 {
-        self.shared
-            .recorder
-            .read(|s| s.connections.iter().map(|c| c.audio_received_ms).sum())
+        self.shared.recorder.read(|s| s.connections.iter().map(|c| c.audio_received_ms).sum())
     }
 
     pub async fn wait_for(
@@ -370,9 +339,9 @@ fn as_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
 
 async fn state_json(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let mut state = shared.recorder.read(Clone::clone);
-    state.client_messages.retain(|m| {
-        m.message.get("realtimeInput").is_none() && m.message.get("realtime_input").is_none()
-    });
+    state
+        .client_messages
+        .retain(|m| m.message.get("realtimeInput").is_none() && m.message.get("realtime_input").is_none());
     Json(serde_json::to_value(&state).unwrap_or(Value::Null))
 }
 
@@ -417,20 +386,13 @@ fn handshake(
             return rejection.into_response();
         }
     };
-    let key = query.get("key").cloned().or_else(|| {
-        headers
-            .get("x-goog-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let key = query
+        .get("key")
+        .cloned()
+        .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned));
     let header_list: Vec<(String, String)> = headers
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     let version = version.to_owned();
     upgrade.on_upgrade(move |socket| async move {
@@ -467,12 +429,7 @@ fn proto_duration(d: Duration) -> String {
 }
 
 impl LiveConnection {
-    fn open(
-        shared: Arc<Shared>,
-        socket: WebSocket,
-        api_version: String,
-        headers: Vec<(String, String)>,
-    ) -> Self {
+    fn open(shared: Arc<Shared>, socket: WebSocket, api_version: String, headers: Vec<(String, String)>) -> Self {
         let at = shared.recorder.elapsed();
         let index = shared.recorder.update(|s| {
             let index = s.connections.len();
@@ -490,12 +447,7 @@ impl LiveConnection {
             index
         });
         let session = LiveSession::new(shared.config.clone());
-        Self {
-            shared,
-            socket,
-            session,
-            index,
-        }
+        Self { shared, socket, session, index }
     }
 
     async fn fail(&mut self, code: u16, reason: &str) {
@@ -511,8 +463,7 @@ impl LiveConnection {
         let mut next_chunk_at = tokio::time::Instant::now();
         let mut go_away_at = far();
         let mut close_at = far();
-        let mut close_frame: (u16, &str) =
-            (1011, "Deadline expired before operation could complete.");
+        let mut close_frame: (u16, &str) = (1011, "Deadline expired before operation could complete.");
         let mut go_away_sent = false;
         loop {
             let streaming = self.session.is_streaming();
@@ -591,21 +542,14 @@ impl LiveConnection {
 
     async fn send_go_away(&mut self, go_away: GoAway) -> Flow {
         self.shared.recorder.update(|s| s.go_aways_sent += 1);
-        self.send_json(json!({"goAway": {"timeLeft": proto_duration(go_away.time_left)}}))
-            .await
+        self.send_json(json!({"goAway": {"timeLeft": proto_duration(go_away.time_left)}})).await
     }
 
     fn record_client(&self, text: &str) {
         let message = serde_json::from_str(text).unwrap_or_else(|_| json!(text));
         let at = self.shared.recorder.elapsed();
         let connection = self.index;
-        self.shared.recorder.update(|s| {
-            s.client_messages.push(LiveMessageRecord {
-                connection,
-                at,
-                message,
-            })
-        });
+        self.shared.recorder.update(|s| s.client_messages.push(LiveMessageRecord { connection, at, message }));
     }
 
     async fn apply(&mut self, outcome: LiveOutcome) -> Flow {
@@ -617,11 +561,7 @@ impl LiveConnection {
             }
             for note in outcome.notes {
                 match note {
-                    LiveNote::Setup {
-                        model,
-                        setup,
-                        resumed_from,
-                    } => {
+                    LiveNote::Setup { model, setup, resumed_from } => {
                         if let Some(record) = s.connections.get_mut(connection) {
                             record.model = Some(model);
                             record.setup = Some(setup);
@@ -631,27 +571,11 @@ impl LiveConnection {
                     LiveNote::HandleIssued(handle) => s.issued_handles.push(handle),
                     LiveNote::ToolCall { id, name } => s.tool_calls.push((connection, id, name)),
                     LiveNote::ToolResponse { id, name, response } => {
-                        s.tool_responses.push(ToolResponseRecord {
-                            connection,
-                            id,
-                            name,
-                            response,
-                        });
+                        s.tool_responses.push(ToolResponseRecord { connection, id, name, response });
                     }
-                    LiveNote::ToolCallCancelled(ids) => {
-                        s.tool_call_cancellations.push((connection, ids))
-                    }
-                    LiveNote::TurnComplete {
-                        interrupted,
-                        audio_ms,
-                        transcript,
-                    } => {
-                        s.turns.push(TurnRecord {
-                            connection,
-                            interrupted,
-                            audio_ms,
-                            transcript,
-                        });
+                    LiveNote::ToolCallCancelled(ids) => s.tool_call_cancellations.push((connection, ids)),
+                    LiveNote::TurnComplete { interrupted, audio_ms, transcript } => {
+                        s.turns.push(TurnRecord { connection, interrupted, audio_ms, transcript });
                     }
                 }
             }
@@ -676,13 +600,7 @@ impl LiveConnection {
         let bytes = message.to_string().into_bytes();
         let at = self.shared.recorder.elapsed();
         let connection = self.index;
-        self.shared.recorder.update(|s| {
-            s.server_messages.push(LiveMessageRecord {
-                connection,
-                at,
-                message,
-            })
-        });
+        self.shared.recorder.update(|s| s.server_messages.push(LiveMessageRecord { connection, at, message }));
         match self.socket.send(Message::Binary(bytes.into())).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Stop,
@@ -693,27 +611,10 @@ impl LiveConnection {
         let reason = truncate_reason(reason);
         let connection = self.index;
         if code != 1001 {
-            tracing::debug!(
-                connection,
-                code,
-                reason,
-                "mock gemini closes the connection"
-            );
+            tracing::debug!(connection, code, reason, "mock gemini closes the connection");
         }
-        self.shared.recorder.update(|s| {
-            s.closes_sent.push(CloseRecord {
-                connection,
-                code,
-                reason: reason.clone(),
-            })
-        });
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
+        self.shared.recorder.update(|s| s.closes_sent.push(CloseRecord { connection, code, reason: reason.clone() }));
+        let _ = self.socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
 
     fn closed(&self) {

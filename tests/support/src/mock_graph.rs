@@ -64,12 +64,7 @@ pub const TEST_ACCESS_TOKEN: &str = "test-graph-token";
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        Self {
-            numbers: vec![GraphPhoneNumber::new(
-                TEST_PHONE_NUMBER_ID,
-                TEST_ACCESS_TOKEN,
-            )],
-        }
+        Self { numbers: vec![GraphPhoneNumber::new(TEST_PHONE_NUMBER_ID, TEST_ACCESS_TOKEN)] }
     }
 }
 
@@ -97,12 +92,7 @@ const FIELDS: &[&str] = &[
     "platform_type",
     "throughput",
 ];
-const DEFAULT_FIELDS: &[&str] = &[
-    "id",
-    "display_phone_number",
-    "verified_name",
-    "quality_rating",
-];
+const DEFAULT_FIELDS: &[&str] = &["id", "display_phone_number", "verified_name", "quality_rating"];
 
 struct Shared {
     config: GraphConfig,
@@ -118,9 +108,7 @@ pub struct MockGraph {
 impl MockGraph {
     /// Starts on `127.0.0.1:0`. Panics when the shared fixtures are missing.
     pub async fn start(config: GraphConfig) -> Self {
-        Self::start_on(server::ephemeral(), config)
-            .await
-            .expect("start the Graph mock")
+        Self::start_on(server::ephemeral(), config).await.expect("start the Graph mock")
     }
 
     pub async fn start_on(addr: SocketAddr, config: GraphConfig) -> io::Result<Self> {
@@ -130,11 +118,7 @@ impl MockGraph {
         // The success fixture shapes the fields served; load it to fail early
         // when the shared folder is missing.
         fixtures::load_json("whatsapp/graph-phone-number.json").map_err(io::Error::other)?;
-        let shared = Arc::new(Shared {
-            config,
-            invalid_token,
-            recorder: Recorder::new(GraphState::default()),
-        });
+        let shared = Arc::new(Shared { config, invalid_token, recorder: Recorder::new(GraphState::default()) });
         let router = Router::new()
             .route("/__mock/state", get(state_json))
             .route("/{version}/{node}", get(node))
@@ -172,33 +156,17 @@ impl MockGraph {
 
 fn graph_error(status: StatusCode, message: &str, kind: &str, code: u32) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "code": code, "fbtrace_id": ids::fbtrace()}});
-    (
-        status,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 fn is_version(version: &str) -> bool {
-    version
-        .strip_prefix('v')
-        .and_then(|v| v.split_once('.'))
-        .is_some_and(|(major, minor)| {
-            !major.is_empty()
-                && !minor.is_empty()
-                && (major.bytes().chain(minor.bytes())).all(|b| b.is_ascii_digit())
-        })
+    version.strip_prefix('v').and_then(|v| v.split_once('.')).is_some_and(|(major, minor)| {
+        !major.is_empty() && !minor.is_empty() && (major.bytes().chain(minor.bytes())).all(|b| b.is_ascii_digit())
+    })
 }
 
 impl Shared {
-    fn answer(
-        &self,
-        version: &str,
-        id: &str,
-        query: &HashMap<String, String>,
-        token: Option<&str>,
-    ) -> Response {
+    fn answer(&self, version: &str, id: &str, query: &HashMap<String, String>, token: Option<&str>) -> Response {
         if !is_version(version) {
             return graph_error(
                 StatusCode::BAD_REQUEST,
@@ -218,11 +186,7 @@ impl Shared {
         if !self.config.numbers.iter().any(|n| n.token == token) {
             let mut body = self.invalid_token.clone();
             body["error"]["fbtrace_id"] = json!(ids::fbtrace());
-            return (
-                StatusCode::UNAUTHORIZED,
-                [("content-type", "application/json")],
-                body.to_string(),
-            )
+            return (StatusCode::UNAUTHORIZED, [("content-type", "application/json")], body.to_string())
                 .into_response();
         }
         let Some(number) = self.config.numbers.iter().find(|n| n.id == id) else {
@@ -234,19 +198,10 @@ impl Shared {
             );
         };
         if number.token != token {
-            return graph_error(
-                StatusCode::FORBIDDEN,
-                "(#200) Permissions error",
-                "OAuthException",
-                200,
-            );
+            return graph_error(StatusCode::FORBIDDEN, "(#200) Permissions error", "OAuthException", 200);
         }
         let requested: Vec<String> = match query.get("fields") {
-            Some(fields) => fields
-                .split(',')
-                .map(|f| f.trim().to_owned())
-                .filter(|f| !f.is_empty())
-                .collect(),
+            Some(fields) => fields.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect(),
             None => DEFAULT_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
         };
         if let Some(unknown) = requested.iter().find(|f| !FIELDS.contains(&f.as_str())) {
@@ -274,12 +229,7 @@ impl Shared {
             };
             body.insert(field.clone(), value);
         }
-        (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            Value::Object(body).to_string(),
-        )
-            .into_response()
+        (StatusCode::OK, [("content-type", "application/json")], Value::Object(body).to_string()).into_response()
     }
 
     fn record(&self, method: &Method, uri: &Uri, token: Option<String>, status: StatusCode) {
@@ -305,10 +255,7 @@ async fn node(
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("OAuth "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
         .map(str::to_owned)
         .or_else(|| query.get("access_token").cloned());
     let response = shared.answer(&version, &id, &query, token.as_deref());
@@ -330,12 +277,7 @@ async fn unknown_path(State(shared): State<Arc<Shared>>, method: Method, uri: Ur
 async fn state_json(State(shared): State<Arc<Shared>>) -> Response {
     let state = shared.recorder.read(Clone::clone);
     let body = serde_json::to_value(&state).unwrap_or(Value::Null);
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 #[cfg(test)]
@@ -362,22 +304,10 @@ mod tests {
         let (status, body) = get(&mock, &path, Some(TEST_ACCESS_TOKEN)).await;
         assert_eq!(status, 200);
         assert_eq!(body, fixture["response"]["body"]);
-        let (_, defaults) = get(
-            &mock,
-            &format!("/v23.0/{TEST_PHONE_NUMBER_ID}"),
-            Some(TEST_ACCESS_TOKEN),
-        )
-        .await;
+        let (_, defaults) = get(&mock, &format!("/v23.0/{TEST_PHONE_NUMBER_ID}"), Some(TEST_ACCESS_TOKEN)).await;
         assert_eq!(
-            defaults
-                .as_object()
-                .map(|o| o.keys().cloned().collect::<Vec<_>>()),
-            Some(vec![
-                "display_phone_number".into(),
-                "id".into(),
-                "quality_rating".into(),
-                "verified_name".into()
-            ])
+            defaults.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["display_phone_number".into(), "id".into(), "quality_rating".into(), "verified_name".into()])
         );
         assert_eq!(mock.requests()[0].token.as_deref(), Some(TEST_ACCESS_TOKEN));
     }
@@ -391,16 +321,12 @@ mod tests {
             ],
         })
         .await;
-        let path =
-            format!("/v23.0/{TEST_PHONE_NUMBER_ID}?fields=display_phone_number,verified_name");
+        let path = format!("/v23.0/{TEST_PHONE_NUMBER_ID}?fields=display_phone_number,verified_name");
         let (status, body) = get(&mock, &path, Some("not-a-real-token")).await;
         assert_eq!(status, 401);
         assert_eq!(body["error"]["code"], 190);
         assert_eq!(body["error"]["type"], "OAuthException");
-        assert_eq!(
-            body["error"]["message"],
-            "Invalid OAuth access token - Cannot parse access token"
-        );
+        assert_eq!(body["error"]["message"], "Invalid OAuth access token - Cannot parse access token");
         let (status, body) = get(&mock, &path, None).await;
         assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(104)));
         let (status, body) = get(&mock, "/v23.0/999", Some(TEST_ACCESS_TOKEN)).await;
@@ -408,12 +334,8 @@ mod tests {
         assert_eq!(body["error"]["type"], "GraphMethodException");
         let (status, body) = get(&mock, "/v23.0/222", Some(TEST_ACCESS_TOKEN)).await;
         assert_eq!((status, body["error"]["code"].as_u64()), (403, Some(200)));
-        let (status, body) = get(
-            &mock,
-            &format!("/v23.0/{TEST_PHONE_NUMBER_ID}?fields=foo"),
-            Some(TEST_ACCESS_TOKEN),
-        )
-        .await;
+        let (status, body) =
+            get(&mock, &format!("/v23.0/{TEST_PHONE_NUMBER_ID}?fields=foo"), Some(TEST_ACCESS_TOKEN)).await;
         assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(100)));
         assert_eq!(mock.requests().len(), 5);
     }

@@ -126,10 +126,7 @@ pub struct ConnectionRecord {
 impl ConnectionRecord {
     /// A request header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -202,27 +199,18 @@ pub struct OpenAiState {
 impl OpenAiState {
     /// Server events of `kind` sent so far (all connections).
     pub fn count_sent(&self, kind: &str) -> usize {
-        self.server_events
-            .iter()
-            .filter(|e| e.event["type"] == kind)
-            .count()
+        self.server_events.iter().filter(|e| e.event["type"] == kind).count()
     }
 
     /// Client events of `kind` received so far (all connections).
     pub fn count_received(&self, kind: &str) -> usize {
-        self.client_events
-            .iter()
-            .filter(|e| e.event["type"] == kind)
-            .count()
+        self.client_events.iter().filter(|e| e.event["type"] == kind).count()
     }
 
     /// Milliseconds of audio sent for an assistant item whose response has
     /// finished (completed or cancelled).
     pub fn audio_sent_ms(&self, item_id: &str) -> Option<u64> {
-        self.responses
-            .iter()
-            .find(|r| r.item_id == item_id)
-            .map(|r| r.audio_ms)
+        self.responses.iter().find(|r| r.item_id == item_id).map(|r| r.audio_ms)
     }
 }
 
@@ -241,9 +229,7 @@ pub struct MockOpenAiRealtime {
 impl MockOpenAiRealtime {
     /// Starts on `127.0.0.1:0`.
     pub async fn start(config: OpenAiRealtimeConfig) -> Self {
-        Self::start_on(server::ephemeral(), config)
-            .await
-            .expect("bind 127.0.0.1:0")
+        Self::start_on(server::ephemeral(), config).await.expect("bind 127.0.0.1:0")
     }
 
     pub async fn start_on(addr: SocketAddr, config: OpenAiRealtimeConfig) -> io::Result<Self> {
@@ -296,32 +282,23 @@ impl MockOpenAiRealtime {
 
     /// Every parsed client event, in arrival order (all connections).
     pub fn client_events(&self) -> Vec<Value> {
-        self.shared
-            .recorder
-            .read(|s| s.client_events.iter().map(|e| e.event.clone()).collect())
+        self.shared.recorder.read(|s| s.client_events.iter().map(|e| e.event.clone()).collect())
     }
 
     /// Every server event sent, in order (all connections).
     pub fn server_events(&self) -> Vec<Value> {
-        self.shared
-            .recorder
-            .read(|s| s.server_events.iter().map(|e| e.event.clone()).collect())
+        self.shared.recorder.read(|s| s.server_events.iter().map(|e| e.event.clone()).collect())
     }
 
     /// Every `error` event sent. Empty means the client never tripped one.
     pub fn errors_sent(&self) -> Vec<Value> {
-        self.shared
-            .recorder
-            .read(|s| s.errors_sent.iter().map(|e| e.event.clone()).collect())
+        self.shared.recorder.read(|s| s.errors_sent.iter().map(|e| e.event.clone()).collect())
     }
 
     /// The `error` events a client caused: all but the `session_expired`
     /// the mock sends on its own when `session_cap` ends a session.
     pub fn client_errors(&self) -> Vec<Value> {
-        self.errors_sent()
-            .into_iter()
-            .filter(|e| e["error"]["code"] != "session_expired")
-            .collect()
+        self.errors_sent().into_iter().filter(|e| e["error"]["code"] != "session_expired").collect()
     }
 
     pub fn truncates(&self) -> Vec<TruncateRecord> {
@@ -346,9 +323,7 @@ impl MockOpenAiRealtime {
 
     /// Milliseconds of caller audio received, over all connections.
     pub fn audio_received_ms(&self) -> u64 {
-        self.shared
-            .recorder
-            .read(|s| s.connections.iter().map(|c| c.audio_received_ms).sum())
+        self.shared.recorder.read(|s| s.connections.iter().map(|c| c.audio_received_ms).sum())
     }
 
     /// Waits until `condition` holds for the recorded state.
@@ -381,19 +356,11 @@ fn as_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
 /// (server events and appended audio are left out; they are large).
 async fn state_json(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let mut state = shared.recorder.read(Clone::clone);
-    state
-        .client_events
-        .retain(|e| e.event["type"] != "input_audio_buffer.append");
+    state.client_events.retain(|e| e.event["type"] != "input_audio_buffer.append");
     Json(serde_json::to_value(&state).unwrap_or(Value::Null))
 }
 
-fn openai_error(
-    status: StatusCode,
-    kind: &str,
-    code: Option<&str>,
-    message: &str,
-    param: Option<&str>,
-) -> Response {
+fn openai_error(status: StatusCode, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
     (status, Json(body)).into_response()
 }
@@ -444,12 +411,7 @@ async fn handshake(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned)
-        .or_else(|| {
-            protocols.iter().find_map(|p| {
-                p.strip_prefix("openai-insecure-api-key.")
-                    .map(str::to_owned)
-            })
-        });
+        .or_else(|| protocols.iter().find_map(|p| p.strip_prefix("openai-insecure-api-key.").map(str::to_owned)));
     match key {
         None => {
             return reject(openai_error(
@@ -503,24 +465,13 @@ async fn handshake(
         Ok(upgrade) => upgrade,
         Err(rejection) => return reject(rejection.into_response()),
     };
-    let upgrade = if protocols.iter().any(|p| p == "realtime") {
-        upgrade.protocols(["realtime"])
-    } else {
-        upgrade
-    };
+    let upgrade = if protocols.iter().any(|p| p == "realtime") { upgrade.protocols(["realtime"]) } else { upgrade };
     let header_list: Vec<(String, String)> = headers
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     upgrade.on_upgrade(move |socket| async move {
-        Connection::open(shared, socket, dialect, model, header_list)
-            .run()
-            .await;
+        Connection::open(shared, socket, dialect, model, header_list).run().await;
     })
 }
 
@@ -546,14 +497,8 @@ impl Connection {
         model: String,
         headers: Vec<(String, String)>,
     ) -> Self {
-        let lifetime = shared
-            .config
-            .faults
-            .session_cap
-            .map_or(1800, |cap| cap.as_secs().max(1));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let lifetime = shared.config.faults.session_cap.map_or(1800, |cap| cap.as_secs().max(1));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let session = RealtimeSession::new(dialect, &model, shared.config.clone(), now + lifetime);
         let at = shared.recorder.elapsed();
         let index = shared.recorder.update(|s| {
@@ -571,26 +516,14 @@ impl Connection {
             });
             index
         });
-        Self {
-            shared,
-            socket,
-            session,
-            index,
-            opened: Instant::now(),
-        }
+        Self { shared, socket, session, index, opened: Instant::now() }
     }
 
     async fn run(mut self) {
         let cancel = self.shared.cancel.clone();
         let faults = self.shared.config.faults.clone();
-        let interval = self
-            .shared
-            .config
-            .pacing
-            .interval(self.shared.config.chunk_ms);
-        let cap_at = faults
-            .session_cap
-            .map(|cap| tokio::time::Instant::from_std(self.opened + cap));
+        let interval = self.shared.config.pacing.interval(self.shared.config.chunk_ms);
+        let cap_at = faults.session_cap.map(|cap| tokio::time::Instant::from_std(self.opened + cap));
 
         if !faults.session_created_delay.is_zero() {
             tokio::select! {
@@ -653,13 +586,7 @@ impl Connection {
     fn record_client(&self, event: Value) {
         let at = self.shared.recorder.elapsed();
         let connection = self.index;
-        self.shared.recorder.update(|s| {
-            s.client_events.push(ClientEventRecord {
-                connection,
-                at,
-                event,
-            })
-        });
+        self.shared.recorder.update(|s| s.client_events.push(ClientEventRecord { connection, at, event }));
     }
 
     async fn apply(&mut self, outcome: Outcome) -> Flow {
@@ -677,23 +604,11 @@ impl Connection {
                             record.session = session;
                         }
                     }
-                    Note::Truncated {
-                        item_id,
-                        audio_end_ms,
-                    } => {
-                        s.truncates.push(TruncateRecord {
-                            connection,
-                            item_id,
-                            audio_end_ms,
-                            received_at: at,
-                        });
+                    Note::Truncated { item_id, audio_end_ms } => {
+                        s.truncates.push(TruncateRecord { connection, item_id, audio_end_ms, received_at: at });
                     }
                     Note::ToolOutput { call_id, output } => {
-                        s.tool_outputs.push(ToolOutputRecord {
-                            connection,
-                            call_id,
-                            output,
-                        });
+                        s.tool_outputs.push(ToolOutputRecord { connection, call_id, output });
                     }
                     Note::ResponseDone(r) => s.responses.push(ResponseRecord {
                         connection,
@@ -720,11 +635,7 @@ impl Connection {
             map.insert("event_id".into(), json!(ids::openai("event")));
         }
         let text = event.to_string();
-        let record = ServerEventRecord {
-            connection: self.index,
-            at: self.shared.recorder.elapsed(),
-            event,
-        };
+        let record = ServerEventRecord { connection: self.index, at: self.shared.recorder.elapsed(), event };
         let is_error = record.event["type"] == "error";
         if is_error {
             tracing::debug!(connection = self.index, error = %record.event["error"], "mock openai sent an error");
@@ -748,28 +659,18 @@ impl Connection {
             format!("{} seconds", cap.as_secs_f64())
         };
         let message = format!("Your session hit the maximum duration of {length}.");
-        let error = realtime_schema::ApiError::new(Some("session_expired"), message.clone(), None)
-            .to_event(None);
+        let error = realtime_schema::ApiError::new(Some("session_expired"), message.clone(), None).to_event(None);
         if let Flow::Continue = self.send(error).await {
             let _ = self
                 .socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1001,
-                    reason: truncate_reason(&message).into(),
-                })))
+                .send(Message::Close(Some(CloseFrame { code: 1001, reason: truncate_reason(&message).into() })))
                 .await;
         }
         self.closed(true);
     }
 
     async fn close(mut self, code: u16, reason: &str) {
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
+        let _ = self.socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
         self.closed(false);
     }
 

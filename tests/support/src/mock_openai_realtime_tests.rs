@@ -12,36 +12,23 @@ use crate::test_client::{TestClient, types};
 const KEY: &str = "sk-test-openai";
 
 async fn connect(mock: &MockOpenAiRealtime, dialect: Dialect) -> TestClient {
-    let model = if dialect == Dialect::Ga {
-        "gpt-realtime"
-    } else {
-        "gpt-4o-realtime-preview-2024-12-17"
-    };
+    let model = if dialect == Dialect::Ga { "gpt-realtime" } else { "gpt-4o-realtime-preview-2024-12-17" };
     let auth = format!("Bearer {KEY}");
     let mut headers = vec![("authorization", auth.as_str())];
     if dialect == Dialect::Beta {
         headers.push(("openai-beta", "realtime=v1"));
     }
-    let mut client = TestClient::connect(&mock.realtime_url(model), &headers)
-        .await
-        .expect("handshake");
+    let mut client = TestClient::connect(&mock.realtime_url(model), &headers).await.expect("handshake");
     let created = client.next_json().await;
     assert_eq!(created["type"], "session.created");
     client
 }
 
 /// Sends `samples` as 100 ms `input_audio_buffer.append` events.
-async fn append(
-    client: &mut TestClient,
-    samples: &[i16],
-    encode: fn(&[i16]) -> Vec<u8>,
-    rate: u32,
-) {
+async fn append(client: &mut TestClient, samples: &[i16], encode: fn(&[i16]) -> Vec<u8>, rate: u32) {
     for chunk in samples.chunks(audio::samples_for_ms(rate, 100)) {
         let audio = audio::base64_encode(&encode(chunk));
-        client
-            .send(&json!({"type": "input_audio_buffer.append", "audio": audio}))
-            .await;
+        client.send(&json!({"type": "input_audio_buffer.append", "audio": audio})).await;
     }
 }
 
@@ -79,9 +66,7 @@ fn decoded_audio(events: &[Value], kind: &str) -> Vec<i16> {
     events
         .iter()
         .filter(|e| e["type"] == kind)
-        .flat_map(|e| {
-            audio::pcm16_from_base64(e["delta"].as_str().expect("delta")).expect("base64")
-        })
+        .flat_map(|e| audio::pcm16_from_base64(e["delta"].as_str().expect("delta")).expect("base64"))
         .collect()
 }
 
@@ -102,30 +87,15 @@ async fn ga_plain_turn_streams_real_audio_in_the_fixture_order() {
     let mut client = connect(&mock, Dialect::Ga).await;
     let created = &client.seen[0]["session"];
     assert_eq!(created["type"], "realtime");
-    assert_eq!(
-        created["audio"]["input"]["turn_detection"]["silence_duration_ms"],
-        200
-    );
-    assert_eq!(
-        created["audio"]["input"]["turn_detection"]["threshold"],
-        0.5
-    );
+    assert_eq!(created["audio"]["input"]["turn_detection"]["silence_duration_ms"], 200);
+    assert_eq!(created["audio"]["input"]["turn_detection"]["threshold"], 0.5);
 
     client.send(&ga_session_update()).await;
     let updated = client.next_json().await;
     assert_eq!(updated["type"], "session.updated", "{updated}");
-    assert_eq!(
-        updated["session"]["audio"]["input"]["transcription"]["prompt"],
-        Value::Null
-    );
+    assert_eq!(updated["session"]["audio"]["input"]["transcription"]["prompt"], Value::Null);
 
-    append(
-        &mut client,
-        &caller_turn(RATE_24K),
-        audio::pcm16_to_bytes,
-        RATE_24K,
-    )
-    .await;
+    append(&mut client, &caller_turn(RATE_24K), audio::pcm16_to_bytes, RATE_24K).await;
     let events = client.until_type("response.done").await;
     assert_eq!(
         without_deltas(&events),
@@ -151,22 +121,12 @@ async fn ga_plain_turn_streams_real_audio_in_the_fixture_order() {
     );
     let started = &events[0];
     let start_ms = started["audio_start_ms"].as_u64().expect("ms");
-    assert!(
-        start_ms <= 20,
-        "onset at 300 ms minus 300 ms padding: {started}"
-    );
+    assert!(start_ms <= 20, "onset at 300 ms minus 300 ms padding: {started}");
     let stopped = &events[1];
     let end_ms = stopped["audio_end_ms"].as_u64().expect("ms");
-    assert!(
-        (1080..=1120).contains(&end_ms),
-        "900 ms + 200 ms silence: {stopped}"
-    );
+    assert!((1080..=1120).contains(&end_ms), "900 ms + 200 ms silence: {stopped}");
     assert_eq!(stopped["item_id"], started["item_id"]);
-    assert!(events.iter().all(|e| {
-        e["event_id"]
-            .as_str()
-            .is_some_and(|id| id.starts_with("event_"))
-    }));
+    assert!(events.iter().all(|e| { e["event_id"].as_str().is_some_and(|id| id.starts_with("event_")) }));
 
     let pcm = decoded_audio(&events, "response.output_audio.delta");
     assert_eq!(pcm.len(), 36_000, "1.5 s at 24 kHz");
@@ -179,20 +139,10 @@ async fn ga_plain_turn_streams_real_audio_in_the_fixture_order() {
     assert_eq!(transcript, "Hello! How can I help you today?");
     let done = events.last().expect("response.done");
     assert_eq!(done["response"]["status"], "completed");
-    assert_eq!(
-        done["response"]["output"][0]["content"][0]["type"],
-        "output_audio"
-    );
+    assert_eq!(done["response"]["output"][0]["content"][0]["type"], "output_audio");
     assert!(done["response"]["usage"]["total_tokens"].as_u64().is_some());
-    let completed = events.iter().find(|e| {
-        e["type"]
-            .as_str()
-            .is_some_and(|t| t.ends_with("transcription.completed"))
-    });
-    assert_eq!(
-        completed.expect("transcription")["transcript"],
-        "Do you ship to Canada?"
-    );
+    let completed = events.iter().find(|e| e["type"].as_str().is_some_and(|t| t.ends_with("transcription.completed")));
+    assert_eq!(completed.expect("transcription")["transcript"], "Do you ship to Canada?");
 
     assert_eq!(client.next_json().await["type"], "rate_limits.updated");
     assert!(mock.errors_sent().is_empty(), "{:?}", mock.errors_sent());
@@ -218,13 +168,7 @@ async fn beta_plain_turn_uses_beta_names_and_shapes() {
     assert_eq!(updated["type"], "session.updated", "{updated}");
     assert_eq!(updated["session"]["voice"], "coral");
 
-    append(
-        &mut client,
-        &caller_turn(RATE_24K),
-        audio::pcm16_to_bytes,
-        RATE_24K,
-    )
-    .await;
+    append(&mut client, &caller_turn(RATE_24K), audio::pcm16_to_bytes, RATE_24K).await;
     let events = client.until_type("response.done").await;
     assert_eq!(
         without_deltas(&events),
@@ -252,10 +196,7 @@ async fn beta_plain_turn_uses_beta_names_and_shapes() {
     assert_eq!(done["response"]["voice"], "coral");
     assert_eq!(done["response"]["output"][0]["object"], "realtime.item");
     assert_eq!(done["response"]["output"][0]["content"][0]["type"], "audio");
-    assert!(
-        events.iter().all(|e| e.get("obfuscation").is_none()),
-        "beta deltas carry no obfuscation"
-    );
+    assert!(events.iter().all(|e| e.get("obfuscation").is_none()), "beta deltas carry no obfuscation");
     assert!(mock.errors_sent().is_empty(), "{:?}", mock.errors_sent());
     assert_eq!(mock.connections()[0].dialect, Dialect::Beta);
 }
@@ -269,17 +210,8 @@ async fn g711_sessions_take_and_give_8_khz_mulaw() {
             "audio": {"input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcmu"}}}}}))
         .await;
     let updated = client.next_json().await;
-    assert_eq!(
-        updated["session"]["audio"]["output"]["format"],
-        json!({"type": "audio/pcmu"})
-    );
-    append(
-        &mut client,
-        &caller_turn(RATE_8K),
-        audio::ulaw_encode_all,
-        RATE_8K,
-    )
-    .await;
+    assert_eq!(updated["session"]["audio"]["output"]["format"], json!({"type": "audio/pcmu"}));
+    append(&mut client, &caller_turn(RATE_8K), audio::ulaw_encode_all, RATE_8K).await;
     let events = client.until_type("response.done").await;
     let deltas: Vec<Vec<u8>> = events
         .iter()
@@ -287,14 +219,8 @@ async fn g711_sessions_take_and_give_8_khz_mulaw() {
         .map(|e| audio::base64_decode(e["delta"].as_str().expect("delta")).expect("base64"))
         .collect();
     assert_eq!(deltas.len(), 15);
-    assert!(
-        deltas.iter().all(|d| d.len() == 800),
-        "100 ms of 8 kHz µ-law per delta"
-    );
-    let pcm: Vec<i16> = deltas
-        .iter()
-        .flat_map(|d| audio::ulaw_decode_all(d))
-        .collect();
+    assert!(deltas.iter().all(|d| d.len() == 800), "100 ms of 8 kHz µ-law per delta");
+    let pcm: Vec<i16> = deltas.iter().flat_map(|d| audio::ulaw_decode_all(d)).collect();
     assert!(audio::rms(&pcm) > 0.1);
     assert_eq!(mock.audio_received_ms(), 1600);
 }
@@ -330,16 +256,8 @@ async fn malformed_events_get_the_real_errors_and_the_session_stays_open() {
             Some("session.output_modalities"),
         ),
         (json!({"event_id": "event_567"}), "invalid_event", None),
-        (
-            json!({"type": "input_audio_buffer.commit"}),
-            "input_audio_buffer_commit_empty",
-            None,
-        ),
-        (
-            json!({"type": "input_audio_buffer.append", "audio": "%%%"}),
-            "invalid_value",
-            Some("audio"),
-        ),
+        (json!({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty", None),
+        (json!({"type": "input_audio_buffer.append", "audio": "%%%"}), "invalid_value", Some("audio")),
     ];
     for (event, code, param) in cases {
         client.send(&event).await;
@@ -349,25 +267,14 @@ async fn malformed_events_get_the_real_errors_and_the_session_stays_open() {
         assert_eq!(error["error"]["param"], json!(param), "{event} -> {error}");
         assert_eq!(error["error"]["type"], "invalid_request_error");
     }
-    client
-        .send(&json!({"event_id": "my_awesome_event", "type": "scooby.dooby.doo"}))
-        .await;
+    client.send(&json!({"event_id": "my_awesome_event", "type": "scooby.dooby.doo"})).await;
     let error = client.next_json().await;
     assert_eq!(error["error"]["param"], "type");
     assert_eq!(error["error"]["event_id"], "my_awesome_event");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .expect("message")
-            .starts_with("Invalid value: 'scooby.dooby.doo'.")
-    );
+    assert!(error["error"]["message"].as_str().expect("message").starts_with("Invalid value: 'scooby.dooby.doo'."));
 
     client.send(&ga_session_update()).await;
-    assert_eq!(
-        client.next_json().await["type"],
-        "session.updated",
-        "still open after errors"
-    );
+    assert_eq!(client.next_json().await["type"], "session.updated", "still open after errors");
     assert_eq!(mock.errors_sent().len(), 9);
 
     // The beta dialect refuses GA shapes.
@@ -381,43 +288,21 @@ async fn malformed_events_get_the_real_errors_and_the_session_stays_open() {
 async fn speech_during_a_response_cancels_it_and_truncate_is_recorded() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
         pacing: Pacing::RealTime(2.0),
-        reply: MockReply::tone(
-            "Sure! Let me tell you all about our opening hours today.",
-            3000,
-        ),
+        reply: MockReply::tone("Sure! Let me tell you all about our opening hours today.", 3000),
         ..Default::default()
     })
     .await;
     let mut client = connect(&mock, Dialect::Ga).await;
-    append(
-        &mut client,
-        &caller_turn(RATE_24K),
-        audio::pcm16_to_bytes,
-        RATE_24K,
-    )
-    .await;
-    let first = client
-        .until(|e| e["type"] == "response.output_audio.delta")
-        .await;
+    append(&mut client, &caller_turn(RATE_24K), audio::pcm16_to_bytes, RATE_24K).await;
+    let first = client.until(|e| e["type"] == "response.output_audio.delta").await;
     let item_id = first.last().expect("delta")["item_id"].clone();
-    client
-        .until(|e| e["type"] == "response.output_audio.delta")
-        .await;
+    client.until(|e| e["type"] == "response.output_audio.delta").await;
 
     // The caller talks over the answer.
-    append(
-        &mut client,
-        &audio::tone(RATE_24K, 300.0, 300, 0.5),
-        audio::pcm16_to_bytes,
-        RATE_24K,
-    )
-    .await;
+    append(&mut client, &audio::tone(RATE_24K, 300.0, 300, 0.5), audio::pcm16_to_bytes, RATE_24K).await;
     let events = client.until_type("response.done").await;
     let kinds = without_deltas(&events);
-    let started = kinds
-        .iter()
-        .position(|k| k == "input_audio_buffer.speech_started")
-        .expect("speech_started");
+    let started = kinds.iter().position(|k| k == "input_audio_buffer.speech_started").expect("speech_started");
     assert_eq!(
         kinds[started..],
         [
@@ -432,19 +317,15 @@ async fn speech_during_a_response_cancels_it_and_truncate_is_recorded() {
     );
     let done = events.last().expect("done");
     assert_eq!(done["response"]["status"], "cancelled");
-    assert_eq!(
-        done["response"]["status_details"],
-        json!({"type": "cancelled", "reason": "turn_detected"})
-    );
+    assert_eq!(done["response"]["status_details"], json!({"type": "cancelled", "reason": "turn_detected"}));
     assert_eq!(done["response"]["output"][0]["status"], "incomplete");
     let sent_ms = mock.responses()[0].audio_ms;
-    assert!(
-        (200..3000).contains(&sent_ms),
-        "cancelled part way: {sent_ms} ms"
-    );
+    assert!((200..3000).contains(&sent_ms), "cancelled part way: {sent_ms} ms");
 
     client
-        .send(&json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 150}))
+        .send(
+            &json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 150}),
+        )
         .await;
     let truncated = client.until_type("conversation.item.truncated").await;
     assert_eq!(truncated.last().expect("truncated")["audio_end_ms"], 150);
@@ -459,30 +340,15 @@ async fn speech_during_a_response_cancels_it_and_truncate_is_recorded() {
 async fn truncate_is_validated_like_the_real_api() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig::default()).await;
     let mut client = connect(&mock, Dialect::Ga).await;
-    append(
-        &mut client,
-        &caller_turn(RATE_24K),
-        audio::pcm16_to_bytes,
-        RATE_24K,
-    )
-    .await;
+    append(&mut client, &caller_turn(RATE_24K), audio::pcm16_to_bytes, RATE_24K).await;
     let events = client.until_type("response.done").await;
     let user_item = events[0]["item_id"].clone();
     let assistant_item = events.last().expect("done")["response"]["output"][0]["id"].clone();
     let truncate = |item_id: &Value, ms: u64| json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": ms});
     let cases = [
-        (
-            truncate(&assistant_item, 5000),
-            "Audio content of 1500ms is already shorter than 5000ms",
-        ),
-        (
-            truncate(&user_item, 10),
-            "Only model output audio messages can be truncated",
-        ),
-        (
-            truncate(&json!("item_nope"), 10),
-            "Error truncating item: the item with id 'item_nope' does not exist.",
-        ),
+        (truncate(&assistant_item, 5000), "Audio content of 1500ms is already shorter than 5000ms"),
+        (truncate(&user_item, 10), "Only model output audio messages can be truncated"),
+        (truncate(&json!("item_nope"), 10), "Error truncating item: the item with id 'item_nope' does not exist."),
     ];
     client.drain(Duration::from_millis(50)).await;
     for (event, message) in cases {
@@ -491,26 +357,17 @@ async fn truncate_is_validated_like_the_real_api() {
         assert_eq!(error["error"]["message"], message, "{error}");
     }
     client.send(&truncate(&assistant_item, 1000)).await;
-    assert_eq!(
-        client.next_json().await["type"],
-        "conversation.item.truncated"
-    );
+    assert_eq!(client.next_json().await["type"], "conversation.item.truncated");
     client.send(&truncate(&assistant_item, 1200)).await;
     let error = client.next_json().await;
-    assert_eq!(
-        error["error"]["message"],
-        "Audio content of 1000ms is already shorter than 1200ms"
-    );
+    assert_eq!(error["error"]["message"], "Audio content of 1000ms is already shorter than 1200ms");
     assert_eq!(mock.truncates().len(), 1);
 }
 
 #[tokio::test]
 async fn function_call_round_trip_speaks_the_tool_output() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
-        tool_call: Some(ScriptedToolCall::new(
-            "search_knowledge_base",
-            json!({"query": "shipping to Canada"}),
-        )),
+        tool_call: Some(ScriptedToolCall::new("search_knowledge_base", json!({"query": "shipping to Canada"}))),
         ..Default::default()
     })
     .await;
@@ -521,19 +378,10 @@ async fn function_call_round_trip_speaks_the_tool_output() {
         "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}]);
     client.send(&update).await;
     assert_eq!(client.next_json().await["type"], "session.updated");
-    append(
-        &mut client,
-        &caller_turn(RATE_24K),
-        audio::pcm16_to_bytes,
-        RATE_24K,
-    )
-    .await;
+    append(&mut client, &caller_turn(RATE_24K), audio::pcm16_to_bytes, RATE_24K).await;
     let events = client.until_type("response.done").await;
     let kinds = types(&events);
-    let from = kinds
-        .iter()
-        .position(|k| k == "response.output_item.added")
-        .expect("item");
+    let from = kinds.iter().position(|k| k == "response.output_item.added").expect("item");
     assert_eq!(
         kinds[from..],
         [
@@ -558,10 +406,7 @@ async fn function_call_round_trip_speaks_the_tool_output() {
         .send(&json!({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": "call_nope", "output": "x"}}))
         .await;
     let error = client.until_type("error").await;
-    assert_eq!(
-        error.last().expect("error")["error"]["code"],
-        "invalid_tool_call_id"
-    );
+    assert_eq!(error.last().expect("error")["error"]["code"], "invalid_tool_call_id");
     let output = r#"{"results":[{"snippet":"We ship to Canada in 5-7 business days."}]}"#;
     client
         .send(&json!({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": call_id, "output": output}}))
@@ -569,51 +414,27 @@ async fn function_call_round_trip_speaks_the_tool_output() {
     assert_eq!(client.next_json().await["type"], "conversation.item.added");
     client.send(&json!({"type": "response.create"})).await;
     let answer = client.until_type("response.done").await;
-    let transcript =
-        answer.last().expect("done")["response"]["output"][0]["content"][0]["transcript"].clone();
+    let transcript = answer.last().expect("done")["response"]["output"][0]["content"][0]["transcript"].clone();
     assert_eq!(transcript, format!("According to our records: {output}"));
-    assert_eq!(
-        mock.tool_outputs(),
-        vec![ToolOutputRecord {
-            connection: 0,
-            call_id,
-            output: output.into()
-        }]
-    );
+    assert_eq!(mock.tool_outputs(), vec![ToolOutputRecord { connection: 0, call_id, output: output.into() }]);
 }
 
 #[tokio::test]
 async fn response_create_and_cancel_conflicts_are_errors() {
-    let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
-        pacing: Pacing::RealTime(1.0),
-        ..Default::default()
-    })
-    .await;
+    let mock =
+        MockOpenAiRealtime::start(OpenAiRealtimeConfig { pacing: Pacing::RealTime(1.0), ..Default::default() }).await;
     let mut client = connect(&mock, Dialect::Ga).await;
     client.send(&json!({"type": "response.cancel"})).await;
     let error = client.next_json().await;
     assert_eq!(error["error"]["code"], "response_cancel_not_active");
-    assert_eq!(
-        error["error"]["message"],
-        "Cancellation failed: no active response found"
-    );
+    assert_eq!(error["error"]["message"], "Cancellation failed: no active response found");
 
-    client
-        .send(
-            &json!({"type": "response.create", "response": {"instructions": "Greet the caller."}}),
-        )
-        .await;
+    client.send(&json!({"type": "response.create", "response": {"instructions": "Greet the caller."}})).await;
     let created = client.until_type("response.created").await;
-    let id = created.last().expect("created")["response"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = created.last().expect("created")["response"]["id"].as_str().expect("id").to_owned();
     client.send(&json!({"type": "response.create"})).await;
     let error = client.until_type("error").await;
-    assert_eq!(
-        error.last().expect("error")["error"]["code"],
-        "conversation_already_has_active_response"
-    );
+    assert_eq!(error.last().expect("error")["error"]["code"], "conversation_already_has_active_response");
     assert_eq!(
         error.last().expect("error")["error"]["message"],
         format!(
@@ -622,19 +443,13 @@ async fn response_create_and_cancel_conflicts_are_errors() {
     );
     client.send(&json!({"type": "response.cancel"})).await;
     let done = client.until_type("response.done").await;
-    assert_eq!(
-        done.last().expect("done")["response"]["status_details"]["reason"],
-        "client_cancelled"
-    );
+    assert_eq!(done.last().expect("done")["response"]["status_details"]["reason"], "client_cancelled");
 }
 
 #[tokio::test]
 async fn handshake_faults_and_bad_keys_are_http_errors() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
-        faults: OpenAiFaults {
-            reject_handshakes: HandshakeRejection::First(1),
-            ..Default::default()
-        },
+        faults: OpenAiFaults { reject_handshakes: HandshakeRejection::First(1), ..Default::default() },
         ..Default::default()
     })
     .await;
@@ -643,8 +458,7 @@ async fn handshake_faults_and_bad_keys_are_http_errors() {
     let status = |result: Result<TestClient, tungstenite::Error>| match result {
         Err(tungstenite::Error::Http(response)) => {
             let body: Value =
-                serde_json::from_slice(response.body().as_deref().unwrap_or_default())
-                    .expect("json body");
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
             (response.status().as_u16(), body)
         }
         Err(other) => panic!("unexpected error {other}"),
@@ -653,46 +467,26 @@ async fn handshake_faults_and_bad_keys_are_http_errors() {
     let (code, body) = status(TestClient::connect(&url, &[("authorization", &auth)]).await);
     assert_eq!(code, 503);
     assert_eq!(body["error"]["type"], "server_error");
-    let (code, body) =
-        status(TestClient::connect(&url, &[("authorization", "Bearer sk-wrong-key-123")]).await);
+    let (code, body) = status(TestClient::connect(&url, &[("authorization", "Bearer sk-wrong-key-123")]).await);
     assert_eq!(code, 401);
     assert_eq!(body["error"]["code"], "invalid_api_key");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert_eq!(body["error"]["param"], Value::Null);
     let (code, body) = status(TestClient::connect(&url, &[]).await);
     assert_eq!(code, 401);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .starts_with("You didn't provide an API key")
-    );
-    let (code, body) =
-        status(TestClient::connect(&mock.realtime_url("gpt-5"), &[("authorization", &auth)]).await);
-    assert_eq!(
-        (code, body["error"]["code"].as_str()),
-        (404, Some("model_not_found"))
-    );
+    assert!(body["error"]["message"].as_str().expect("message").starts_with("You didn't provide an API key"));
+    let (code, body) = status(TestClient::connect(&mock.realtime_url("gpt-5"), &[("authorization", &auth)]).await);
+    assert_eq!((code, body["error"]["code"].as_str()), (404, Some("model_not_found")));
     let (code, _) = status(TestClient::connect(&url, &[("authorization", &auth)]).await);
     assert_eq!(code, 101, "accepted after the injected failure");
     let state = mock.state();
-    assert_eq!(
-        (
-            state.handshakes,
-            state.rejected_handshakes,
-            state.connections.len()
-        ),
-        (5, 4, 1)
-    );
+    assert_eq!((state.handshakes, state.rejected_handshakes, state.connections.len()), (5, 4, 1));
 }
 
 #[tokio::test]
 async fn the_session_cap_sends_session_expired_then_closes() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
-        faults: OpenAiFaults {
-            session_cap: Some(Duration::from_millis(300)),
-            ..Default::default()
-        },
+        faults: OpenAiFaults { session_cap: Some(Duration::from_millis(300)), ..Default::default() },
         ..Default::default()
     })
     .await;
@@ -700,23 +494,12 @@ async fn the_session_cap_sends_session_expired_then_closes() {
     let error = client.next_json().await;
     assert_eq!(error["error"]["code"], "session_expired");
     assert!(
-        error["error"]["message"]
-            .as_str()
-            .expect("message")
-            .starts_with("Your session hit the maximum duration of")
+        error["error"]["message"].as_str().expect("message").starts_with("Your session hit the maximum duration of")
     );
     let close = client.until_close().await.expect("close frame");
     assert_eq!(u16::from(close.code), 1001);
-    mock.wait_for(
-        |s| s.connections.first().is_some_and(|c| c.capped),
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("capped");
-    assert!(
-        mock.client_errors().is_empty(),
-        "the cap is not the client's fault"
-    );
+    mock.wait_for(|s| s.connections.first().is_some_and(|c| c.capped), Duration::from_secs(1)).await.expect("capped");
+    assert!(mock.client_errors().is_empty(), "the cap is not the client's fault");
 }
 
 #[tokio::test]
@@ -739,16 +522,9 @@ async fn state_endpoint_serves_the_records() {
     let mut client = connect(&mock, Dialect::Ga).await;
     client.send(&json!({"type": "response.cancel"})).await;
     client.next_json().await;
-    let state: Value = reqwest::get(format!("http://{}/__mock/state", mock.addr()))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        state["errors_sent"][0]["event"]["error"]["code"],
-        "response_cancel_not_active"
-    );
+    let state: Value =
+        reqwest::get(format!("http://{}/__mock/state", mock.addr())).await.expect("get").json().await.expect("json");
+    assert_eq!(state["errors_sent"][0]["event"]["error"]["code"], "response_cancel_not_active");
     assert_eq!(state["connections"][0]["dialect"], "ga");
 }
 
@@ -756,9 +532,7 @@ async fn state_endpoint_serves_the_records() {
 async fn text_sessions_answer_in_text_and_voice_is_fixed_after_audio() {
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig::default()).await;
     let mut client = connect(&mock, Dialect::Ga).await;
-    client
-        .send(&json!({"type": "response.create", "response": {"output_modalities": ["text"]}}))
-        .await;
+    client.send(&json!({"type": "response.create", "response": {"output_modalities": ["text"]}})).await;
     let events = client.until_type("response.done").await;
     let kinds = without_deltas(&events);
     assert_eq!(
@@ -776,10 +550,7 @@ async fn text_sessions_answer_in_text_and_voice_is_fixed_after_audio() {
             "response.done",
         ]
     );
-    assert_eq!(
-        events.last().expect("done")["response"]["output"][0]["content"][0]["type"],
-        "output_text"
-    );
+    assert_eq!(events.last().expect("done")["response"]["output"][0]["content"][0]["type"], "output_text");
 
     client.send(&json!({"type": "response.create"})).await;
     client.until_type("response.done").await;
@@ -787,8 +558,5 @@ async fn text_sessions_answer_in_text_and_voice_is_fixed_after_audio() {
         .send(&json!({"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"voice": "marin"}}}}))
         .await;
     let error = client.until_type("error").await;
-    assert_eq!(
-        error.last().expect("error")["error"]["code"],
-        "cannot_update_voice"
-    );
+    assert_eq!(error.last().expect("error")["error"]["code"], "cannot_update_voice");
 }

@@ -79,13 +79,7 @@ pub const TEST_NUMBER: &str = "+15551234567";
 
 impl Default for TwilioRestConfig {
     fn default() -> Self {
-        Self {
-            accounts: vec![TwilioAccount::new(
-                TEST_ACCOUNT_SID,
-                TEST_AUTH_TOKEN,
-                &[TEST_NUMBER],
-            )],
-        }
+        Self { accounts: vec![TwilioAccount::new(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, &[TEST_NUMBER])] }
     }
 }
 
@@ -133,10 +127,7 @@ impl Templates {
             account: fixtures::load_json("twilio/rest-account-fetch-200.json")?["body"].clone(),
             unauthorized: fixtures::load_json("twilio/rest-error-20003-401.json")?["body"].clone(),
             not_found: fixtures::load_json("twilio/rest-error-20404-404.json")?["body"].clone(),
-            numbers_page: fixtures::load_json(
-                "twilio/rest-incoming-phone-numbers-nomatch-200.json",
-            )?["body"]
-                .clone(),
+            numbers_page: fixtures::load_json("twilio/rest-incoming-phone-numbers-nomatch-200.json")?["body"].clone(),
             number: matched["body"]["incoming_phone_numbers"][0].clone(),
         })
     }
@@ -155,26 +146,18 @@ pub struct MockTwilioRest {
 impl MockTwilioRest {
     /// Starts on `127.0.0.1:0`. Panics when the shared fixtures are missing.
     pub async fn start(config: TwilioRestConfig) -> Self {
-        Self::start_on(server::ephemeral(), config)
-            .await
-            .expect("start the Twilio REST mock")
+        Self::start_on(server::ephemeral(), config).await.expect("start the Twilio REST mock")
     }
 
     pub async fn start_on(addr: SocketAddr, config: TwilioRestConfig) -> io::Result<Self> {
         let templates = Templates::load().map_err(io::Error::other)?;
         let shared = Arc::new(Shared {
             templates,
-            recorder: Recorder::new(TwilioState {
-                accounts: config.accounts,
-                ..Default::default()
-            }),
+            recorder: Recorder::new(TwilioState { accounts: config.accounts, ..Default::default() }),
         });
         let router = Router::new()
             .route("/2010-04-01/Accounts/{file}", get(fetch_account))
-            .route(
-                "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json",
-                get(incoming_numbers),
-            )
+            .route("/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json", get(incoming_numbers))
             .route("/2010-04-01/Accounts/{sid}/Calls/{file}", post(update_call))
             .route("/__mock/state", get(state_json))
             .fallback(not_found)
@@ -227,37 +210,19 @@ impl MockTwilioRest {
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let encoded = headers
-        .get("authorization")?
-        .to_str()
-        .ok()?
-        .strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let encoded = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 impl Shared {
-    fn record(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &str,
-        status: StatusCode,
-    ) {
+    fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &str, status: StatusCode) {
         let record = RestRequestRecord {
             method: method.to_string(),
             path: uri.path().to_owned(),
@@ -277,25 +242,12 @@ impl Shared {
 
     /// The account the Basic credentials open, if it is the one in the path;
     /// else the 401 or 404 answer.
-    fn authorize(
-        &self,
-        headers: &HeaderMap,
-        path_sid: &str,
-        path: &str,
-    ) -> Result<TwilioAccount, Box<Response>> {
+    fn authorize(&self, headers: &HeaderMap, path_sid: &str, path: &str) -> Result<TwilioAccount, Box<Response>> {
         let account = basic_credentials(headers).and_then(|(user, password)| {
-            self.recorder.read(|s| {
-                s.accounts
-                    .iter()
-                    .find(|a| a.sid == user && a.auth_token == password)
-                    .cloned()
-            })
+            self.recorder.read(|s| s.accounts.iter().find(|a| a.sid == user && a.auth_token == password).cloned())
         });
         let Some(account) = account else {
-            return Err(Box::new(json_response(
-                StatusCode::UNAUTHORIZED,
-                self.templates.unauthorized.clone(),
-            )));
+            return Err(Box::new(json_response(StatusCode::UNAUTHORIZED, self.templates.unauthorized.clone())));
         };
         if account.sid != path_sid {
             return Err(Box::new(self.not_found(path)));
@@ -304,11 +256,7 @@ impl Shared {
     }
 
     fn account_body(&self, account: &TwilioAccount) -> Value {
-        let text = self
-            .templates
-            .account
-            .to_string()
-            .replace(TEST_ACCOUNT_SID, &account.sid);
+        let text = self.templates.account.to_string().replace(TEST_ACCOUNT_SID, &account.sid);
         let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         body["auth_token"] = json!(account.auth_token);
         body["status"] = json!(account.status);
@@ -368,9 +316,7 @@ fn number_matches(pattern: &str, number: &str) -> bool {
             _ => return false,
         }
     }
-    parts
-        .last()
-        .is_none_or(|last| last.is_empty() || rest.is_empty())
+    parts.last().is_none_or(|last| last.is_empty() || rest.is_empty())
 }
 
 async fn fetch_account(
@@ -403,16 +349,11 @@ async fn incoming_numbers(
         Err(response) => *response,
         Ok(account) => {
             let query: HashMap<String, String> =
-                serde_urlencoded::from_str(raw_query.as_deref().unwrap_or_default())
-                    .unwrap_or_default();
+                serde_urlencoded::from_str(raw_query.as_deref().unwrap_or_default()).unwrap_or_default();
             let numbers: Vec<Value> = account
                 .numbers
                 .iter()
-                .filter(|n| {
-                    query
-                        .get("PhoneNumber")
-                        .is_none_or(|p| number_matches(p, n))
-                })
+                .filter(|n| query.get("PhoneNumber").is_none_or(|p| number_matches(p, n)))
                 .map(|n| shared.number_body(&account, n))
                 .collect();
             let mut body = shared.templates.numbers_page.clone();
@@ -420,10 +361,7 @@ async fn incoming_numbers(
                 Some(q) => format!("{}?{q}", uri.path()),
                 None => uri.path().to_owned(),
             };
-            let page_size: u64 = query
-                .get("PageSize")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(50);
+            let page_size: u64 = query.get("PageSize").and_then(|s| s.parse().ok()).unwrap_or(50);
             body["incoming_phone_numbers"] = json!(numbers);
             body["uri"] = json!(page_uri);
             body["first_page_uri"] = json!(page_uri);
@@ -445,15 +383,11 @@ async fn update_call(
     body: Bytes,
 ) -> Response {
     let form = String::from_utf8_lossy(&body).into_owned();
-    let response = match (
-        file.strip_suffix(".json"),
-        shared.authorize(&headers, &sid, uri.path()),
-    ) {
+    let response = match (file.strip_suffix(".json"), shared.authorize(&headers, &sid, uri.path())) {
         (_, Err(response)) => *response,
         (None, Ok(_)) => shared.not_found(uri.path()),
         (Some(call_sid), Ok(account)) => {
-            let fields: HashMap<String, String> =
-                serde_urlencoded::from_str(&form).unwrap_or_default();
+            let fields: HashMap<String, String> = serde_urlencoded::from_str(&form).unwrap_or_default();
             let status = fields.get("Status").cloned().unwrap_or_default();
             let live = account.calls.iter().any(|c| c == call_sid);
             if !matches!(status.as_str(), "completed" | "canceled") {
@@ -490,12 +424,7 @@ async fn update_call(
     response
 }
 
-async fn not_found(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn not_found(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let response = shared.not_found(uri.path());
     shared.record(&method, &uri, &headers, "", response.status());
     response
@@ -503,10 +432,7 @@ async fn not_found(
 
 async fn state_json(State(shared): State<Arc<Shared>>) -> Response {
     let state = shared.recorder.read(Clone::clone);
-    json_response(
-        StatusCode::OK,
-        serde_json::to_value(&state).unwrap_or(Value::Null),
-    )
+    json_response(StatusCode::OK, serde_json::to_value(&state).unwrap_or(Value::Null))
 }
 
 #[cfg(test)]
@@ -531,32 +457,16 @@ mod tests {
     #[tokio::test]
     async fn account_fetch_succeeds_or_fails_like_twilio() {
         let mock = MockTwilioRest::start(TwilioRestConfig::default()).await;
-        let url = format!(
-            "{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}.json",
-            mock.base_url()
-        );
-        let ok = client()
-            .get(&url)
-            .basic_auth(TEST_ACCOUNT_SID, Some(TEST_AUTH_TOKEN))
-            .send()
-            .await
-            .expect("get");
+        let url = format!("{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}.json", mock.base_url());
+        let ok = client().get(&url).basic_auth(TEST_ACCOUNT_SID, Some(TEST_AUTH_TOKEN)).send().await.expect("get");
         assert_eq!(ok.status(), 200);
         let body: Value = ok.json().await.expect("json");
         assert_eq!(body["sid"], TEST_ACCOUNT_SID);
         assert_eq!(body["status"], "active");
         assert_eq!(body["type"], "Full");
-        assert_eq!(
-            body["uri"],
-            format!("/2010-04-01/Accounts/{TEST_ACCOUNT_SID}.json")
-        );
+        assert_eq!(body["uri"], format!("/2010-04-01/Accounts/{TEST_ACCOUNT_SID}.json"));
 
-        let bad = client()
-            .get(&url)
-            .basic_auth(TEST_ACCOUNT_SID, Some("wrong"))
-            .send()
-            .await
-            .expect("get");
+        let bad = client().get(&url).basic_auth(TEST_ACCOUNT_SID, Some("wrong")).send().await.expect("get");
         assert_eq!(bad.status(), 401);
         let body: Value = bad.json().await.expect("json");
         assert_eq!(
@@ -568,10 +478,7 @@ mod tests {
 
         let other = "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
         let missing = client()
-            .get(format!(
-                "{}/2010-04-01/Accounts/{other}.json",
-                mock.base_url()
-            ))
+            .get(format!("{}/2010-04-01/Accounts/{other}.json", mock.base_url()))
             .basic_auth(TEST_ACCOUNT_SID, Some(TEST_AUTH_TOKEN))
             .send()
             .await
@@ -579,24 +486,15 @@ mod tests {
         assert_eq!(missing.status(), 404);
         let body: Value = missing.json().await.expect("json");
         assert_eq!(body["code"], 20404);
-        assert_eq!(
-            body["message"],
-            format!("The requested resource /2010-04-01/Accounts/{other}.json was not found")
-        );
+        assert_eq!(body["message"], format!("The requested resource /2010-04-01/Accounts/{other}.json was not found"));
         assert_eq!(mock.requests().len(), 4);
-        assert_eq!(
-            mock.requests()[0].username.as_deref(),
-            Some(TEST_ACCOUNT_SID)
-        );
+        assert_eq!(mock.requests()[0].username.as_deref(), Some(TEST_ACCOUNT_SID));
     }
 
     #[tokio::test]
     async fn number_lookup_lists_owned_numbers_only() {
         let mock = MockTwilioRest::start(TwilioRestConfig::default()).await;
-        let url = format!(
-            "{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/IncomingPhoneNumbers.json",
-            mock.base_url()
-        );
+        let url = format!("{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/IncomingPhoneNumbers.json", mock.base_url());
         let lookup = |number: &'static str| {
             client()
                 .get(&url)
@@ -604,35 +502,20 @@ mod tests {
                 .basic_auth(TEST_ACCOUNT_SID, Some(TEST_AUTH_TOKEN))
                 .send()
         };
-        let owned: Value = lookup(TEST_NUMBER)
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let owned: Value = lookup(TEST_NUMBER).await.expect("get").json().await.expect("json");
         let numbers = owned["incoming_phone_numbers"].as_array().expect("list");
         assert_eq!(numbers.len(), 1);
         assert_eq!(numbers[0]["phone_number"], TEST_NUMBER);
         assert_eq!(numbers[0]["account_sid"], TEST_ACCOUNT_SID);
         assert_eq!(numbers[0]["capabilities"]["voice"], true);
-        assert!(
-            numbers[0]["sid"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("PN") && s.len() == 34)
-        );
+        assert!(numbers[0]["sid"].as_str().is_some_and(|s| s.starts_with("PN") && s.len() == 34));
         assert_eq!(
             owned["uri"],
-            format!(
-                "/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/IncomingPhoneNumbers.json?PhoneNumber=%2B15551234567"
-            )
+            format!("/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/IncomingPhoneNumbers.json?PhoneNumber=%2B15551234567")
         );
 
         let response = lookup("+15559999999").await.expect("get");
-        assert_eq!(
-            response.status(),
-            200,
-            "a number not owned is an empty page, not a 404"
-        );
+        assert_eq!(response.status(), 200, "a number not owned is an empty page, not a 404");
         let other: Value = response.json().await.expect("json");
         assert_eq!(other["incoming_phone_numbers"], json!([]));
     }
@@ -642,10 +525,7 @@ mod tests {
         let mock = MockTwilioRest::start(TwilioRestConfig::default()).await;
         let call = "CAaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         mock.add_call(TEST_ACCOUNT_SID, call);
-        let url = format!(
-            "{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls/{call}.json",
-            mock.base_url()
-        );
+        let url = format!("{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls/{call}.json", mock.base_url());
         let hang_up = || {
             client()
                 .post(&url)

@@ -32,28 +32,17 @@ impl ApiError {
     }
 
     pub(crate) fn unknown_parameter(path: &str) -> Self {
-        Self::new(
-            Some("unknown_parameter"),
-            format!("Unknown parameter: '{path}'."),
-            Some(path),
-        )
+        Self::new(Some("unknown_parameter"), format!("Unknown parameter: '{path}'."), Some(path))
     }
 
     pub(crate) fn missing(path: &str) -> Self {
-        Self::new(
-            Some("missing_required_parameter"),
-            format!("Missing required parameter: '{path}'."),
-            Some(path),
-        )
+        Self::new(Some("missing_required_parameter"), format!("Missing required parameter: '{path}'."), Some(path))
     }
 
     pub(crate) fn invalid_value(path: &str, value: &str, supported: &[&str]) -> Self {
         Self::new(
             Some("invalid_value"),
-            format!(
-                "Invalid value: '{value}'. Supported values are: {}.",
-                quoted_list(supported)
-            ),
+            format!("Invalid value: '{value}'. Supported values are: {}.", quoted_list(supported)),
             Some(path),
         )
     }
@@ -61,10 +50,7 @@ impl ApiError {
     pub(crate) fn invalid_type(path: &str, expected: &str, got: &Value) -> Self {
         Self::new(
             Some("invalid_type"),
-            format!(
-                "Invalid type for '{path}': expected {expected}, but got {} instead.",
-                json_kind(got)
-            ),
+            format!("Invalid type for '{path}': expected {expected}, but got {} instead.", json_kind(got)),
             Some(path),
         )
     }
@@ -111,25 +97,15 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 pub(crate) fn object<'a>(value: &'a Value, path: &str) -> Checked<&'a Map<String, Value>> {
-    value
-        .as_object()
-        .ok_or_else(|| ApiError::invalid_type(path, "an object", value))
+    value.as_object().ok_or_else(|| ApiError::invalid_type(path, "an object", value))
 }
 
 /// The object, after checking it has no keys outside `allowed`.
-pub(crate) fn object_with<'a>(
-    value: &'a Value,
-    path: &str,
-    allowed: &[&str],
-) -> Checked<&'a Map<String, Value>> {
+pub(crate) fn object_with<'a>(value: &'a Value, path: &str, allowed: &[&str]) -> Checked<&'a Map<String, Value>> {
     let map = object(value, path)?;
     if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::unknown_parameter(&join(path, key)));
@@ -138,45 +114,31 @@ pub(crate) fn object_with<'a>(
 }
 
 pub(crate) fn string<'a>(value: &'a Value, path: &str) -> Checked<&'a str> {
-    value
-        .as_str()
-        .ok_or_else(|| ApiError::invalid_type(path, "a string", value))
+    value.as_str().ok_or_else(|| ApiError::invalid_type(path, "a string", value))
 }
 
 fn boolean(value: &Value, path: &str) -> Checked<bool> {
-    value
-        .as_bool()
-        .ok_or_else(|| ApiError::invalid_type(path, "a boolean", value))
+    value.as_bool().ok_or_else(|| ApiError::invalid_type(path, "a boolean", value))
 }
 
 pub(crate) fn one_of<'a>(value: &'a Value, path: &str, allowed: &[&str]) -> Checked<&'a str> {
     let text = string(value, path)?;
-    if allowed.contains(&text) {
-        Ok(text)
-    } else {
-        Err(ApiError::invalid_value(path, text, allowed))
-    }
+    if allowed.contains(&text) { Ok(text) } else { Err(ApiError::invalid_value(path, text, allowed)) }
 }
 
 pub(crate) fn integer(value: &Value, path: &str, min: i64, max: i64) -> Checked<i64> {
-    let n = value
-        .as_i64()
-        .ok_or_else(|| ApiError::invalid_type(path, "an integer", value))?;
+    let n = value.as_i64().ok_or_else(|| ApiError::invalid_type(path, "an integer", value))?;
     if n < min {
         return Err(ApiError::new(
             Some("integer_below_min_value"),
-            format!(
-                "Invalid '{path}': integer below minimum value. Expected a value >= {min}, but got {n} instead."
-            ),
+            format!("Invalid '{path}': integer below minimum value. Expected a value >= {min}, but got {n} instead."),
             Some(path),
         ));
     }
     if n > max {
         return Err(ApiError::new(
             Some("integer_above_max_value"),
-            format!(
-                "Invalid '{path}': integer above maximum value. Expected a value <= {max}, but got {n} instead."
-            ),
+            format!("Invalid '{path}': integer above maximum value. Expected a value <= {max}, but got {n} instead."),
             Some(path),
         ));
     }
@@ -184,24 +146,18 @@ pub(crate) fn integer(value: &Value, path: &str, min: i64, max: i64) -> Checked<
 }
 
 fn decimal(value: &Value, path: &str, min: f64, max: f64) -> Checked<f64> {
-    let n = value
-        .as_f64()
-        .ok_or_else(|| ApiError::invalid_type(path, "a number", value))?;
+    let n = value.as_f64().ok_or_else(|| ApiError::invalid_type(path, "a number", value))?;
     if n < min {
         return Err(ApiError::new(
             Some("decimal_below_min_value"),
-            format!(
-                "Invalid '{path}': decimal below minimum value. Expected a value >= {min}, but got {n} instead."
-            ),
+            format!("Invalid '{path}': decimal below minimum value. Expected a value >= {min}, but got {n} instead."),
             Some(path),
         ));
     }
     if n > max {
         return Err(ApiError::new(
             Some("decimal_above_max_value"),
-            format!(
-                "Invalid '{path}': decimal above maximum value. Expected a value <= {max}, but got {n} instead."
-            ),
+            format!("Invalid '{path}': decimal above maximum value. Expected a value <= {max}, but got {n} instead."),
             Some(path),
         ));
     }
@@ -209,9 +165,7 @@ fn decimal(value: &Value, path: &str, min: f64, max: f64) -> Checked<f64> {
 }
 
 fn array<'a>(value: &'a Value, path: &str) -> Checked<&'a Vec<Value>> {
-    value
-        .as_array()
-        .ok_or_else(|| ApiError::invalid_type(path, "an array", value))
+    value.as_array().ok_or_else(|| ApiError::invalid_type(path, "an array", value))
 }
 
 /// Models of the beta `session.update` enum [openai-python beta types].
@@ -249,21 +203,13 @@ fn ga_models() -> Vec<&'static str> {
     BETA_MODELS.iter().chain(GA_EXTRA_MODELS).copied().collect()
 }
 
-const BETA_VOICES: &[&str] = &[
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
-];
-const GA_VOICES: &[&str] = &[
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
-];
+const BETA_VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"];
+const GA_VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
 
 /// Voices a session accepts: the beta eight, plus `marin` and `cedar` in GA
 /// and for the `gpt-realtime*` models (which introduced them) in beta.
 pub(crate) fn voices(dialect: Dialect, model: &str) -> &'static [&'static str] {
-    if dialect == Dialect::Ga || model.starts_with("gpt-realtime") {
-        GA_VOICES
-    } else {
-        BETA_VOICES
-    }
+    if dialect == Dialect::Ga || model.starts_with("gpt-realtime") { GA_VOICES } else { BETA_VOICES }
 }
 
 const BETA_TRANSCRIBE: &[&str] = &["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"];
@@ -358,16 +304,7 @@ fn check_ga_session(model: &str, session: &Value) -> Checked<()> {
         let audio = object_with(audio, "session.audio", &["input", "output"])?;
         if let Some(input) = audio.get("input") {
             let p = "session.audio.input";
-            let input = object_with(
-                input,
-                p,
-                &[
-                    "format",
-                    "transcription",
-                    "noise_reduction",
-                    "turn_detection",
-                ],
-            )?;
+            let input = object_with(input, p, &["format", "transcription", "noise_reduction", "turn_detection"])?;
             if let Some(f) = input.get("format") {
                 check_ga_format(f, "session.audio.input.format")?;
             }
@@ -427,11 +364,7 @@ fn check_ga_session(model: &str, session: &Value) -> Checked<()> {
     }
     if let Some(i) = map.get("include").filter(|i| !i.is_null()) {
         for (n, entry) in array(i, "session.include")?.iter().enumerate() {
-            one_of(
-                entry,
-                &format!("session.include[{n}]"),
-                &["item.input_audio_transcription.logprobs"],
-            )?;
+            one_of(entry, &format!("session.include[{n}]"), &["item.input_audio_transcription.logprobs"])?;
         }
     }
     if let Some(t) = map.get("tracing") {
@@ -440,11 +373,7 @@ fn check_ga_session(model: &str, session: &Value) -> Checked<()> {
     if let Some(r) = map.get("reasoning") {
         let reasoning = object_with(r, "session.reasoning", &["effort"])?;
         if let Some(e) = reasoning.get("effort") {
-            one_of(
-                e,
-                "session.reasoning.effort",
-                &["minimal", "low", "medium", "high"],
-            )?;
+            one_of(e, "session.reasoning.effort", &["minimal", "low", "medium", "high"])?;
         }
     }
     Ok(())
@@ -467,11 +396,7 @@ fn check_beta_session(model: &str, session: &Value) -> Checked<()> {
     }
     for key in ["input_audio_format", "output_audio_format"] {
         if let Some(f) = map.get(key) {
-            one_of(
-                f,
-                &format!("session.{key}"),
-                &["pcm16", "g711_ulaw", "g711_alaw"],
-            )?;
+            one_of(f, &format!("session.{key}"), &["pcm16", "g711_ulaw", "g711_alaw"])?;
         }
     }
     if let Some(t) = map.get("input_audio_transcription") {
@@ -506,13 +431,8 @@ fn check_beta_session(model: &str, session: &Value) -> Checked<()> {
 
 /// Python-style list text, as the real modality errors print it.
 fn python_list(items: &[Value]) -> String {
-    let inner: Vec<String> = items
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .map_or_else(|| v.to_string(), |s| format!("'{s}'"))
-        })
-        .collect();
+    let inner: Vec<String> =
+        items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), |s| format!("'{s}'"))).collect();
     format!("[{}]", inner.join(", "))
 }
 
@@ -539,10 +459,7 @@ fn check_modalities(value: &Value, path: &str, dialect: Dialect) -> Checked<()> 
     };
     Err(ApiError::new(
         Some("invalid_value"),
-        format!(
-            "Invalid modalities: {}. Supported combinations are: {supported}.",
-            python_list(items)
-        ),
+        format!("Invalid modalities: {}. Supported combinations are: {supported}.", python_list(items)),
         Some(path),
     ))
 }
@@ -551,25 +468,15 @@ fn check_ga_format(value: &Value, path: &str) -> Checked<()> {
     let map = object(value, path)?;
     let kind = match map.get("type") {
         None => return Err(ApiError::missing(&join(path, "type"))),
-        Some(t) => one_of(
-            t,
-            &join(path, "type"),
-            &["audio/pcm", "audio/pcmu", "audio/pcma"],
-        )?,
+        Some(t) => one_of(t, &join(path, "type"), &["audio/pcm", "audio/pcmu", "audio/pcma"])?,
     };
     if kind == "audio/pcm" {
         object_with(value, path, &["type", "rate"])?;
         if let Some(rate) = map.get("rate") {
             let rate_path = join(path, "rate");
-            let n = rate
-                .as_i64()
-                .ok_or_else(|| ApiError::invalid_type(&rate_path, "an integer", rate))?;
+            let n = rate.as_i64().ok_or_else(|| ApiError::invalid_type(&rate_path, "an integer", rate))?;
             if n != 24_000 {
-                return Err(ApiError::invalid_value(
-                    &rate_path,
-                    &n.to_string(),
-                    &["24000"],
-                ));
+                return Err(ApiError::invalid_value(&rate_path, &n.to_string(), &["24000"]));
             }
         }
     } else {
@@ -653,11 +560,7 @@ fn check_turn_detection(value: &Value, path: &str, dialect: Dialect) -> Checked<
         }
     }
     if let Some(e) = map.get("eagerness") {
-        one_of(
-            e,
-            &join(path, "eagerness"),
-            &["low", "medium", "high", "auto"],
-        )?;
+        one_of(e, &join(path, "eagerness"), &["low", "medium", "high", "auto"])?;
     }
     Ok(())
 }
@@ -668,11 +571,7 @@ fn check_tools(value: &Value, path: &str, dialect: Dialect) -> Checked<()> {
         let map = object(tool, &p)?;
         let kind = match map.get("type") {
             Some(t) => {
-                let allowed: &[&str] = if dialect == Dialect::Ga {
-                    &["function", "mcp"]
-                } else {
-                    &["function"]
-                };
+                let allowed: &[&str] = if dialect == Dialect::Ga { &["function", "mcp"] } else { &["function"] };
                 one_of(t, &join(&p, "type"), allowed)?
             }
             None => "function",
@@ -717,11 +616,7 @@ fn check_tool_choice(value: &Value, path: &str, dialect: Dialect) -> Checked<()>
         return one_of(value, path, &["auto", "none", "required"]).map(|_| ());
     }
     let map = object(value, path)?;
-    let allowed: &[&str] = if dialect == Dialect::Ga {
-        &["function", "mcp"]
-    } else {
-        &["function"]
-    };
+    let allowed: &[&str] = if dialect == Dialect::Ga { &["function", "mcp"] } else { &["function"] };
     let kind = match map.get("type") {
         Some(t) => one_of(t, &join(path, "type"), allowed)?,
         None => return Err(ApiError::missing(&join(path, "type"))),
@@ -762,12 +657,7 @@ fn check_truncation(value: &Value) -> Checked<()> {
     if let Some(t) = map.get("token_limits") {
         let limits = object_with(t, &join(path, "token_limits"), &["post_instructions"])?;
         if let Some(p) = limits.get("post_instructions") {
-            integer(
-                p,
-                "session.truncation.token_limits.post_instructions",
-                0,
-                i64::MAX,
-            )?;
+            integer(p, "session.truncation.token_limits.post_instructions", 0, i64::MAX)?;
         }
     }
     Ok(())
@@ -795,25 +685,13 @@ fn check_tracing(value: &Value, path: &str) -> Checked<()> {
 /// Checks `response.create`'s optional `response` object.
 pub(crate) fn check_response_params(dialect: Dialect, model: &str, value: &Value) -> Checked<()> {
     let path = "response";
-    let common = [
-        "instructions",
-        "tools",
-        "tool_choice",
-        "conversation",
-        "metadata",
-        "input",
-        "prompt",
-    ];
+    let common = ["instructions", "tools", "tool_choice", "conversation", "metadata", "input", "prompt"];
     let mut allowed: Vec<&str> = common.to_vec();
     match dialect {
         Dialect::Ga => allowed.extend(["output_modalities", "audio", "max_output_tokens"]),
-        Dialect::Beta => allowed.extend([
-            "modalities",
-            "voice",
-            "output_audio_format",
-            "temperature",
-            "max_response_output_tokens",
-        ]),
+        Dialect::Beta => {
+            allowed.extend(["modalities", "voice", "output_audio_format", "temperature", "max_response_output_tokens"])
+        }
     }
     let map = object_with(value, path, &allowed)?;
     if let Some(i) = map.get("instructions") {
@@ -863,11 +741,7 @@ pub(crate) fn check_response_params(dialect: Dialect, model: &str, value: &Value
                 check_voice(v, "response.voice", dialect, model)?;
             }
             if let Some(f) = map.get("output_audio_format") {
-                one_of(
-                    f,
-                    "response.output_audio_format",
-                    &["pcm16", "g711_ulaw", "g711_alaw"],
-                )?;
+                one_of(f, "response.output_audio_format", &["pcm16", "g711_ulaw", "g711_alaw"])?;
             }
             if let Some(t) = map.get("temperature") {
                 decimal(t, "response.temperature", 0.6, 1.2)?;
@@ -885,11 +759,7 @@ pub(crate) fn check_item(dialect: Dialect, item: &Value) -> Checked<()> {
     let path = "item";
     let map = object(item, path)?;
     let kind = match map.get("type") {
-        Some(t) => one_of(
-            t,
-            "item.type",
-            &["message", "function_call", "function_call_output"],
-        )?,
+        Some(t) => one_of(t, "item.type", &["message", "function_call", "function_call_output"])?,
         None => return Err(ApiError::missing("item.type")),
     };
     let common = ["id", "type", "object", "status"];
@@ -904,11 +774,7 @@ pub(crate) fn check_item(dialect: Dialect, item: &Value) -> Checked<()> {
         string(id, "item.id")?;
     }
     if let Some(s) = map.get("status") {
-        one_of(
-            s,
-            "item.status",
-            &["completed", "incomplete", "in_progress"],
-        )?;
+        one_of(s, "item.status", &["completed", "incomplete", "in_progress"])?;
     }
     match kind {
         "message" => {
@@ -1055,10 +921,7 @@ fn filled_turn_detection(dialect: Dialect, update: &Value) -> Value {
     if update.is_null() {
         return Value::Null;
     }
-    let kind = update
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("server_vad");
+    let kind = update.get("type").and_then(Value::as_str).unwrap_or("server_vad");
     let mut filled = turn_detection_defaults(dialect, kind);
     if let (Some(target), Some(source)) = (filled.as_object_mut(), update.as_object()) {
         for (k, v) in source {
@@ -1131,11 +994,7 @@ mod tests {
     }
 
     fn beta(session: Value) -> Checked<()> {
-        check_session(
-            Dialect::Beta,
-            "gpt-4o-realtime-preview-2024-12-17",
-            &session,
-        )
+        check_session(Dialect::Beta, "gpt-4o-realtime-preview-2024-12-17", &session)
     }
 
     #[test]
@@ -1148,13 +1007,9 @@ mod tests {
 
     #[test]
     fn ga_rejects_beta_keys_with_their_path() {
-        let e =
-            ga(json!({"type": "realtime", "input_audio_format": "pcm16"})).expect_err("beta key");
+        let e = ga(json!({"type": "realtime", "input_audio_format": "pcm16"})).expect_err("beta key");
         assert_eq!(e.code.as_deref(), Some("unknown_parameter"));
-        assert_eq!(
-            e.message,
-            "Unknown parameter: 'session.input_audio_format'."
-        );
+        assert_eq!(e.message, "Unknown parameter: 'session.input_audio_format'.");
         let e = ga(json!({"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}))
             .expect_err("rate");
         assert_eq!(e.param.as_deref(), Some("session.audio.input.format.rate"));
@@ -1198,10 +1053,7 @@ mod tests {
         let input = &session["audio"]["input"];
         assert_eq!(input["turn_detection"]["silence_duration_ms"], 200);
         assert_eq!(input["turn_detection"]["idle_timeout_ms"], Value::Null);
-        assert_eq!(
-            input["transcription"],
-            json!({"model": "whisper-1", "language": "en", "prompt": null})
-        );
+        assert_eq!(input["transcription"], json!({"model": "whisper-1", "language": "en", "prompt": null}));
         assert_eq!(input["format"], json!({"type": "audio/pcm", "rate": 24000}));
     }
 }

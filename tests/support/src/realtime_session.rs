@@ -79,11 +79,7 @@ impl AudioFormat {
     }
 
     fn rate(self) -> u32 {
-        if self == Self::Pcm16 {
-            RATE_24K
-        } else {
-            RATE_8K
-        }
+        if self == Self::Pcm16 { RATE_24K } else { RATE_8K }
     }
 
     fn encode(self, samples: &[i16]) -> Vec<u8> {
@@ -173,12 +169,7 @@ pub(crate) struct RealtimeSession {
 }
 
 impl RealtimeSession {
-    pub(crate) fn new(
-        dialect: Dialect,
-        model: &str,
-        config: Arc<OpenAiRealtimeConfig>,
-        expires_at: u64,
-    ) -> Self {
+    pub(crate) fn new(dialect: Dialect, model: &str, config: Arc<OpenAiRealtimeConfig>, expires_at: u64) -> Self {
         let session = schema::initial_session(dialect, model, &ids::openai("sess"), expires_at);
         let settings = read_settings(dialect, &session);
         let mut this = Self {
@@ -227,11 +218,7 @@ impl RealtimeSession {
     pub(crate) fn handle_binary(&mut self) -> Outcome {
         let mut out = Outcome::default();
         out.error(
-            &ApiError::new(
-                Some("invalid_event"),
-                "Binary frames are not supported; send JSON text frames.",
-                None,
-            ),
+            &ApiError::new(Some("invalid_event"), "Binary frames are not supported; send JSON text frames.", None),
             None,
         );
         out
@@ -253,10 +240,7 @@ impl RealtimeSession {
                 return out;
             }
         };
-        let event_id = value
-            .get("event_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let event_id = value.get("event_id").and_then(Value::as_str).map(str::to_owned);
         if let Err(error) = self.dispatch(&value, &mut out) {
             out.error(&error, event_id.as_deref());
         }
@@ -264,13 +248,9 @@ impl RealtimeSession {
     }
 
     fn dispatch(&mut self, value: &Value, out: &mut Outcome) -> Checked<()> {
-        let map = value.as_object().ok_or_else(|| {
-            ApiError::new(
-                Some("invalid_event"),
-                "The event must be a JSON object.",
-                None,
-            )
-        })?;
+        let map = value
+            .as_object()
+            .ok_or_else(|| ApiError::new(Some("invalid_event"), "The event must be a JSON object.", None))?;
         if let Some(id) = map.get("event_id") {
             let id = schema::string(id, "event_id")?;
             if id.chars().count() > 512 {
@@ -286,11 +266,7 @@ impl RealtimeSession {
         }
         let kind = match map.get("type") {
             None => {
-                return Err(ApiError::new(
-                    Some("invalid_event"),
-                    "The 'type' field is missing.",
-                    None,
-                ));
+                return Err(ApiError::new(Some("invalid_event"), "The 'type' field is missing.", None));
             }
             Some(kind) => schema::one_of(kind, "type", schema::CLIENT_EVENT_TYPES)?,
         };
@@ -327,11 +303,7 @@ impl RealtimeSession {
                 self.item_create(map.get("previous_item_id"), map.get("item"), out)
             }
             "conversation.item.truncate" => {
-                schema::object_with(
-                    value,
-                    "",
-                    &keys(&["item_id", "content_index", "audio_end_ms"]),
-                )?;
+                schema::object_with(value, "", &keys(&["item_id", "content_index", "audio_end_ms"]))?;
                 self.truncate(value, out)
             }
             "conversation.item.delete" | "conversation.item.retrieve" => {
@@ -359,10 +331,7 @@ impl RealtimeSession {
                     Some(id) => Some(schema::string(id, "response_id")?),
                     None => None,
                 };
-                let active = self
-                    .stream
-                    .as_ref()
-                    .and_then(|s| s.response["id"].as_str().map(str::to_owned));
+                let active = self.stream.as_ref().and_then(|s| s.response["id"].as_str().map(str::to_owned));
                 match active {
                     Some(id) if wanted.is_none_or(|w| w == id) => {
                         self.finish_stream("cancelled", Some("client_cancelled"), out);
@@ -395,9 +364,7 @@ impl RealtimeSession {
                 None,
             ),
             // The 2025 beta answered with no code and the short text.
-            Dialect::Beta => {
-                ApiError::new(None, "Conversation already has an active response", None)
-            }
+            Dialect::Beta => ApiError::new(None, "Conversation already has an active response", None),
         }
     }
 
@@ -453,11 +420,7 @@ impl RealtimeSession {
     fn append(&mut self, audio: Option<&Value>, out: &mut Outcome) -> Checked<()> {
         let text = schema::string(audio.ok_or_else(|| ApiError::missing("audio"))?, "audio")?;
         let mut bytes = audio::base64_decode(text).map_err(|_| {
-            ApiError::new(
-                Some("invalid_value"),
-                "Invalid 'audio'. Expected base64-encoded audio bytes.",
-                Some("audio"),
-            )
+            ApiError::new(Some("invalid_value"), "Invalid 'audio'. Expected base64-encoded audio bytes.", Some("audio"))
         })?;
         let samples = match self.settings.input {
             AudioFormat::Pcm16 => {
@@ -475,11 +438,7 @@ impl RealtimeSession {
         let ms = samples.len() as f64 * 1000.0 / f64::from(self.settings.input.rate());
         self.received_ms += ms;
         self.buffer_ms += ms;
-        let events = self
-            .vad
-            .as_mut()
-            .map(|vad| vad.push(&samples))
-            .unwrap_or_default();
+        let events = self.vad.as_mut().map(|vad| vad.push(&samples)).unwrap_or_default();
         for event in events {
             self.handle_vad(event, out);
         }
@@ -504,10 +463,7 @@ impl RealtimeSession {
                 }
             }
             VadEvent::SpeechStopped { audio_end_ms } => {
-                let item_id = self
-                    .speech_item
-                    .take()
-                    .unwrap_or_else(|| ids::openai("item"));
+                let item_id = self.speech_item.take().unwrap_or_else(|| ids::openai("item"));
                 out.push(json!({
                     "type": "input_audio_buffer.speech_stopped",
                     "audio_end_ms": self.vad_base_ms + audio_end_ms,
@@ -537,10 +493,7 @@ impl RealtimeSession {
         if let Some(vad) = self.vad.as_mut() {
             vad.reset_turn();
         }
-        let item_id = self
-            .speech_item
-            .take()
-            .unwrap_or_else(|| ids::openai("item"));
+        let item_id = self.speech_item.take().unwrap_or_else(|| ids::openai("item"));
         self.commit_buffer(item_id, out);
         // A manual commit transcribes but never creates a response.
         self.flush_transcription(out);
@@ -591,11 +544,7 @@ impl RealtimeSession {
             "content": [{"type": "input_audio", "transcript": null}],
         }));
         self.announce_item(&previous, &item, true, out);
-        self.items.push(Item {
-            id: item_id.clone(),
-            kind: ItemKind::User,
-            value: item,
-        });
+        self.items.push(Item { id: item_id.clone(), kind: ItemKind::User, value: item });
         self.buffer_ms = 0.0;
         if self.settings.transcription {
             self.pending_transcription = Some(item_id);
@@ -646,32 +595,20 @@ impl RealtimeSession {
         }
     }
 
-    fn item_create(
-        &mut self,
-        previous: Option<&Value>,
-        item: Option<&Value>,
-        out: &mut Outcome,
-    ) -> Checked<()> {
+    fn item_create(&mut self, previous: Option<&Value>, item: Option<&Value>, out: &mut Outcome) -> Checked<()> {
         let item = item.ok_or_else(|| ApiError::missing("item"))?;
         schema::check_item(self.dialect, item)?;
         if let Some(previous) = previous.filter(|p| !p.is_null()) {
             schema::string(previous, "previous_item_id")?;
         }
         let kind = item["type"].as_str().unwrap_or_default();
-        let id = item
-            .get("id")
-            .and_then(Value::as_str)
-            .map_or_else(|| ids::openai("item"), str::to_owned);
-        let previous = previous
-            .filter(|p| !p.is_null())
-            .cloned()
-            .unwrap_or_else(|| self.last_item_id());
+        let id = item.get("id").and_then(Value::as_str).map_or_else(|| ids::openai("item"), str::to_owned);
+        let previous = previous.filter(|p| !p.is_null()).cloned().unwrap_or_else(|| self.last_item_id());
         let (value, item_kind) = match kind {
             "function_call_output" => {
                 let call_id = item["call_id"].as_str().unwrap_or_default();
-                let known = self.items.iter().any(
-                    |i| matches!(&i.kind, ItemKind::FunctionCall { call_id: c } if c == call_id),
-                );
+                let known =
+                    self.items.iter().any(|i| matches!(&i.kind, ItemKind::FunctionCall { call_id: c } if c == call_id));
                 if !known {
                     return Err(ApiError::new(
                         Some("invalid_tool_call_id"),
@@ -679,8 +616,7 @@ impl RealtimeSession {
                         None,
                     ));
                 }
-                let mut value =
-                    json!({"id": id, "type": kind, "call_id": call_id, "output": item["output"]});
+                let mut value = json!({"id": id, "type": kind, "call_id": call_id, "output": item["output"]});
                 if self.dialect == Dialect::Ga {
                     value["status"] = json!("completed");
                 }
@@ -695,18 +631,13 @@ impl RealtimeSession {
                     "call_id": item["call_id"],
                     "arguments": item.get("arguments").cloned().unwrap_or(json!("")),
                 }),
-                ItemKind::FunctionCall {
-                    call_id: item["call_id"].as_str().unwrap_or_default().to_owned(),
-                },
+                ItemKind::FunctionCall { call_id: item["call_id"].as_str().unwrap_or_default().to_owned() },
             ),
             _ => {
                 let role = item["role"].as_str().unwrap_or_default();
                 let kind = match role {
                     "user" => ItemKind::User,
-                    "assistant" => ItemKind::Assistant {
-                        audio_ms: 0,
-                        has_audio: false,
-                    },
+                    "assistant" => ItemKind::Assistant { audio_ms: 0, has_audio: false },
                     _ => ItemKind::Other,
                 };
                 (
@@ -723,33 +654,20 @@ impl RealtimeSession {
             self.pending_tool_outputs.push(output.clone());
             out.notes.push(Note::ToolOutput { call_id, output });
         }
-        self.items.push(Item {
-            id,
-            kind: item_kind,
-            value,
-        });
+        self.items.push(Item { id, kind: item_kind, value });
         Ok(())
     }
 
     fn truncate(&mut self, event: &Value, out: &mut Outcome) -> Checked<()> {
-        let item_id = schema::string(
-            event
-                .get("item_id")
-                .ok_or_else(|| ApiError::missing("item_id"))?,
-            "item_id",
-        )?;
+        let item_id = schema::string(event.get("item_id").ok_or_else(|| ApiError::missing("item_id"))?, "item_id")?;
         let content_index = schema::integer(
-            event
-                .get("content_index")
-                .ok_or_else(|| ApiError::missing("content_index"))?,
+            event.get("content_index").ok_or_else(|| ApiError::missing("content_index"))?,
             "content_index",
             0,
             i64::MAX,
         )?;
         let audio_end_ms = schema::integer(
-            event
-                .get("audio_end_ms")
-                .ok_or_else(|| ApiError::missing("audio_end_ms"))?,
+            event.get("audio_end_ms").ok_or_else(|| ApiError::missing("audio_end_ms"))?,
             "audio_end_ms",
             0,
             i64::MAX,
@@ -766,23 +684,13 @@ impl RealtimeSession {
                 Some("item_id"),
             ));
         };
-        let ItemKind::Assistant {
-            audio_ms,
-            has_audio: true,
-        } = &mut item.kind
-        else {
-            return Err(ApiError::new(
-                None,
-                "Only model output audio messages can be truncated",
-                None,
-            ));
+        let ItemKind::Assistant { audio_ms, has_audio: true } = &mut item.kind else {
+            return Err(ApiError::new(None, "Only model output audio messages can be truncated", None));
         };
         if content_index != 0 {
             return Err(ApiError::new(
                 Some("invalid_value"),
-                format!(
-                    "Invalid 'content_index': item '{item_id}' has no content part {content_index}."
-                ),
+                format!("Invalid 'content_index': item '{item_id}' has no content part {content_index}."),
                 Some("content_index"),
             ));
         }
@@ -801,19 +709,11 @@ impl RealtimeSession {
             "content_index": content_index,
             "audio_end_ms": audio_end_ms,
         }));
-        out.notes.push(Note::Truncated {
-            item_id: item_id.to_owned(),
-            audio_end_ms,
-        });
+        out.notes.push(Note::Truncated { item_id: item_id.to_owned(), audio_end_ms });
         Ok(())
     }
 
-    fn item_delete_or_retrieve(
-        &mut self,
-        delete: bool,
-        item_id: &str,
-        out: &mut Outcome,
-    ) -> Checked<()> {
+    fn item_delete_or_retrieve(&mut self, delete: bool, item_id: &str, out: &mut Outcome) -> Checked<()> {
         let Some(index) = self.items.iter().position(|item| item.id == item_id) else {
             let (code, verb) = if delete {
                 ("item_delete_invalid_item_id", "deleting")
@@ -830,9 +730,7 @@ impl RealtimeSession {
             self.items.remove(index);
             out.push(json!({"type": "conversation.item.deleted", "item_id": item_id}));
         } else {
-            out.push(
-                json!({"type": "conversation.item.retrieved", "item": self.items[index].value}),
-            );
+            out.push(json!({"type": "conversation.item.retrieved", "item": self.items[index].value}));
         }
         Ok(())
     }
@@ -903,12 +801,8 @@ impl RealtimeSession {
     fn start_response(&mut self, params: Option<&Value>, out: &mut Outcome) {
         let response_id = ids::openai("resp");
         let text_only = match (self.dialect, params) {
-            (Dialect::Ga, Some(p)) if p.get("output_modalities").is_some() => {
-                p["output_modalities"] == json!(["text"])
-            }
-            (Dialect::Beta, Some(p)) if p.get("modalities").is_some() => {
-                p["modalities"] == json!(["text"])
-            }
+            (Dialect::Ga, Some(p)) if p.get("output_modalities").is_some() => p["output_modalities"] == json!(["text"]),
+            (Dialect::Beta, Some(p)) if p.get("modalities").is_some() => p["modalities"] == json!(["text"]),
             _ => self.settings.text_only,
         };
         let voice = match (self.dialect, params) {
@@ -924,16 +818,11 @@ impl RealtimeSession {
             out.push(self.rate_limits());
         }
 
-        let last_is_user = matches!(
-            self.items.last().map(|item| &item.kind),
-            Some(ItemKind::User)
-        );
+        let last_is_user = matches!(self.items.last().map(|item| &item.kind), Some(ItemKind::User));
         if let Some(script) = &self.config.tool_call
             && last_is_user
             && self.settings.tools.contains(&script.name)
-            && script
-                .max_calls
-                .is_none_or(|max| self.tool_calls_made < max)
+            && script.max_calls.is_none_or(|max| self.tool_calls_made < max)
         {
             let (name, arguments) = (script.name.clone(), script.arguments.to_string());
             self.function_call(response, &name, &arguments, out);
@@ -941,12 +830,8 @@ impl RealtimeSession {
         }
 
         let reply = if self.pending_tool_outputs.is_empty() {
-            let reply = self
-                .config
-                .replies
-                .get(self.replies_used)
-                .cloned()
-                .unwrap_or_else(|| self.config.reply.clone());
+            let reply =
+                self.config.replies.get(self.replies_used).cloned().unwrap_or_else(|| self.config.reply.clone());
             self.replies_used += 1;
             reply
         } else {
@@ -961,13 +846,12 @@ impl RealtimeSession {
         let item = self.item_json(json!({
             "id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": [],
         }));
-        out.push(json!({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": item}));
+        out.push(
+            json!({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": item}),
+        );
         self.announce_item(&previous, &item, false, out);
-        let part = if text_only {
-            json!({"type": "text", "text": ""})
-        } else {
-            json!({"type": "audio", "transcript": ""})
-        };
+        let part =
+            if text_only { json!({"type": "text", "text": ""}) } else { json!({"type": "audio", "transcript": ""}) };
         out.push(json!({
             "type": "response.content_part.added",
             "response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0,
@@ -975,10 +859,7 @@ impl RealtimeSession {
         }));
         self.items.push(Item {
             id: item_id.clone(),
-            kind: ItemKind::Assistant {
-                audio_ms: 0,
-                has_audio: !text_only,
-            },
+            kind: ItemKind::Assistant { audio_ms: 0, has_audio: !text_only },
             value: item,
         });
 
@@ -991,10 +872,7 @@ impl RealtimeSession {
                 _ => audio::decimate(&reply.audio, (RATE_24K / RATE_8K) as usize),
             };
             let chunk_len = audio::samples_for_ms(format.rate(), self.config.chunk_ms.max(10));
-            samples
-                .chunks(chunk_len.max(1))
-                .map(<[i16]>::to_vec)
-                .collect()
+            samples.chunks(chunk_len.max(1)).map(<[i16]>::to_vec).collect()
         };
         self.stream = Some(Stream {
             response,
@@ -1015,13 +893,7 @@ impl RealtimeSession {
         }
     }
 
-    fn function_call(
-        &mut self,
-        mut response: Value,
-        name: &str,
-        arguments: &str,
-        out: &mut Outcome,
-    ) {
+    fn function_call(&mut self, mut response: Value, name: &str, arguments: &str, out: &mut Outcome) {
         let response_id = response["id"].as_str().unwrap_or_default().to_owned();
         let item_id = ids::openai("item");
         let call_id = ids::openai_call();
@@ -1030,12 +902,11 @@ impl RealtimeSession {
             "id": item_id, "type": "function_call", "status": "in_progress",
             "name": name, "call_id": call_id, "arguments": "",
         }));
-        out.push(json!({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": item}));
+        out.push(
+            json!({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": item}),
+        );
         self.announce_item(&previous, &item, false, out);
-        let split = arguments
-            .char_indices()
-            .nth(arguments.chars().count() / 2)
-            .map_or(arguments.len(), |(i, _)| i);
+        let split = arguments.char_indices().nth(arguments.chars().count() / 2).map_or(arguments.len(), |(i, _)| i);
         for delta in [&arguments[..split], &arguments[split..]] {
             out.push(json!({
                 "type": "response.function_call_arguments.delta",
@@ -1054,7 +925,9 @@ impl RealtimeSession {
         out.push(done);
         item["status"] = json!("completed");
         item["arguments"] = json!(arguments);
-        out.push(json!({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}));
+        out.push(
+            json!({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}),
+        );
         if self.dialect == Dialect::Ga {
             out.push(json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item}));
         }
@@ -1067,9 +940,7 @@ impl RealtimeSession {
         }
         self.items.push(Item {
             id: item_id.clone(),
-            kind: ItemKind::FunctionCall {
-                call_id: call_id.clone(),
-            },
+            kind: ItemKind::FunctionCall { call_id: call_id.clone() },
             value: item,
         });
         self.tool_calls_made += 1;
@@ -1100,19 +971,14 @@ impl RealtimeSession {
         let total_chunks = stream.chunks.len();
         let text_only = stream.text_only;
         let (transcript_type, audio_type) = match (dialect, text_only) {
-            (Dialect::Ga, false) => (
-                "response.output_audio_transcript.delta",
-                "response.output_audio.delta",
-            ),
+            (Dialect::Ga, false) => ("response.output_audio_transcript.delta", "response.output_audio.delta"),
             (Dialect::Beta, false) => ("response.audio_transcript.delta", "response.audio.delta"),
             (Dialect::Ga, true) => ("response.output_text.delta", ""),
             (Dialect::Beta, true) => ("response.text.delta", ""),
         };
         let last = stream.next_chunk + 1 >= total_chunks;
         while stream.next_word < stream.words.len()
-            && (last
-                || word_chunk(stream.next_word, stream.words.len(), total_chunks)
-                    <= stream.next_chunk)
+            && (last || word_chunk(stream.next_word, stream.words.len(), total_chunks) <= stream.next_chunk)
         {
             let word = stream.words[stream.next_word].clone();
             stream.next_word += 1;
@@ -1140,10 +1006,8 @@ impl RealtimeSession {
         let sent_ms = audio::ms_for_samples(stream.format.rate(), stream.samples_sent);
         let item_id = stream.item_id.clone();
         let finished = stream.next_chunk >= total_chunks;
-        if let Some(Item {
-            kind: ItemKind::Assistant { audio_ms, .. },
-            ..
-        }) = self.items.iter_mut().find(|item| item.id == item_id)
+        if let Some(Item { kind: ItemKind::Assistant { audio_ms, .. }, .. }) =
+            self.items.iter_mut().find(|item| item.id == item_id)
         {
             *audio_ms = sent_ms;
         }
@@ -1171,33 +1035,14 @@ impl RealtimeSession {
         };
         let transcript = stream.transcript_sent.clone();
         let (part, content) = if text_only {
-            let done_type = if dialect == Dialect::Ga {
-                "response.output_text.done"
-            } else {
-                "response.text.done"
-            };
+            let done_type = if dialect == Dialect::Ga { "response.output_text.done" } else { "response.text.done" };
             out.push(with(done_type, json!({"text": transcript})));
-            let content_type = if dialect == Dialect::Ga {
-                "output_text"
-            } else {
-                "text"
-            };
-            (
-                json!({"type": "text", "text": transcript}),
-                json!({"type": content_type, "text": transcript}),
-            )
+            let content_type = if dialect == Dialect::Ga { "output_text" } else { "text" };
+            (json!({"type": "text", "text": transcript}), json!({"type": content_type, "text": transcript}))
         } else {
             let (audio_done, transcript_done, content_type) = match dialect {
-                Dialect::Ga => (
-                    "response.output_audio.done",
-                    "response.output_audio_transcript.done",
-                    "output_audio",
-                ),
-                Dialect::Beta => (
-                    "response.audio.done",
-                    "response.audio_transcript.done",
-                    "audio",
-                ),
+                Dialect::Ga => ("response.output_audio.done", "response.output_audio_transcript.done", "output_audio"),
+                Dialect::Beta => ("response.audio.done", "response.audio_transcript.done", "audio"),
             };
             out.push(with(audio_done, json!({})));
             out.push(with(transcript_done, json!({"transcript": transcript})));
@@ -1207,23 +1052,22 @@ impl RealtimeSession {
             )
         };
         out.push(with("response.content_part.done", json!({"part": part})));
-        let item_status = if status == "completed" {
-            "completed"
-        } else {
-            "incomplete"
-        };
+        let item_status = if status == "completed" { "completed" } else { "incomplete" };
         let item = self.item_json(json!({
             "id": stream.item_id, "type": "message", "status": item_status, "role": "assistant", "content": [content],
         }));
-        out.push(json!({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}));
+        out.push(
+            json!({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}),
+        );
         if dialect == Dialect::Ga {
-            out.push(json!({"type": "conversation.item.done", "previous_item_id": stream.previous_item_id, "item": item}));
+            out.push(
+                json!({"type": "conversation.item.done", "previous_item_id": stream.previous_item_id, "item": item}),
+            );
         }
         let audio_ms = audio::ms_for_samples(stream.format.rate(), stream.samples_sent);
         let mut response = stream.response.clone();
         response["status"] = json!(status);
-        response["status_details"] =
-            reason.map_or(Value::Null, |r| json!({"type": status, "reason": r}));
+        response["status_details"] = reason.map_or(Value::Null, |r| json!({"type": status, "reason": r}));
         response["output"] = json!([item]);
         response["usage"] = self.usage(stream.next_word as u64, audio_ms);
         out.push(json!({"type": "response.done", "response": response}));
@@ -1272,22 +1116,9 @@ fn read_settings(dialect: Dialect, session: &Value) -> Settings {
     };
     let tools = session["tools"]
         .as_array()
-        .map(|tools| {
-            tools
-                .iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|tools| tools.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
-    Settings {
-        input,
-        output,
-        turn: read_turn_detection(turn),
-        transcription,
-        tools,
-        voice,
-        text_only,
-    }
+    Settings { input, output, turn: read_turn_detection(turn), transcription, tools, voice, text_only }
 }
 
 /// Maps `turn_detection` onto the energy VAD: `threshold` 0..1 spans

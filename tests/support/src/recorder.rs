@@ -24,11 +24,7 @@ pub struct Recorder<S> {
 impl<S> Recorder<S> {
     pub fn new(state: S) -> Self {
         let (version, _) = watch::channel(0);
-        Self {
-            state: Mutex::new(state),
-            version,
-            started: Instant::now(),
-        }
+        Self { state: Mutex::new(state), version, started: Instant::now() }
     }
 
     /// When the mock started; record timestamps are offsets from it.
@@ -58,11 +54,7 @@ impl<S> Recorder<S> {
     }
 
     /// Waits until `condition` holds for the state, or `timeout` passes.
-    pub async fn wait_for(
-        &self,
-        mut condition: impl FnMut(&S) -> bool,
-        timeout: Duration,
-    ) -> Result<(), WaitTimeout> {
+    pub async fn wait_for(&self, mut condition: impl FnMut(&S) -> bool, timeout: Duration) -> Result<(), WaitTimeout> {
         let mut changes = self.version.subscribe();
         let waited = tokio::time::timeout(timeout, async {
             loop {
@@ -109,23 +101,13 @@ mod tests {
                 writer.update(|n| *n += 1);
             }
         });
-        recorder
-            .wait_for(|n| *n == 3, Duration::from_secs(2))
-            .await
-            .expect("reaches 3");
+        recorder.wait_for(|n| *n == 3, Duration::from_secs(2)).await.expect("reaches 3");
     }
 
     #[tokio::test]
     async fn wait_for_times_out() {
         let recorder = Recorder::new(0_u32);
-        let result = recorder
-            .wait_for(|n| *n == 1, Duration::from_millis(20))
-            .await;
-        assert_eq!(
-            result,
-            Err(WaitTimeout {
-                timeout: Duration::from_millis(20)
-            })
-        );
+        let result = recorder.wait_for(|n| *n == 1, Duration::from_millis(20)).await;
+        assert_eq!(result, Err(WaitTimeout { timeout: Duration::from_millis(20) }));
     }
 }

@@ -18,18 +18,12 @@ pub struct MockReply {
 impl MockReply {
     /// `transcript` spoken as `ms` of a 440 Hz tone with smooth edges.
     pub fn tone(transcript: impl Into<String>, ms: u32) -> Self {
-        Self {
-            transcript: transcript.into(),
-            audio: tone(RATE_24K, 440.0, ms, 0.3),
-        }
+        Self { transcript: transcript.into(), audio: tone(RATE_24K, 440.0, ms, 0.3) }
     }
 
     /// `transcript` spoken as the given 24 kHz samples.
     pub fn samples(transcript: impl Into<String>, audio: Vec<i16>) -> Self {
-        Self {
-            transcript: transcript.into(),
-            audio,
-        }
+        Self { transcript: transcript.into(), audio }
     }
 
     pub fn duration_ms(&self) -> u64 {
@@ -59,9 +53,7 @@ impl Pacing {
     pub fn interval(self, chunk_ms: u32) -> Duration {
         match self {
             Pacing::Burst => Duration::ZERO,
-            Pacing::RealTime(factor) if factor > 0.0 => {
-                Duration::from_secs_f64(f64::from(chunk_ms) / 1000.0 / factor)
-            }
+            Pacing::RealTime(factor) if factor > 0.0 => Duration::from_secs_f64(f64::from(chunk_ms) / 1000.0 / factor),
             Pacing::RealTime(_) => Duration::ZERO,
         }
     }
@@ -81,11 +73,7 @@ pub struct ScriptedToolCall {
 
 impl ScriptedToolCall {
     pub fn new(name: impl Into<String>, arguments: Value) -> Self {
-        Self {
-            name: name.into(),
-            arguments,
-            max_calls: None,
-        }
+        Self { name: name.into(), arguments, max_calls: None }
     }
 }
 

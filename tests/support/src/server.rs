@@ -18,27 +18,17 @@ pub(crate) struct ServerHandle {
 }
 
 impl ServerHandle {
-    pub(crate) async fn bind(
-        addr: SocketAddr,
-        router: Router,
-        cancel: CancellationToken,
-    ) -> io::Result<Self> {
+    pub(crate) async fn bind(addr: SocketAddr, router: Router, cancel: CancellationToken) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
             if let Err(error) = served {
                 tracing::warn!(%error, "mock server stopped with an error");
             }
         });
-        Ok(Self {
-            addr,
-            cancel,
-            task: Some(task),
-        })
+        Ok(Self { addr, cancel, task: Some(task) })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {

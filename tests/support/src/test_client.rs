@@ -36,19 +36,11 @@ impl TestClient {
             );
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Self {
-            ws,
-            seen: Vec::new(),
-            text_frames: 0,
-            binary_frames: 0,
-        })
+        Ok(Self { ws, seen: Vec::new(), text_frames: 0, binary_frames: 0 })
     }
 
     pub(crate) async fn send(&mut self, value: &Value) {
-        self.ws
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .expect("send");
+        self.ws.send(Message::Text(value.to_string().into())).await.expect("send");
     }
 
     pub(crate) async fn send_raw(&mut self, message: Message) {
@@ -61,8 +53,7 @@ impl TestClient {
             let frame = tokio::time::timeout(timeout, self.ws.next()).await.ok()??;
             match frame {
                 Ok(Message::Text(text)) => {
-                    let value: Value =
-                        serde_json::from_str(text.as_str()).expect("server sent JSON");
+                    let value: Value = serde_json::from_str(text.as_str()).expect("server sent JSON");
                     self.text_frames += 1;
                     self.seen.push(value.clone());
                     return Some(Received::Json(value));
@@ -130,8 +121,5 @@ impl TestClient {
 
 /// The `type`s of OpenAI events, for order assertions.
 pub(crate) fn types(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
-        .collect()
+    events.iter().map(|e| e["type"].as_str().unwrap_or("?").to_owned()).collect()
 }

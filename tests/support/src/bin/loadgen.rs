@@ -167,7 +167,8 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let (gateway, token) = start_gateway(&bin, &mock)?;
     let http = reqwest::Client::new();
-    let companies: Value = http.get(format!("{}/api/admin/companies", gateway.base)).bearer_auth(&token).send().await?.json().await?;
+    let companies: Value =
+        http.get(format!("{}/api/admin/companies", gateway.base)).bearer_auth(&token).send().await?.json().await?;
     let company = companies[0]["id"].as_str().context("demo company")?.to_owned();
     let bots: Value = http
         .get(format!("{}/api/company/chatbots", gateway.base))
@@ -184,7 +185,8 @@ async fn main() -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut tasks = Vec::new();
     for i in 0..args.calls {
-        let (http, base, bot, active, stop) = (http.clone(), gateway.base.clone(), bot.clone(), active.clone(), stop.clone());
+        let (http, base, bot, active, stop) =
+            (http.clone(), gateway.base.clone(), bot.clone(), active.clone(), stop.clone());
         let delay = Duration::from_millis(args.ramp_seconds * 1000 * i as u64 / args.calls.max(1) as u64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;

@@ -10,14 +10,12 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
 use testkit::mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
-use testkit::mock_graph::{
-    GraphConfig, GraphPhoneNumber, MockGraph, TEST_ACCESS_TOKEN, TEST_PHONE_NUMBER_ID,
-};
-use testkit::mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
+use testkit::mock_graph::{GraphConfig, GraphPhoneNumber, MockGraph, TEST_ACCESS_TOKEN, TEST_PHONE_NUMBER_ID};
+use testkit::mock_openai_realtime::{MockOpenAiRealtime, OpenAiFaults, OpenAiRealtimeConfig};
 use testkit::mock_twilio_rest::{
     MockTwilioRest, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TEST_NUMBER, TwilioAccount, TwilioRestConfig,
 };
-use testkit::script::{MockReply, Pacing, ScriptedToolCall};
+use testkit::script::{HandshakeRejection, MockReply, Pacing, ScriptedToolCall};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,17 +64,27 @@ struct Args {
     /// `NAME=JSON_ARGUMENTS`, e.g. `search_knowledge_base={"query":"hours"}`.
     #[arg(long, value_name = "NAME=JSON")]
     tool_call: Option<String>,
+    /// Refuse OpenAI handshakes with HTTP 503 (the service is down): `none`, `all`,
+    /// or a number N to refuse the first N and then accept.
+    #[arg(long, default_value = "none", value_name = "none|all|N")]
+    openai_reject: String,
+}
+
+fn rejection(text: &str) -> anyhow::Result<HandshakeRejection> {
+    Ok(match text {
+        "none" => HandshakeRejection::None,
+        "all" => HandshakeRejection::All,
+        n => HandshakeRejection::First(
+            n.parse().with_context(|| format!("--openai-reject wants none, all or a number, got {n}"))?,
+        ),
+    })
 }
 
 fn pacing(text: &str) -> anyhow::Result<Pacing> {
     Ok(match text {
         "burst" => Pacing::Burst,
         "realtime" => Pacing::RealTime(1.0),
-        factor => Pacing::RealTime(
-            factor
-                .parse()
-                .with_context(|| format!("--pacing {factor}"))?,
-        ),
+        factor => Pacing::RealTime(factor.parse().with_context(|| format!("--pacing {factor}"))?),
     })
 }
 
@@ -85,26 +93,18 @@ fn twilio_account(spec: &str) -> anyhow::Result<TwilioAccount> {
     let (Some(sid), Some(token)) = (parts.next(), parts.next()) else {
         bail!("--twilio-account wants SID:TOKEN[:NUMBERS], got {spec}");
     };
-    let numbers: Vec<&str> = parts
-        .next()
-        .map(|n| n.split(',').filter(|n| !n.is_empty()).collect())
-        .unwrap_or_default();
+    let numbers: Vec<&str> = parts.next().map(|n| n.split(',').filter(|n| !n.is_empty()).collect()).unwrap_or_default();
     Ok(TwilioAccount::new(sid, token, &numbers))
 }
 
 fn graph_number(spec: &str) -> anyhow::Result<GraphPhoneNumber> {
-    let Some((id, token)) = spec.split_once(':') else {
-        bail!("--graph-number wants ID:TOKEN, got {spec}")
-    };
+    let Some((id, token)) = spec.split_once(':') else { bail!("--graph-number wants ID:TOKEN, got {spec}") };
     Ok(GraphPhoneNumber::new(id, token))
 }
 
 fn tool_call(spec: &str) -> anyhow::Result<ScriptedToolCall> {
-    let Some((name, arguments)) = spec.split_once('=') else {
-        bail!("--tool-call wants NAME=JSON, got {spec}")
-    };
-    let arguments = serde_json::from_str(arguments)
-        .with_context(|| format!("--tool-call arguments {arguments}"))?;
+    let Some((name, arguments)) = spec.split_once('=') else { bail!("--tool-call wants NAME=JSON, got {spec}") };
+    let arguments = serde_json::from_str(arguments).with_context(|| format!("--tool-call arguments {arguments}"))?;
     Ok(ScriptedToolCall::new(name, arguments))
 }
 
@@ -113,14 +113,13 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
     let reply = MockReply::tone(args.reply_transcript.clone(), args.reply_ms);
     let pacing = pacing(&args.pacing)?;
     let tool = args.tool_call.as_deref().map(tool_call).transpose()?;
+    let reject_handshakes = rejection(&args.openai_reject)?;
     let at = |port| SocketAddr::new(args.host, port);
 
     let openai = MockOpenAiRealtime::start_on(
@@ -131,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
             user_transcript: args.user_transcript.clone(),
             tool_call: tool.clone(),
             pacing,
+            faults: OpenAiFaults { reject_handshakes, ..Default::default() },
             ..Default::default()
         },
     )
@@ -150,40 +150,23 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("start the Gemini mock")?;
     let accounts = if args.twilio_accounts.is_empty() {
-        vec![TwilioAccount::new(
-            TEST_ACCOUNT_SID,
-            TEST_AUTH_TOKEN,
-            &[TEST_NUMBER],
-        )]
+        vec![TwilioAccount::new(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, &[TEST_NUMBER])]
     } else {
-        args.twilio_accounts
-            .iter()
-            .map(|spec| twilio_account(spec))
-            .collect::<anyhow::Result<_>>()?
+        args.twilio_accounts.iter().map(|spec| twilio_account(spec)).collect::<anyhow::Result<_>>()?
     };
     let twilio_first = accounts[0].clone();
     let twilio = MockTwilioRest::start_on(at(args.twilio_port), TwilioRestConfig { accounts })
         .await
-        .context(
-            "start the Twilio mock (is the shared fixtures folder there? set GATEWAY_SHARED_DIR)",
-        )?;
+        .context("start the Twilio mock (is the shared fixtures folder there? set GATEWAY_SHARED_DIR)")?;
     let numbers = if args.graph_numbers.is_empty() {
-        vec![GraphPhoneNumber::new(
-            TEST_PHONE_NUMBER_ID,
-            TEST_ACCESS_TOKEN,
-        )]
+        vec![GraphPhoneNumber::new(TEST_PHONE_NUMBER_ID, TEST_ACCESS_TOKEN)]
     } else {
-        args.graph_numbers
-            .iter()
-            .map(|spec| graph_number(spec))
-            .collect::<anyhow::Result<_>>()?
+        args.graph_numbers.iter().map(|spec| graph_number(spec)).collect::<anyhow::Result<_>>()?
     };
     let graph_first = numbers[0].clone();
     let graph = MockGraph::start_on(at(args.graph_port), GraphConfig { numbers })
         .await
-        .context(
-            "start the Graph mock (is the shared fixtures folder there? set GATEWAY_SHARED_DIR)",
-        )?;
+        .context("start the Graph mock (is the shared fixtures folder there? set GATEWAY_SHARED_DIR)")?;
 
     let line = json!({
         "openai": {
@@ -232,8 +215,7 @@ async fn main() -> anyhow::Result<()> {
 async fn wait_for_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = tokio::signal::ctrl_c() => result?,
             _ = terminate.recv() => {}
