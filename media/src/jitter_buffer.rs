@@ -41,6 +41,10 @@ use crate::{FRAME_DURATION, MediaError};
 /// more reordering than any real path shows, less than a sender restart.
 pub const RESYNC_JUMP: u16 = 100;
 
+/// Longest run of lost packets [`JitterBuffer::pop_ready`] conceals (100 ms); beyond
+/// that, extrapolating speech only produces noise, so the rest is skipped.
+pub const MAX_CONCEALED_FRAMES: i64 = 5;
+
 /// Pops per excess-delay measurement window (1 s of 20 ms ticks).
 const SHRINK_WINDOW_POPS: u32 = 50;
 
@@ -346,6 +350,50 @@ impl JitterBuffer {
         }
 
         let index = self.index(self.next);
+        self.slots[index].state = SlotState::Played;
+        self.next += 1;
+        self.stats.current_delay_ms = wait_ms.round() as u32;
+        let start = index * self.config.max_payload;
+        Some(JitterOutput::Packet(&self.pool[start..start + self.slots[index].len]))
+    }
+
+    /// Low-latency release, for consumers that need order and loss concealment but no
+    /// playout smoothing — a speech model's input, which buffers on its own. The next
+    /// packet is handed out the moment it is here; a missing one is waited for until the
+    /// packet after it has waited the target delay (the same adaptive `3 × jitter` as
+    /// [`Self::pop`], so a reordered packet is not mistaken for a loss), then reported
+    /// [`JitterOutput::Lost`] with that packet for FEC. Call it in a loop after every
+    /// [`Self::push`] and on every tick until it returns `None`. A gap longer than
+    /// [`MAX_CONCEALED_FRAMES`] is concealed only at its end (the rest is skipped and
+    /// counted lost). Do not mix with [`Self::pop`] on one buffer.
+    pub fn pop_ready(&mut self, now: Instant) -> Option<JitterOutput<'_>> {
+        match self.phase {
+            Phase::Idle => return None,
+            Phase::Buffering => self.begin_playout(),
+            Phase::Playing => {}
+        }
+        if self.highest < self.next {
+            return None;
+        }
+        if self.filled_range(self.next).is_none() {
+            let first = self.first_filled()?;
+            let arrival = self.slots[self.index(first)].arrival;
+            let waited = arrival.map_or(0.0, |a| ms(now.saturating_duration_since(a)));
+            if waited < self.target_ms {
+                return None;
+            }
+            let gap = first - self.next;
+            if gap > MAX_CONCEALED_FRAMES {
+                self.stats.lost += (gap - MAX_CONCEALED_FRAMES) as u64;
+                self.next = first - MAX_CONCEALED_FRAMES;
+            }
+            self.stats.lost += 1;
+            self.next += 1;
+            let following = self.filled_range(self.next);
+            return Some(JitterOutput::Lost { next: following.map(|r| &self.pool[r]) });
+        }
+        let index = self.index(self.next);
+        let wait_ms = self.slots[index].arrival.map_or(0.0, |a| ms(now.saturating_duration_since(a)));
         self.slots[index].state = SlotState::Played;
         self.next += 1;
         self.stats.current_delay_ms = wait_ms.round() as u32;
@@ -927,6 +975,92 @@ mod tests {
             );
             prop_assert!(stats.target_delay_ms >= 20 && stats.target_delay_ms <= 120);
             prop_assert!(stats.lost <= s.packets.len() as u64);
+        }
+    }
+
+    mod pop_ready {
+        use super::*;
+
+        fn buffer() -> JitterBuffer {
+            JitterBuffer::new(JitterConfig::default()).unwrap()
+        }
+
+        fn payload(seq: u16) -> Vec<u8> {
+            seq.to_be_bytes().to_vec()
+        }
+
+        fn drain(jb: &mut JitterBuffer, now: Instant) -> Vec<Option<u16>> {
+            let mut out = Vec::new();
+            while let Some(output) = jb.pop_ready(now) {
+                out.push(match output {
+                    JitterOutput::Packet(p) => Some(u16::from_be_bytes([p[0], p[1]])),
+                    JitterOutput::Lost { .. } => None,
+                });
+            }
+            out
+        }
+
+        #[test]
+        fn in_order_packets_come_out_the_moment_they_arrive() {
+            let t0 = Instant::now();
+            let mut jb = buffer();
+            for i in 0..10u16 {
+                let now = t0 + Duration::from_millis(20 * u64::from(i));
+                let seq = 65_530u16.wrapping_add(i);
+                jb.push(seq, u32::from(i) * 960, &payload(seq), now);
+                assert_eq!(drain(&mut jb, now), vec![Some(seq)], "packet {i} is released at once, across the wrap");
+            }
+            assert_eq!(jb.stats().lost, 0);
+        }
+
+        #[test]
+        fn a_reordered_packet_is_waited_for_not_concealed() {
+            let mut jb = buffer();
+            let t0 = Instant::now();
+            jb.push(10, 0, &payload(10), t0);
+            assert_eq!(drain(&mut jb, t0), vec![Some(10)]);
+            let t1 = t0 + Duration::from_millis(20);
+            jb.push(12, 1920, &payload(12), t1);
+            assert_eq!(drain(&mut jb, t1), vec![], "11 may still come");
+            let t2 = t1 + Duration::from_millis(5);
+            jb.push(11, 960, &payload(11), t2);
+            assert_eq!(drain(&mut jb, t2), vec![Some(11), Some(12)]);
+            assert_eq!(jb.stats().lost, 0);
+        }
+
+        #[test]
+        fn a_lost_packet_is_concealed_after_the_target_delay_with_the_next_one_for_fec() {
+            let mut jb = buffer();
+            let t0 = Instant::now();
+            jb.push(1, 0, &payload(1), t0);
+            drain(&mut jb, t0);
+            let t1 = t0 + Duration::from_millis(40);
+            jb.push(3, 1920, &payload(3), t1);
+            assert_eq!(drain(&mut jb, t1), vec![]);
+            let later = t1 + jb.target_delay() + Duration::from_millis(1);
+            match jb.pop_ready(later) {
+                Some(JitterOutput::Lost { next: Some(next) }) => assert_eq!(next, payload(3).as_slice()),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(drain(&mut jb, later), vec![Some(3)]);
+            assert_eq!(jb.stats().lost, 1);
+        }
+
+        #[test]
+        fn duplicates_are_dropped_and_long_gaps_are_concealed_only_at_their_end() {
+            let mut jb = buffer();
+            let t0 = Instant::now();
+            jb.push(100, 0, &payload(100), t0);
+            drain(&mut jb, t0);
+            jb.push(100, 0, &payload(100), t0);
+            assert_eq!(drain(&mut jb, t0), vec![]);
+            let t1 = t0 + Duration::from_millis(400);
+            jb.push(120, 20 * 960, &payload(120), t1);
+            let later = t1 + Duration::from_millis(200);
+            let out = drain(&mut jb, later);
+            assert_eq!(out.iter().filter(|o| o.is_none()).count() as i64, MAX_CONCEALED_FRAMES);
+            assert_eq!(out.last(), Some(&Some(120)));
+            assert_eq!(jb.stats().lost, 19);
         }
     }
 }

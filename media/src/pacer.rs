@@ -52,6 +52,13 @@ impl From<&str> for ItemKey {
     }
 }
 
+impl From<Arc<str>> for ItemKey {
+    /// Shares the caller's allocation (no copy).
+    fn from(id: Arc<str>) -> Self {
+        ItemKey(id)
+    }
+}
+
 impl From<String> for ItemKey {
     fn from(id: String) -> Self {
         ItemKey(Arc::from(id))

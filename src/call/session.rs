@@ -406,7 +406,7 @@ impl CallSession {
                 if self.pacer.is_idle() && self.outbound_pending.is_none() {
                     self.outbound_pending = Some(received);
                 }
-                self.pacer.push(ItemKey::new(&item_id), &pcm);
+                self.pacer.push(ItemKey::from(item_id), &pcm);
             }
             ProviderEvent::AudioDone { item_id } => {
                 self.audio_done.insert(item_id.clone());
@@ -521,7 +521,10 @@ impl CallSession {
         self.interrupted.insert(item.clone());
         self.outbound_pending = None;
         tracing::info!(item = %item, played_ms = played.played_ms, dropped_ms = played.dropped_ms, "caller barged in");
-        if played.dropped_ms > 0 && played.played_ms > 0 {
+        // Truncate when the caller did not hear the whole item: audio was dropped, or the
+        // provider was still sending it (the pacer may have run dry mid-item).
+        let unheard = played.dropped_ms > 0 || !self.audio_done.contains(&item);
+        if unheard && played.played_ms > 0 {
             self.command(ProviderCommand::Truncate {
                 item_id: item.clone(),
                 audio_end_ms: u64::from(played.played_ms),

@@ -94,7 +94,7 @@ impl WebRtcEdge {
             let start = self.decoded.len();
             self.decoded.resize(start + frame, 0);
             let out = &mut self.decoded[start..];
-            let result = match self.jitter.pop(now) {
+            let result = match self.jitter.pop_ready(now) {
                 None => {
                     self.decoded.truncate(start);
                     return;
