@@ -364,3 +364,45 @@ async fn the_end_endpoint_hangs_up_a_live_call() {
     assert_eq!(caller.wait_for_state("ended", 5 * SECOND).await.unwrap()["reason"], "caller_hangup");
     caller.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outlives_the_realtime_session_limit_with_its_conversation_carried_over() {
+    let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
+        reply: MockReply::tone("We are open nine to five.", 800),
+        faults: testkit::mock_openai_realtime::OpenAiFaults {
+            session_cap: Some(Duration::from_secs(4)),
+            ..Default::default()
+        },
+        ..mock_config()
+    })
+    .await;
+    let (app, bot, admin) = spawn_call_app(&mock, |_| {}).await;
+    app.set_call_settings(&bot, &admin, json!({"greetingMessage": ""})).await;
+    let (caller, call_id) = dial(&app, &bot).await;
+    caller.wait_for_state("active", 10 * SECOND).await.unwrap();
+    caller.say(utterance(1000)).await;
+    caller.wait_until_heard(500, -50.0, 10 * SECOND).await.unwrap();
+
+    // The first session reaches its limit; the gateway moves the call to a new one.
+    mock.wait_for(|s| s.connections.len() >= 2, 10 * SECOND).await.unwrap();
+    let heard_before = caller.loud_frames(-50.0).len();
+    tokio::time::sleep(SECOND).await;
+    caller.say(utterance(1000)).await;
+    let more_audio = async {
+        while caller.loud_frames(-50.0).len() < heard_before + 20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(10 * SECOND, more_audio).await.expect("the agent answers in the new session");
+
+    let second = mock.connections()[1].clone();
+    let instructions = second.session["instructions"].as_str().unwrap_or_default().to_owned();
+    assert!(instructions.contains("Caller: What are your business hours?"), "{instructions}");
+    assert!(instructions.contains("Agent: We are open nine to five."), "{instructions}");
+    caller.hang_up().await;
+    assert_eq!(caller.wait_for_state("ended", 5 * SECOND).await.unwrap()["reason"], "caller_hangup");
+    let call = app.state.store.call(call_id).await.unwrap().unwrap();
+    assert_eq!(call.status, CallStatus::Completed);
+    assert!(mock.client_errors().is_empty(), "{:?}", mock.client_errors());
+    caller.close().await;
+}

@@ -26,13 +26,60 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest frame accepted from the provider (audio deltas are far smaller).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// At most this long before a session's expiry, an idle call moves to a fresh session.
+const ROLLOVER_MARGIN: Duration = Duration::from_secs(90);
+/// Attempts to reopen a session that ended under the call.
+const RECONNECT_ATTEMPTS: u32 = 3;
+/// The conversation carried into a new session, in characters (most recent kept).
+const HISTORY_CHARS: usize = 6000;
+
+/// Where to (re)connect.
+#[derive(Clone)]
+struct Endpoint {
+    url: url::Url,
+    key: String,
+}
+
+/// An open, configured Realtime session.
+struct Connection {
+    socket: Socket,
+    /// When the server will end the session (from `session.created`), and the margin
+    /// before it at which the gateway rolls over to a fresh one by itself.
+    expires: Option<(Instant, Duration)>,
+}
 
 /// Connects, configures the session and starts its I/O task.
 pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<ProviderSession, ProviderError> {
-    let mut url = base.clone();
+    let endpoint = Endpoint { url: base.clone(), key: key.to_owned() };
+    let connection = open(&endpoint, spec).await?;
+    let (commands_tx, commands_rx) = mpsc::channel(256);
+    let (events_tx, events_rx) = mpsc::channel(256);
+    let worker = Worker {
+        endpoint,
+        spec: spec.clone(),
+        events: events_tx,
+        state: ReadState::default(),
+        history: History::default(),
+        response_active: false,
+        turn_open: false,
+        pending_say: None,
+        frame: String::with_capacity(4096),
+    };
+    tokio::spawn(worker.run(connection, commands_rx));
+    Ok(ProviderSession {
+        commands: commands_tx,
+        events: events_rx,
+        input_rate: SampleRate::Hz24000,
+        output_rate: SampleRate::Hz24000,
+    })
+}
+
+/// Opens and configures one Realtime session.
+async fn open(endpoint: &Endpoint, spec: &SessionSpec) -> Result<Connection, ProviderError> {
+    let mut url = endpoint.url.clone();
     url.query_pairs_mut().append_pair("model", &spec.model);
     let mut request = url.as_str().into_client_request().map_err(|e| ProviderError::Connect(e.to_string()))?;
-    let auth = HeaderValue::from_str(&format!("Bearer {key}"))
+    let auth = HeaderValue::from_str(&format!("Bearer {}", endpoint.key))
         .map_err(|_| ProviderError::Refused("the API key is not a valid header value".into()))?;
     request.headers_mut().insert("Authorization", auth);
     if spec.dialect == RealtimeDialect::Beta {
@@ -49,36 +96,38 @@ pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<P
                 }
                 other => ProviderError::Connect(other.to_string()),
             })?;
-        expect_event(&mut ws, "session.created").await?;
+        let created = expect_event(&mut ws, "session.created").await?;
         let update = session_update(spec);
         ws.send(Message::text(update.to_string())).await.map_err(|e| ProviderError::Connect(e.to_string()))?;
         expect_event(&mut ws, "session.updated").await?;
-        Ok::<_, ProviderError>(ws)
+        Ok::<_, ProviderError>((ws, created))
     };
-    let ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+    let (socket, created) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| ProviderError::Connect("timed out opening the Realtime session".into()))??;
-
-    let (commands_tx, commands_rx) = mpsc::channel(256);
-    let (events_tx, events_rx) = mpsc::channel(256);
-    tokio::spawn(run(ws, commands_rx, events_tx));
-    Ok(ProviderSession {
-        commands: commands_tx,
-        events: events_rx,
-        input_rate: SampleRate::Hz24000,
-        output_rate: SampleRate::Hz24000,
-    })
+    Ok(Connection { socket, expires: expiry(&created) })
 }
 
-/// Waits for an event of type `wanted`; an `error` event first means the session was refused.
-async fn expect_event(ws: &mut Socket, wanted: &str) -> Result<(), ProviderError> {
+/// When the session expires, from `session.created.session.expires_at` (Unix seconds), and
+/// how long before that to roll over: a fifth of the lifetime, at most 90 s.
+fn expiry(created: &Value) -> Option<(Instant, Duration)> {
+    let expires_at = created["session"]["expires_at"].as_u64()?;
+    let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+    let left = Duration::try_from_secs_f64(expires_at as f64 - now_unix).ok()?;
+    let margin = (left / 5).min(ROLLOVER_MARGIN);
+    Some((Instant::now() + left, margin))
+}
+
+/// Waits for an event of type `wanted` and returns it; an `error` event first means the
+/// session was refused.
+async fn expect_event(ws: &mut Socket, wanted: &str) -> Result<Value, ProviderError> {
     while let Some(message) = ws.next().await {
         let message = message.map_err(|e| ProviderError::Connect(e.to_string()))?;
         let Message::Text(text) = message else { continue };
         let event: Value =
             serde_json::from_str(&text).map_err(|e| ProviderError::Connect(format!("bad JSON from OpenAI: {e}")))?;
         match event["type"].as_str() {
-            Some(t) if t == wanted => return Ok(()),
+            Some(t) if t == wanted => return Ok(event),
             Some("error") => {
                 let message = event["error"]["message"].as_str().unwrap_or("unknown error");
                 return Err(ProviderError::Refused(message.to_owned()));
@@ -183,76 +232,254 @@ impl ReadState {
     }
 }
 
-async fn run(ws: Socket, mut commands: mpsc::Receiver<ProviderCommand>, events: mpsc::Sender<ProviderEvent>) {
-    let (mut sink, mut stream) = ws.split();
-    let mut state = ReadState::default();
-    let mut closing = false;
-    let mut frame = String::with_capacity(4096);
-    let reason = loop {
-        tokio::select! {
-            command = commands.recv() => {
-                let Some(command) = command else { break "the call ended".to_owned() };
-                let arrival = match &command { ProviderCommand::Audio { arrival, .. } => Some(*arrival), _ => None };
-                let message = match command {
-                    ProviderCommand::Close => {
-                        closing = true;
+/// The final lines of the conversation, carried into a new session on rollover.
+#[derive(Default)]
+struct History {
+    lines: std::collections::VecDeque<String>,
+    chars: usize,
+}
+
+impl History {
+    fn push(&mut self, who: &str, text: &str) {
+        if text.trim().is_empty() {
+            return;
+        }
+        let line = format!("{who}: {}", text.trim());
+        self.chars += line.len();
+        self.lines.push_back(line);
+        while self.chars > HISTORY_CHARS {
+            let Some(old) = self.lines.pop_front() else { break };
+            self.chars -= old.len();
+        }
+    }
+
+    /// The spec of a session that continues this conversation.
+    fn continued(&self, spec: &SessionSpec) -> SessionSpec {
+        let mut spec = spec.clone();
+        if !self.lines.is_empty() {
+            let transcript: Vec<&str> = self.lines.iter().map(String::as_str).collect();
+            spec.instructions = format!(
+                "{}\n\nThis phone call is continuing after a technical reconnection. Do not greet the caller \
+                 again; carry on naturally from where the conversation was. The conversation so far:\n{}",
+                spec.instructions,
+                transcript.join("\n")
+            );
+        }
+        spec
+    }
+}
+
+/// The session's I/O task: commands out, events in, and rollover to a fresh session when
+/// the current one reaches its time limit or drops — the call holds the same channels.
+struct Worker {
+    endpoint: Endpoint,
+    spec: SessionSpec,
+    events: mpsc::Sender<ProviderEvent>,
+    state: ReadState,
+    history: History,
+    /// A response is being generated (between `response.created` and `response.done`).
+    response_active: bool,
+    /// The caller has spoken and their turn's response has not finished yet: moving to
+    /// a new session now would lose that turn.
+    turn_open: bool,
+    /// Text to say once the active response has been cancelled.
+    pending_say: Option<String>,
+    frame: String,
+}
+
+type Standby = tokio::task::JoinHandle<Result<Connection, ProviderError>>;
+
+async fn join_standby(
+    standby: &mut Option<Standby>,
+) -> Result<Result<Connection, ProviderError>, tokio::task::JoinError> {
+    match standby {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Worker {
+    async fn run(mut self, first: Connection, mut commands: mpsc::Receiver<ProviderCommand>) {
+        let mut expires = first.expires;
+        let (mut sink, mut stream) = first.socket.split();
+        // A fresh session being opened in the background, and one ready to take over.
+        let mut opening: Option<Standby> = None;
+        let mut ready: Option<Connection> = None;
+        let reason = 'call: loop {
+            let lost = tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break 'call ("the call ended".to_owned(), true) };
+                    if matches!(command, ProviderCommand::Close) {
                         let _ = sink.send(Message::Close(None)).await;
-                        break "closed by the gateway".to_owned();
+                        break 'call ("closed by the gateway".to_owned(), true);
                     }
-                    ProviderCommand::Audio { pcm, .. } => {
-                        frame.clear();
-                        frame.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
-                        STANDARD.encode_string(&pcm, &mut frame);
-                        frame.push_str("\"}");
-                        frame.clone()
+                    match self.handle_command(command, &mut sink).await {
+                        Ok(()) => None,
+                        Err(err) => Some(format!("write failed: {err}")),
                     }
-                    other => {
-                        let mut failed = None;
-                        for event in client_events(other) {
-                            if let Err(err) = sink.send(Message::text(event.to_string())).await {
-                                failed = Some(err);
-                                break;
-                            }
-                        }
-                        match failed {
-                            Some(err) => break format!("write failed: {err}"),
-                            None => continue,
-                        }
-                    }
-                };
-                if let Err(err) = sink.send(Message::text(message)).await {
-                    break format!("write failed: {err}");
                 }
-                if let Some(arrival) = arrival {
-                    crate::metrics::inbound_latency(arrival.elapsed());
+                message = stream.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if self.handle_text(&text, &mut sink).await.is_err() {
+                            break 'call ("the call ended".to_owned(), true);
+                        }
+                        None
+                    }
+                    Some(Ok(Message::Close(frame))) => Some(format!(
+                        "the provider closed the session ({})",
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default()
+                    )),
+                    Some(Ok(_)) => None,
+                    Some(Err(err)) => Some(format!("read failed: {err}")),
+                    None => Some("the provider closed the connection".to_owned()),
+                },
+                opened = join_standby(&mut opening) => {
+                    opening = None;
+                    match opened {
+                        Ok(Ok(connection)) => ready = Some(connection),
+                        Ok(Err(err)) => tracing::warn!(error = %err, "could not open the next Realtime session; will retry"),
+                        Err(err) => tracing::warn!(error = %err, "opening the next Realtime session failed"),
+                    }
+                    None
+                }
+            };
+            if let Some(why) = lost {
+                // The session ended under the call (time limit, network): continue in a new one.
+                tracing::info!(reason = %why, "Realtime session ended; reconnecting with the conversation so far");
+                match self.reconnect().await {
+                    Some(connection) => {
+                        expires = connection.expires;
+                        (sink, stream) = connection.socket.split();
+                        opening = None;
+                        ready = None;
+                    }
+                    None => break 'call (why, false),
+                }
+                continue;
+            }
+            // Near the time limit and idle: move to a fresh session before the server ends this one.
+            if let Some((at, margin)) = expires {
+                let due = Instant::now() + margin >= at;
+                if due && opening.is_none() && ready.is_none() {
+                    let (endpoint, spec) = (self.endpoint.clone(), self.history.continued(&self.spec));
+                    opening = Some(tokio::spawn(async move { open(&endpoint, &spec).await }));
+                }
+                if !self.response_active
+                    && !self.turn_open
+                    && let Some(next) = ready.take()
+                {
+                    tracing::info!("rolled over to a fresh Realtime session before the time limit");
+                    let _ = sink.send(Message::Close(None)).await;
+                    expires = next.expires;
+                    (sink, stream) = next.socket.split();
+                    // The conversation may have moved on since the session was opened.
+                    let update = session_update(&self.history.continued(&self.spec));
+                    if let Err(err) = sink.send(Message::text(update.to_string())).await {
+                        tracing::warn!(error = %err, "could not bring the new session up to date");
+                    }
                 }
             }
-            message = stream.next() => {
-                let message = match message {
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => break format!("read failed: {err}"),
-                    None => break "the provider closed the connection".to_owned(),
-                };
-                let text = match message {
-                    Message::Text(text) => text,
-                    Message::Close(frame) => break format!("the provider closed the connection ({})", frame.map(|f| f.reason.to_string()).unwrap_or_default()),
-                    _ => continue,
-                };
-                let received = Instant::now();
-                let Ok(event) = serde_json::from_str::<Value>(&text) else {
-                    tracing::warn!("ignoring a non-JSON frame from OpenAI");
-                    continue;
-                };
-                for out in translate(&event, &mut state, received) {
-                    if events.send(out).await.is_err() {
-                        closing = true;
-                        break;
+        };
+        let (reason, expected) = reason;
+        let _ = self.events.send(ProviderEvent::Closed { reason, expected }).await;
+    }
+
+    /// Opens a session continuing the conversation, retrying with back-off.
+    async fn reconnect(&mut self) -> Option<Connection> {
+        self.response_active = false;
+        self.turn_open = false;
+        self.pending_say = None;
+        let spec = self.history.continued(&self.spec);
+        let mut delay = Duration::from_millis(250);
+        for attempt in 1..=RECONNECT_ATTEMPTS {
+            match open(&self.endpoint, &spec).await {
+                Ok(connection) => {
+                    tracing::info!(attempt, "continuing the call in a new Realtime session");
+                    return Some(connection);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, attempt, "reconnecting to OpenAI failed");
+                    if matches!(err, ProviderError::Refused(_)) {
+                        return None;
                     }
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
                 }
             }
         }
-    };
-    let _ = events.send(ProviderEvent::Closed { reason, expected: closing }).await;
+        None
+    }
+
+    async fn handle_command(
+        &mut self,
+        command: ProviderCommand,
+        sink: &mut futures::stream::SplitSink<Socket, Message>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        match command {
+            ProviderCommand::Audio { pcm, arrival } => {
+                self.frame.clear();
+                self.frame.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+                STANDARD.encode_string(&pcm, &mut self.frame);
+                self.frame.push_str("\"}");
+                sink.send(Message::text(self.frame.clone())).await?;
+                crate::metrics::inbound_latency(arrival.elapsed());
+            }
+            ProviderCommand::Say { text } if self.response_active => {
+                // One response at a time: cancel the current one, speak when it is done.
+                self.pending_say = Some(text);
+                sink.send(Message::text(json!({"type": "response.cancel"}).to_string())).await?;
+            }
+            other => {
+                for event in client_events(other) {
+                    sink.send(Message::text(event.to_string())).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Translates a server event; Err when the call has gone away.
+    async fn handle_text(
+        &mut self,
+        text: &str,
+        sink: &mut futures::stream::SplitSink<Socket, Message>,
+    ) -> Result<(), ()> {
+        let received = Instant::now();
+        let Ok(event) = serde_json::from_str::<Value>(text) else {
+            tracing::warn!("ignoring a non-JSON frame from OpenAI");
+            return Ok(());
+        };
+        match event["type"].as_str() {
+            Some("response.created") => self.response_active = true,
+            Some("input_audio_buffer.speech_started") => self.turn_open = true,
+            Some("response.done") => {
+                self.response_active = false;
+                self.turn_open = false;
+                if let Some(text) = self.pending_say.take() {
+                    for event in client_events(ProviderCommand::Say { text }) {
+                        if sink.send(Message::text(event.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // The session is about to end (time limit): the close that follows triggers
+            // the reconnect; the call need not hear about it.
+            Some("error") if event["error"]["code"] == "session_expired" => return Ok(()),
+            _ => {}
+        }
+        for out in translate(&event, &mut self.state, received) {
+            match &out {
+                ProviderEvent::UserTranscript { text, is_final: true, .. } => self.history.push("Caller", text),
+                ProviderEvent::AgentTranscript { text, is_final: true, .. } => self.history.push("Agent", text),
+                _ => {}
+            }
+            if self.events.send(out).await.is_err() {
+                return Err(());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The client events for a command (audio is built by hand on the hot path).

@@ -37,6 +37,10 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a gateway after `configure` adjusted its settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    // `GATEWAY_TEST_LOG=debug cargo test …` shows the gateway's logs while debugging a test.
+    if let Ok(filter) = std::env::var("GATEWAY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let data_dir = tempfile::tempdir().unwrap();
     let store = StoreArgs {
         database_url: Some(format!("sqlite://{}?mode=rwc", data_dir.path().join("gateway.db").display())),
