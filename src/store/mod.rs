@@ -46,6 +46,7 @@ mod calls;
 mod chatbots;
 mod companies;
 mod integrations;
+mod knowledge;
 mod users;
 
 use std::str::FromStr;
@@ -65,6 +66,9 @@ pub use calls::{Call, CallSource, CallStatus, EndReason, NewCall, TranscriptLine
 pub use chatbots::{Chatbot, ChatbotType, NewChatbot};
 pub use companies::Company;
 pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegrationAccount};
+pub use knowledge::{
+    Category, ContentType, Document, DocumentSummary, MAX_SEARCH_RESULTS, NewCategory, NewDocument, Passage,
+};
 pub use users::{Role, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
