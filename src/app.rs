@@ -38,6 +38,8 @@ pub struct AppState {
     pub calls: Arc<CallManager>,
     /// New call sessions per client IP.
     pub widget_limiter: Arc<IpRateLimiter>,
+    /// Spoken samples of the voices.
+    pub voice_previews: Arc<crate::voice_previews::VoicePreviews>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -105,7 +107,12 @@ impl App {
         let signaling = signaling::PeerFactory::new(signaling_config(&config)).context("setting up WebRTC")?;
         let shutdown = CancellationToken::new();
         let calls = Arc::new(CallManager::new(
-            SessionDeps { store: store.clone(), signaling, providers: providers.clone() },
+            SessionDeps {
+                store: store.clone(),
+                knowledge: Arc::new(crate::knowledge::DatabaseSearch::new(store.clone())),
+                signaling,
+                providers: providers.clone(),
+            },
             shutdown.clone(),
         ));
         let widget_limiter = Arc::new(IpRateLimiter::per_minute(config.widget_sessions_per_minute));
@@ -131,6 +138,7 @@ impl App {
             providers,
             calls,
             widget_limiter,
+            voice_previews: Arc::new(crate::voice_previews::VoicePreviews::new(&config.store.data_dir)),
             shutdown,
             config: Arc::new(config),
         };

@@ -9,9 +9,10 @@
 //! - [`crypto`]: sealing credentials (AES-256-GCM), tokens
 //! - [`settings`]: company and chatbot settings documents and their rules
 //! - [`integrations`], [`telephony`]: Twilio/WhatsApp accounts and their REST checks
+//! - [`knowledge`]: documents cut into passages, and the search the agent's tool runs
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
-//! - [`voices`]: which voices each model speaks
+//! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
 //! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP limits
 //! - [`demo`]: the `--demo` company
 
@@ -24,6 +25,7 @@ pub mod crypto;
 pub mod demo;
 pub mod ids;
 pub mod integrations;
+pub mod knowledge;
 pub mod metrics;
 pub mod providers;
 pub mod rate_limit;
@@ -31,4 +33,5 @@ pub mod settings;
 pub mod store;
 pub mod telephony;
 pub mod time;
+pub mod voice_previews;
 pub mod voices;

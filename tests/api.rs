@@ -384,3 +384,20 @@ async fn malformed_bodies_get_clear_errors() {
     assert_eq!(body["error"]["code"], "body_too_large");
     assert_eq!(app.get("/api/company/chatbots", &admin, None).await.body.as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn me_lists_the_companies_a_token_may_act_on() {
+    let app = spawn_app().await;
+    let (acme, _) = app.company_with_admin("Acme", true).await;
+    let (globex, _) = app.company_with_admin("Globex", false).await;
+    let both = app.user_token("both@x.test", Role::CompanyAdmin, &[acme, globex]).await;
+    let me = app.get("/api/me", &both, None).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["role"], "company_admin");
+    let names: Vec<&str> =
+        me.body["companies"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["Acme", "Globex"]);
+    let master = app.get("/api/me", &app.master, None).await;
+    assert_eq!(master.body["companies"].as_array().unwrap().len(), 2, "master admins may act on every company");
+    assert_eq!(app.get("/api/me", "", None).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -55,6 +55,7 @@ fn agent_audio(caller: &Caller, from: Instant, to: Instant) -> Option<(Instant, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_talks_hears_the_agent_barges_in_and_hangs_up() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, admin) = spawn_call_app(&mock, |_| {}).await;
     app.set_call_settings(&bot, &admin, json!({"greetingMessage": ""})).await;
@@ -116,6 +117,7 @@ async fn a_caller_talks_hears_the_agent_barges_in_and_hangs_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_greeting_is_spoken_when_the_call_becomes_active_and_stored() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
         reply: MockReply::tone("Hi! How can I help?", 1200),
         ..mock_config()
@@ -146,6 +148,7 @@ async fn the_greeting_is_spoken_when_the_call_becomes_active_and_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muted_callers_are_not_forwarded_to_the_agent() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, admin) = spawn_call_app(&mock, |_| {}).await;
     app.set_call_settings(&bot, &admin, json!({"greetingMessage": ""})).await;
@@ -166,6 +169,7 @@ async fn muted_callers_are_not_forwarded_to_the_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_api_explains_every_refusal() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, admin) = spawn_call_app(&mock, |args| args.widget_sessions_per_minute = 1000).await;
     let company = app.state.store.list_companies().await.unwrap()[0].id;
@@ -221,6 +225,7 @@ async fn the_session_api_explains_every_refusal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_rate_limited_per_client_address() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, _) = spawn_call_app(&mock, |args| args.widget_sessions_per_minute = 2).await;
     assert_eq!(app.open_session(&bot, None).await.status, StatusCode::CREATED);
@@ -231,6 +236,7 @@ async fn sessions_are_rate_limited_per_client_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_websocket_input_is_answered_and_the_call_goes_on() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, _) = spawn_call_app(&mock, |_| {}).await;
     let (caller, _) = dial(&app, &bot).await;
@@ -247,6 +253,7 @@ async fn bad_websocket_input_is_answered_and_the_call_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_message_closes_the_socket_and_ends_the_call() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, _) = spawn_call_app(&mock, |_| {}).await;
     let (caller, call_id) = dial(&app, &bot).await;
@@ -269,6 +276,7 @@ async fn an_oversize_message_closes_the_socket_and_ends_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_and_expired_tokens_are_refused() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, _) = spawn_call_app(&mock, |args| args.widget_session_ttl_seconds = 1).await;
     let session = app.open_session(&bot, None).await;
@@ -302,6 +310,7 @@ async fn wrong_and_expired_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_provider_is_retried_then_the_call_fails_with_the_transcript_kept() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
         faults: testkit::mock_openai_realtime::OpenAiFaults {
             reject_handshakes: HandshakeRejection::All,
@@ -324,6 +333,7 @@ async fn an_unreachable_provider_is_retried_then_the_call_fails_with_the_transcr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_whose_network_vanishes_ends_with_network_lost() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, _) = spawn_call_app(&mock, |_| {}).await;
     let (caller, call_id) = dial(&app, &bot).await;
@@ -338,6 +348,7 @@ async fn a_caller_whose_network_vanishes_ends_with_network_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_endpoint_hangs_up_a_live_call() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
     let (app, bot, _) = spawn_call_app(&mock, |_| {}).await;
     let session = app.open_session(&bot, None).await;
@@ -367,6 +378,7 @@ async fn the_end_endpoint_hangs_up_a_live_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_outlives_the_realtime_session_limit_with_its_conversation_carried_over() {
+    let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
         reply: MockReply::tone("We are open nine to five.", 800),
         faults: testkit::mock_openai_realtime::OpenAiFaults {

@@ -22,27 +22,34 @@ struct WidgetFiles;
 struct DemoFiles;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let widget = Router::new()
         .route("/widget/v1/{*path}", get(widget_file))
-        .route("/test-call", get(test_call_page))
-        .route("/", get(demo_page))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    Router::new().merge(widget).route("/test-call", get(test_call_page)).route("/", get(demo_page))
 }
 
 /// Serves a widget file. Any origin may load it: the widget runs on customers' sites and
 /// loads its modules from here.
-async fn widget_file(Path(path): Path<String>) -> Response {
+/// Module URLs are not versioned, so browsers revalidate them on each load (`no-cache`
+/// with an ETag: a 304 costs a round trip, and a page never mixes modules of two releases).
+async fn widget_file(Path(path): Path<String>, request_headers: axum::http::HeaderMap) -> Response {
     let Some(file) = WidgetFiles::get(&path) else {
         return ApiError::not_found("widget file").into_response();
     };
     let mime = file.metadata.mimetype();
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..8]));
-    let mut response = file.data.into_owned().into_response();
+    let fresh = request_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    let mut response =
+        if fresh { StatusCode::NOT_MODIFIED.into_response() } else { file.data.into_owned().into_response() };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(mime) {
         headers.insert(header::CONTENT_TYPE, value);
     }
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, no-cache"));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }

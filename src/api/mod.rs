@@ -3,6 +3,7 @@
 //! - `admin`: master admins (companies, AI models)
 //! - `company`: company admins (chatbots and their settings, integration accounts)
 //! - `calls`: company admins' test calls and call history
+//! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
 //! - `assets`: the widget's files, the Test Call page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
 //! - `health`: `/healthz`, `/metrics` and the OpenAPI document
@@ -15,6 +16,9 @@ pub mod error;
 pub mod health;
 pub mod integrations;
 pub mod json;
+pub mod knowledge;
+pub mod me;
+pub mod voices;
 pub mod widget;
 
 use axum::Router;
@@ -40,8 +44,11 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(company::router())
         .merge(integrations::router())
+        .merge(knowledge::router())
         .merge(widget::router())
         .merge(calls::router())
+        .merge(me::router())
+        .merge(voices::router())
         .merge(assets::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

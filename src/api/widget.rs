@@ -22,10 +22,8 @@ use crate::call::messages::{ClientInput, ClientMessage, ServerMessage, WidgetSta
 use crate::call::session::CallSetup;
 use crate::crypto;
 use crate::ids::{CallId, ChatbotId};
-use crate::providers::SessionSpec;
 use crate::store::{AiModel, Call, CallSource, Chatbot, ChatbotType, EndReason, NewCall};
 use crate::time::{now_ms, rfc3339};
-use crate::voices;
 
 /// Largest WebSocket message accepted from a client (SDP offers are a few KiB).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
@@ -377,11 +375,14 @@ async fn call_with_token(state: &AppState, raw_id: &str, token: &str) -> ApiResu
     Ok(call)
 }
 
+/// Ends a call. The body is JSON, sent with any content type: `navigator.sendBeacon` on
+/// page unload posts it as `text/plain`, which needs no CORS preflight.
 async fn end_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<EndBody>,
+    body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
+    let body: EndBody = super::json::parse(&body)?;
     let call = call_with_token(&state, &id, &body.token).await?;
     if !state.calls.hang_up(call.id).await && !call.status.is_final() {
         // Not live here: the caller never connected (or the node holding it is gone).
@@ -472,26 +473,7 @@ async fn call_setup(state: &AppState, call: &Call) -> ApiResult<CallSetup> {
     let chatbot =
         state.store.chatbot(call.company_id, call.chatbot_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
     let plan = plan_call(state, &chatbot.id.to_string(), None, true).await?;
-    let settings = &plan.chatbot.settings.call;
-    let spec = SessionSpec {
-        model: plan.model.model_id.clone(),
-        dialect: plan.model.realtime_dialect(),
-        instructions: plan.chatbot.instructions.clone(),
-        voice: voices::effective_voice(&plan.model, &settings.voice).to_owned(),
-        speed: settings.voice_speed,
-        vad_threshold: settings.vad_threshold,
-        allow_interruption: settings.allow_interruption,
-        transcription: settings.realtime_transcription,
-        noise_reduction: settings.noise_suppression,
-        tools: Vec::new(),
-    };
-    Ok(CallSetup {
-        call_id: call.id,
-        company_id: call.company_id,
-        model: plan.model,
-        spec,
-        greeting: settings.greeting_message.clone(),
-    })
+    Ok(crate::call::setup::call_setup(call, &plan.chatbot, plan.model))
 }
 
 /// Shuttles messages between the WebSocket and the call session until the call ends.

@@ -54,6 +54,9 @@ pub enum ServerMessage {
         reason: Option<EndReason>,
         #[serde(rename = "durationMs", skip_serializing_if = "Option::is_none")]
         duration_ms: Option<i64>,
+        /// Why the call ended, for people (e.g. "Call ended due to inactivity").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     Speaking {
         who: Who,
@@ -104,6 +107,7 @@ mod tests {
             state: WidgetState::Ended,
             reason: Some(EndReason::CallerHangup),
             duration_ms: Some(1200),
+            message: None,
         };
         assert_eq!(
             serde_json::to_value(&state).unwrap(),

@@ -3,14 +3,17 @@
 //!
 //! - `session`: the per-call task (media loop, provider events, state, persistence)
 //! - `webrtc_edge`: the caller side over WebRTC (peer + jitter buffer + Opus)
-//! - `barge_in`, `transcript`: pure bookkeeping, unit-tested without sockets
+//! - `barge_in`, `transcript`, `policy`: pure state machines, unit-tested without sockets
+//! - `setup`: from a chatbot's settings to the session's spec, tools and policies
 //! - `recorder`: writes the call's progress to the database off the media path
 //! - `messages`: what the widget's WebSocket and the session tell each other
 
 pub mod barge_in;
 pub mod messages;
+pub mod policy;
 pub mod recorder;
 pub mod session;
+pub mod setup;
 pub mod transcript;
 pub mod webrtc_edge;
 

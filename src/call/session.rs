@@ -20,10 +20,12 @@ use tracing::Instrument;
 
 use super::barge_in::{BargeIn, BargeInAction};
 use super::messages::{ClientInput, ClientMessage, ServerMessage, Who, WidgetState};
+use super::policy::{CallPolicies, PolicyAction, PolicyConfig};
 use super::recorder::{Record, Recorder};
 use super::transcript::{FinalLine, Transcript};
 use super::webrtc_edge::WebRtcEdge;
-use crate::ids::{CallId, CompanyId};
+use crate::ids::{CallId, ChatbotId, CompanyId};
+use crate::knowledge::KnowledgeSearch;
 use crate::providers::{ProviderCommand, ProviderError, ProviderEvent, ProviderSession, ProviderSettings, SessionSpec};
 use crate::store::{AiModel, EndReason, Store, TranscriptRole};
 use crate::time::{UnixMs, now_ms};
@@ -37,12 +39,29 @@ const BARGE_IN_CONFIRM: Duration = Duration::from_millis(700);
 const BARGE_IN_MIN_SPEECH_MS: u32 = 40;
 /// Candidates kept when a client trickles them before its offer.
 const MAX_EARLY_CANDIDATES: usize = 32;
+/// Longest wait for a goodbye to be spoken and played before hanging up anyway.
+const CLOSING_LIMIT: Duration = Duration::from_secs(20);
+/// Passages a knowledge-base search returns to the agent.
+const SEARCH_RESULTS: usize = 3;
+/// Longest text of a tool call or result kept as a system transcript line.
+const SYSTEM_LINE_CHARS: usize = 600;
+
+/// The tools offered to the agent (`SessionSpec::tools` carries their schemas).
+pub mod tools {
+    /// Searches the chatbot's knowledge-base categories.
+    pub const SEARCH_KNOWLEDGE_BASE: &str = "search_knowledge_base";
+    /// Ends the call after the agent's goodbye.
+    pub const END_CALL: &str = "end_call";
+}
 
 /// Everything a session needs to know about its call.
 #[derive(Debug, Clone)]
 pub struct CallSetup {
     pub call_id: CallId,
     pub company_id: CompanyId,
+    pub chatbot_id: ChatbotId,
+    /// Silence, duration and end-phrase rules.
+    pub policy: PolicyConfig,
     pub model: AiModel,
     pub spec: SessionSpec,
     /// Spoken when the call becomes active (empty: none).
@@ -53,6 +72,8 @@ pub struct CallSetup {
 #[derive(Clone)]
 pub struct SessionDeps {
     pub store: Store,
+    /// What `search_knowledge_base` searches.
+    pub knowledge: Arc<dyn KnowledgeSearch>,
     pub signaling: PeerFactory,
     pub providers: Arc<ProviderSettings>,
 }
@@ -66,6 +87,25 @@ enum Phase {
 struct Ending {
     reason: EndReason,
     error: Option<String>,
+    /// Shown to the caller with the end (e.g. "Call ended due to inactivity").
+    notice: Option<String>,
+}
+
+/// A call on its way out: the goodbye is being spoken and played before hanging up.
+struct Closing {
+    reason: EndReason,
+    notice: Option<String>,
+    /// Waiting for the provider to finish speaking the goodbye.
+    awaiting_goodbye: bool,
+    /// Hang up by then whatever happens.
+    deadline: Instant,
+}
+
+/// A tool's result, computed off the session's task.
+struct ToolOutcome {
+    call_id: String,
+    name: String,
+    output: String,
 }
 
 /// The state of one call.
@@ -76,6 +116,11 @@ struct CallSession {
     server: mpsc::Sender<ServerMessage>,
     phase: Phase,
     ending: Option<Ending>,
+    closing: Option<Closing>,
+    policies: CallPolicies,
+    /// Tool calls being worked on, by call id (a cancelled one is dropped from here).
+    tool_calls: HashSet<String>,
+    tool_results: mpsc::Sender<ToolOutcome>,
     edge: Option<WebRtcEdge>,
     /// Candidates that arrived before the offer, applied once the edge exists.
     early_candidates: Vec<IceCandidate>,
@@ -117,6 +162,7 @@ pub async fn run(
     let span = tracing::info_span!("call", call_id = %setup.call_id, company_id = %setup.company_id);
     async move {
         let (input_rate, output_rate) = deps.providers.rates(&setup.model);
+        let (tool_tx, mut tool_rx) = mpsc::channel::<ToolOutcome>(8);
         let mut session = CallSession {
             recorder: Recorder::start(deps.store.clone(), setup.call_id),
             barge_in: BargeIn::new(setup.spec.allow_interruption, BARGE_IN_CONFIRM),
@@ -129,11 +175,15 @@ pub async fn run(
             frame: vec![0; output_rate.samples_per_frame()],
             pcm_bytes: Vec::with_capacity(input_rate.samples_per_frame() * 2),
             input_rate,
+            policies: CallPolicies::new(setup.policy.clone()),
             setup,
             deps,
             server,
             phase: Phase::Connecting,
             ending: None,
+            closing: None,
+            tool_calls: HashSet::new(),
+            tool_results: tool_tx,
             edge: None,
             peer_connected: false,
             provider: None,
@@ -149,7 +199,14 @@ pub async fn run(
             rtp_frames: 0,
         };
         tracing::info!(model = %session.setup.model.model_id, "call connecting");
-        session.send(ServerMessage::State { state: WidgetState::Connecting, reason: None, duration_ms: None }).await;
+        session
+            .send(ServerMessage::State {
+                state: WidgetState::Connecting,
+                reason: None,
+                duration_ms: None,
+                message: None,
+            })
+            .await;
 
         let providers = session.deps.providers.clone();
         let (model, spec) = (session.setup.model.clone(), session.setup.spec.clone());
@@ -165,6 +222,7 @@ pub async fn run(
                 input = client.recv() => session.handle_client(input).await,
                 event = next_peer_event(&mut session.edge) => session.handle_peer(event).await,
                 event = next_provider_event(&mut session.provider) => session.handle_provider(event).await,
+                Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome).await,
                 result = join(&mut connecting) => {
                     connecting = None;
                     session.handle_provider_connected(result).await;
@@ -218,8 +276,12 @@ impl CallSession {
     }
 
     fn end(&mut self, reason: EndReason, error: Option<String>) {
+        self.end_with_notice(reason, error, None);
+    }
+
+    fn end_with_notice(&mut self, reason: EndReason, error: Option<String>, notice: Option<String>) {
         if self.ending.is_none() {
-            self.ending = Some(Ending { reason, error });
+            self.ending = Some(Ending { reason, error, notice });
         }
     }
 
@@ -323,12 +385,20 @@ impl CallSession {
         let frame_len = edge.input_frame();
         let (frames, arrivals) = edge.take_frames();
         for (frame, arrival) in frames.chunks_exact(frame_len).zip(arrivals.iter().copied()) {
-            if self.vad.process(frame) == Some(VadEvent::SpeechStarted) {
-                let audible = !self.pacer.is_idle();
-                let action = self.barge_in.handle_local_speech(audible, Instant::now());
-                self.apply_barge_in(action).await;
+            match self.vad.process(frame) {
+                Some(VadEvent::SpeechStarted) if !self.muted => {
+                    self.policies.handle_caller_speaking(true, Instant::now());
+                    if self.closing.is_none() {
+                        let audible = !self.pacer.is_idle();
+                        let action = self.barge_in.handle_local_speech(audible, Instant::now());
+                        self.apply_barge_in(action).await;
+                    }
+                }
+                Some(VadEvent::SpeechStopped) => self.policies.handle_caller_speaking(false, Instant::now()),
+                _ => {}
             }
-            if self.phase != Phase::Active || self.muted {
+            // Muted callers are not heard; nor are callers being said goodbye to.
+            if self.phase != Phase::Active || self.muted || self.closing.is_some() {
                 continue;
             }
             let Some(provider) = &self.provider else { continue };
@@ -378,8 +448,10 @@ impl CallSession {
         let answered_at = now_ms();
         self.answered = Some((Instant::now(), answered_at));
         self.recorder.record(Record::Active { answered_at }).await;
+        self.policies.handle_active(Instant::now());
         tracing::info!("call active");
-        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None }).await;
+        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None })
+            .await;
         if !self.setup.greeting.trim().is_empty() {
             self.command(ProviderCommand::Say { text: self.setup.greeting.clone() }).await;
         }
@@ -414,12 +486,17 @@ impl CallSession {
                 self.store_line(line).await;
             }
             ProviderEvent::SpeechStarted => {
+                if self.closing.is_some() {
+                    return;
+                }
+                self.policies.handle_caller_speaking(true, Instant::now());
                 let audible = !self.pacer.is_idle();
                 let action = self.barge_in.handle_provider_speech(audible);
                 self.apply_barge_in(action).await;
                 self.set_speaking(Who::User).await;
             }
             ProviderEvent::SpeechStopped => {
+                self.policies.handle_caller_speaking(false, Instant::now());
                 if self.speaking == Who::User {
                     self.set_speaking(Who::None).await;
                 }
@@ -436,6 +513,7 @@ impl CallSession {
                 })
                 .await;
                 if is_final {
+                    let action = self.policies.handle_caller_line(&text);
                     let line = FinalLine {
                         role: TranscriptRole::User,
                         text,
@@ -444,6 +522,7 @@ impl CallSession {
                     };
                     let line = self.transcript.line(line);
                     self.recorder.record(Record::Line(line)).await;
+                    self.apply_policy(action).await;
                 }
             }
             ProviderEvent::AgentTranscript { item_id, text, is_final } => {
@@ -466,13 +545,22 @@ impl CallSession {
                 let action = self.barge_in.handle_provider_interrupted();
                 self.apply_barge_in(action).await;
             }
-            ProviderEvent::ResponseDone { .. } => {}
-            ProviderEvent::ToolCall { call_id, name, .. } => {
-                tracing::warn!(tool = %name, "the agent called a tool this call does not offer");
-                let output = serde_json::json!({"error": format!("no tool named {name} is available")}).to_string();
-                self.command(ProviderCommand::ToolResult { call_id, name, output }).await;
+            ProviderEvent::ResponseDone { status } => {
+                if let Some(closing) = &mut self.closing
+                    && closing.awaiting_goodbye
+                    && status != "cancelled"
+                {
+                    closing.awaiting_goodbye = false;
+                }
             }
-            ProviderEvent::ToolCallsCancelled { .. } => {}
+            ProviderEvent::ToolCall { call_id, name, arguments } => {
+                self.handle_tool_call(call_id, name, arguments).await
+            }
+            ProviderEvent::ToolCallsCancelled { call_ids } => {
+                for id in call_ids {
+                    self.tool_calls.remove(&id);
+                }
+            }
             ProviderEvent::Error { code, message } => {
                 tracing::warn!(%code, %message, "provider error (the session goes on)");
             }
@@ -538,6 +626,10 @@ impl CallSession {
 
     async fn set_speaking(&mut self, who: Who) {
         if self.speaking != who {
+            let now = Instant::now();
+            if who == Who::Agent || self.speaking == Who::Agent {
+                self.policies.handle_agent_speaking(who == Who::Agent, now);
+            }
             self.speaking = who;
             self.send(ServerMessage::Speaking { who }).await;
         }
@@ -557,7 +649,117 @@ impl CallSession {
         self.apply_barge_in(action).await;
         let late = now.duration_since(scheduled) >= FRAME;
         self.send_frame(now, late).await;
+        if self.phase == Phase::Active {
+            let action = self.policies.poll(now);
+            self.apply_policy(action).await;
+            self.poll_closing(now);
+        }
         false
+    }
+
+    // --- policies and tools ------------------------------------------------------------
+
+    async fn apply_policy(&mut self, action: Option<PolicyAction>) {
+        match action {
+            None => {}
+            Some(PolicyAction::CheckIn { text }) => {
+                tracing::info!("caller silent: checking in");
+                self.command(ProviderCommand::Say { text }).await;
+            }
+            Some(PolicyAction::End { reason, farewell, notice }) => self.begin_closing(reason, farewell, notice).await,
+        }
+    }
+
+    /// Ends the call gracefully: the agent says `farewell` (if any), the last agent audio
+    /// plays out, then the call hangs up.
+    async fn begin_closing(&mut self, reason: EndReason, farewell: Option<String>, notice: Option<String>) {
+        if self.closing.is_some() || self.ending.is_some() {
+            return;
+        }
+        tracing::info!(reason = %reason, "ending the call after the agent's goodbye");
+        let awaiting_goodbye = farewell.is_some();
+        if let Some(text) = farewell {
+            // Whatever the agent was saying gives way to the goodbye.
+            if let Some(played) = self.pacer.clear() {
+                self.interrupted.insert(played.item.as_str().into());
+                let item: Arc<str> = played.item.as_str().into();
+                let line = self.transcript.agent_interrupted(&item, u64::from(played.played_ms));
+                self.store_line(line).await;
+                self.playing = None;
+            }
+            for item in self.transcript.pending_items() {
+                self.interrupted.insert(item);
+            }
+            self.command(ProviderCommand::Say { text }).await;
+        }
+        self.closing = Some(Closing { reason, notice, awaiting_goodbye, deadline: Instant::now() + CLOSING_LIMIT });
+    }
+
+    /// Hangs up a closing call once the goodbye was spoken and played.
+    fn poll_closing(&mut self, now: Instant) {
+        let Some(closing) = &self.closing else { return };
+        let done = !closing.awaiting_goodbye && self.pacer.is_idle();
+        if done || now >= closing.deadline {
+            let (reason, notice) = (closing.reason, closing.notice.clone());
+            self.end_with_notice(reason, None, notice);
+        }
+    }
+
+    async fn handle_tool_call(&mut self, call_id: String, name: String, arguments: String) {
+        let offset_ms = self.offset_ms();
+        let summary: String = format!("Tool call: {name}({arguments})").chars().take(SYSTEM_LINE_CHARS).collect();
+        self.system_line(summary, offset_ms).await;
+        match name.as_str() {
+            tools::END_CALL => {
+                let action = self.policies.handle_end_call_tool();
+                self.apply_policy(action).await;
+            }
+            tools::SEARCH_KNOWLEDGE_BASE if self.setup.spec.tools.iter().any(|t| t.name == name) => {
+                let query = serde_json::from_str::<serde_json::Value>(&arguments)
+                    .ok()
+                    .and_then(|v| v["query"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.tool_calls.insert(call_id.clone());
+                let (knowledge, results) = (self.deps.knowledge.clone(), self.tool_results.clone());
+                let (company, chatbot) = (self.setup.company_id, self.setup.chatbot_id);
+                tokio::spawn(async move {
+                    let output = match knowledge.search(company, chatbot, &query, SEARCH_RESULTS).await {
+                        Ok(passages) => crate::knowledge::tool_output(&passages),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "knowledge-base search failed");
+                            serde_json::json!({"error": "the knowledge base is not available right now"}).to_string()
+                        }
+                    };
+                    let _ = results.send(ToolOutcome { call_id, name, output }).await;
+                });
+            }
+            _ => {
+                tracing::warn!(tool = %name, "the agent called a tool this call does not offer");
+                let output = serde_json::json!({"error": format!("no tool named {name} is available")}).to_string();
+                self.command(ProviderCommand::ToolResult { call_id, name, output }).await;
+            }
+        }
+    }
+
+    async fn handle_tool_outcome(&mut self, outcome: ToolOutcome) {
+        if !self.tool_calls.remove(&outcome.call_id) || self.closing.is_some() {
+            return; // cancelled by the provider, or the call is ending
+        }
+        let summary: String = format!("Tool result: {}", outcome.output).chars().take(SYSTEM_LINE_CHARS).collect();
+        let offset_ms = self.offset_ms();
+        self.system_line(summary, offset_ms).await;
+        self.command(ProviderCommand::ToolResult {
+            call_id: outcome.call_id,
+            name: outcome.name,
+            output: outcome.output,
+        })
+        .await;
+    }
+
+    /// Stores a system line (tool calls and results); the widget does not show these.
+    async fn system_line(&mut self, text: String, offset_ms: i64) {
+        let line = self.transcript.line(FinalLine { role: TranscriptRole::System, text, item_id: None, offset_ms });
+        self.recorder.record(Record::Line(line)).await;
     }
 
     /// Agent audio arrived while nothing was playing: send its first frame now rather
@@ -632,7 +834,8 @@ impl CallSession {
     // --- the end ------------------------------------------------------------------------
 
     async fn finish(mut self) {
-        let Ending { reason, error } = self.ending.take().unwrap_or(Ending { reason: EndReason::Error, error: None });
+        let Ending { reason, error, notice } =
+            self.ending.take().unwrap_or(Ending { reason: EndReason::Error, error: None, notice: None });
         for line in self.transcript.flush() {
             self.store_line(Some(line)).await;
         }
@@ -662,6 +865,7 @@ impl CallSession {
                 state: WidgetState::Ended,
                 reason: Some(reason),
                 duration_ms: Some(duration_ms),
+                message: notice,
             })
             .await;
     }

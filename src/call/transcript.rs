@@ -107,6 +107,11 @@ impl Transcript {
         self.ready(item)
     }
 
+    /// Agent items heard of but not stored yet (their audio may still be on its way).
+    pub fn pending_items(&self) -> Vec<Arc<str>> {
+        self.agent.iter().filter(|(_, a)| !a.stored).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Lines still pending when the call ends (stored as far as they were heard).
     pub fn flush(&mut self) -> Vec<FinalLine> {
         let items: Vec<Arc<str>> =

@@ -63,6 +63,7 @@ pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<P
         response_active: false,
         turn_open: false,
         pending_say: None,
+        last_loud: None,
         frame: String::with_capacity(4096),
     };
     tokio::spawn(worker.run(connection, commands_rx));
@@ -284,8 +285,16 @@ struct Worker {
     turn_open: bool,
     /// Text to say once the active response has been cancelled.
     pending_say: Option<String>,
+    /// When the caller's audio was last loud: their words may not have reached the
+    /// provider's VAD yet, so a rollover waits for a quiet moment.
+    last_loud: Option<Instant>,
     frame: String,
 }
+
+/// Peak above which a caller frame counts as speech for rollover timing (about -30 dBFS).
+const LOUD_PEAK: u16 = 1000;
+/// Quiet the caller must have kept before the call moves to a new session.
+const QUIET_BEFORE_ROLLOVER: Duration = Duration::from_millis(700);
 
 type Standby = tokio::task::JoinHandle<Result<Connection, ProviderError>>;
 
@@ -364,8 +373,10 @@ impl Worker {
                     let (endpoint, spec) = (self.endpoint.clone(), self.history.continued(&self.spec));
                     opening = Some(tokio::spawn(async move { open(&endpoint, &spec).await }));
                 }
+                let quiet = self.last_loud.is_none_or(|at| at.elapsed() >= QUIET_BEFORE_ROLLOVER);
                 if !self.response_active
                     && !self.turn_open
+                    && quiet
                     && let Some(next) = ready.take()
                 {
                     tracing::info!("rolled over to a fresh Realtime session before the time limit");
@@ -417,6 +428,9 @@ impl Worker {
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         match command {
             ProviderCommand::Audio { pcm, arrival } => {
+                if pcm.chunks_exact(2).any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > LOUD_PEAK) {
+                    self.last_loud = Some(arrival);
+                }
                 self.frame.clear();
                 self.frame.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
                 STANDARD.encode_string(&pcm, &mut self.frame);

@@ -14,6 +14,14 @@ use gateway::store::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// Tests that measure real-time media behaviour (how fast audio stops, how much was
+/// heard) take this lock, so on a small machine they do not run beside each other: a
+/// test binary's other tests would otherwise share the same two cores at full tilt.
+pub async fn media_timing_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// A running gateway.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -185,6 +193,30 @@ pub async fn spawn_call_app(
     .await;
     let (company, admin) = app.company_with_admin("Acme", true).await;
     let bot = app.call_chatbot(company, &admin).await;
+    (app, bot, admin)
+}
+
+/// The gateway pointed at a mock Gemini Live server (the base URL only: the gateway appends
+/// `/ws/google.ai.generativelanguage.<version>…`), plus a company with a call chatbot on the
+/// seeded Gemini 2.5 native-audio model. Returns (app, chatbot id, admin token).
+pub async fn spawn_gemini_app(
+    mock: &testkit::MockGeminiLive,
+    configure: impl FnOnce(&mut ServeArgs),
+) -> (TestApp, String, String) {
+    let url = mock.ws_base_url();
+    let key = mock.config().api_key.clone();
+    let app = spawn_app_with(|args| {
+        args.gemini_live_url = url.parse().unwrap();
+        args.gemini_api_key = Some(key);
+        args.provider_backoff_ms = 50;
+        args.rtc_disconnected_timeout_seconds = 2;
+        args.widget_sessions_per_minute = 1000;
+        configure(args);
+    })
+    .await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    app.set_call_settings(&bot, &admin, serde_json::json!({"aiModelId": GEMINI_2_5})).await;
     (app, bot, admin)
 }
 

@@ -1,0 +1,58 @@
+//! `GET /api/me`: who the token belongs to and which companies it may act on (for company
+//! pickers: a user in several companies names one with `X-Company-Id`).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::error::ApiResult;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::ids::{CompanyId, UserId};
+use crate::store::Role;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/me", get(me))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Me {
+    id: UserId,
+    email: String,
+    role: Role,
+    /// Companies the user may act on: their memberships, or every company for master admins.
+    companies: Vec<CompanyRef>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompanyRef {
+    id: CompanyId,
+    name: String,
+    call_enabled: bool,
+}
+
+async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Me>> {
+    let companies = if user.role == Role::MasterAdmin {
+        state.store.list_companies().await?
+    } else {
+        let mut companies = Vec::new();
+        for id in state.store.user_companies(user.id).await? {
+            if let Some(company) = state.store.company(id).await? {
+                companies.push(company);
+            }
+        }
+        companies
+    };
+    Ok(Json(Me {
+        id: user.id,
+        email: user.email,
+        role: user.role,
+        companies: companies
+            .into_iter()
+            .map(|c| CompanyRef { id: c.id, call_enabled: c.settings.features.call_enabled, name: c.name })
+            .collect(),
+    }))
+}

@@ -1,0 +1,118 @@
+//! Company admin API: the voices a call model offers, and a spoken preview of each.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use crate::app::AppState;
+use crate::auth::CompanyAdmin;
+use crate::ids::ModelId;
+use crate::store::{AiModel, Provider};
+use crate::voices;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/company/voices", get(list_voices))
+        .route("/api/company/voices/{voice}/preview", get(preview))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VoiceQuery {
+    #[serde(default)]
+    model_id: Option<String>,
+}
+
+/// The voices of a call model.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VoiceList {
+    model_id: ModelId,
+    provider: Provider,
+    default_voice: &'static str,
+    /// Whether `voiceSpeed` changes how fast the voice speaks (OpenAI yes, Gemini no).
+    supports_speed: bool,
+    voices: Vec<Voice>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Voice {
+    id: &'static str,
+    name: String,
+    preview_url: String,
+}
+
+async fn call_model(state: &AppState, raw: Option<&str>) -> ApiResult<AiModel> {
+    let raw = raw.ok_or_else(|| ApiError::invalid("modelId", "is required"))?;
+    let id: ModelId = raw.parse().map_err(|_| ApiError::invalid("modelId", "is not a model id"))?;
+    let model = state.store.model(id).await?.ok_or_else(|| ApiError::invalid("modelId", "no such model"))?;
+    if !model.model_type.is_call_capable() {
+        return Err(ApiError::invalid("modelId", format!("{} is not a call model", model.display_name)));
+    }
+    Ok(model)
+}
+
+fn display_name(voice: &str) -> String {
+    let mut chars = voice.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+async fn list_voices(
+    _: CompanyAdmin,
+    State(state): State<AppState>,
+    Query(query): Query<VoiceQuery>,
+) -> ApiResult<Json<VoiceList>> {
+    let model = call_model(&state, query.model_id.as_deref()).await?;
+    let voices = voices::voices_for(&model)
+        .iter()
+        .map(|&id| Voice {
+            id,
+            name: display_name(id),
+            preview_url: format!("/api/company/voices/{id}/preview?modelId={}", model.id),
+        })
+        .collect();
+    Ok(Json(VoiceList {
+        model_id: model.id,
+        provider: model.provider,
+        default_voice: voices::default_voice(&model),
+        supports_speed: model.provider == Provider::OpenAi,
+        voices,
+    }))
+}
+
+async fn preview(
+    _: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(voice): Path<String>,
+    Query(query): Query<VoiceQuery>,
+) -> ApiResult<Response> {
+    let model = call_model(&state, query.model_id.as_deref()).await?;
+    if !voices::is_valid_voice(&model, &voice) {
+        return Err(ApiError::not_found(&format!("voice {voice:?} of {}", model.display_name)));
+    }
+    if !state.providers.is_available(&model) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "voice_unavailable",
+            "the voice provider is not configured",
+        ));
+    }
+    let wav = state.voice_previews.preview(&state.providers, &model, &voice).await.map_err(|err| {
+        tracing::warn!(error = %err, voice, model = %model.model_id, "voice preview failed");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "the voice provider could not make a preview right now",
+        )
+    })?;
+    let mut response = wav.as_ref().clone().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    Ok(response)
+}
