@@ -38,6 +38,8 @@ pub struct AppState {
     pub calls: Arc<CallManager>,
     /// New call sessions per client IP.
     pub widget_limiter: Arc<IpRateLimiter>,
+    /// The knowledge-base search, shared by the agent's tool and the admin search route.
+    pub knowledge: Arc<dyn crate::knowledge::KnowledgeSearch>,
     /// Spoken samples of the voices.
     pub voice_previews: Arc<crate::voice_previews::VoicePreviews>,
     /// Cancelled when the server shuts down.
@@ -106,13 +108,10 @@ impl App {
         });
         let signaling = signaling::PeerFactory::new(signaling_config(&config)).context("setting up WebRTC")?;
         let shutdown = CancellationToken::new();
+        let knowledge: Arc<dyn crate::knowledge::KnowledgeSearch> =
+            Arc::new(crate::knowledge::DatabaseSearch::new(store.clone()));
         let calls = Arc::new(CallManager::new(
-            SessionDeps {
-                store: store.clone(),
-                knowledge: Arc::new(crate::knowledge::DatabaseSearch::new(store.clone())),
-                signaling,
-                providers: providers.clone(),
-            },
+            SessionDeps { store: store.clone(), knowledge: knowledge.clone(), signaling, providers: providers.clone() },
             shutdown.clone(),
         ));
         let widget_limiter = Arc::new(IpRateLimiter::per_minute(config.widget_sessions_per_minute));
@@ -138,6 +137,7 @@ impl App {
             providers,
             calls,
             widget_limiter,
+            knowledge,
             voice_previews: Arc::new(crate::voice_previews::VoicePreviews::new(&config.store.data_dir)),
             shutdown,
             config: Arc::new(config),

@@ -267,6 +267,11 @@ async fn invalid_accounts_are_refused_with_their_field() {
 
 #[tokio::test]
 async fn secrets_are_absent_from_the_database_files() {
+    if std::env::var("GATEWAY_TEST_DATABASE").as_deref() == Ok("postgres") {
+        // No database files here; the store test `integration_accounts_keep_credentials_sealed_and_scoped`
+        // checks the stored columns on Postgres.
+        return;
+    }
     let w = world().await;
     let twilio = w.create(twilio_body()).await;
     let whatsapp = w.create(whatsapp_body()).await;

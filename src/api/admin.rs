@@ -1,6 +1,6 @@
 //! Master admin API: companies and the AI model catalogue.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::ApiJson;
+use super::json::ApiQuery;
 use super::path_id;
 use crate::app::AppState;
 use crate::auth::MasterAdmin;
@@ -151,7 +152,7 @@ pub struct ModelQuery {
 pub async fn list_models(
     _: MasterAdmin,
     State(state): State<AppState>,
-    Query(query): Query<ModelQuery>,
+    ApiQuery(query): ApiQuery<ModelQuery>,
 ) -> ApiResult<Json<Vec<ModelView>>> {
     let models = match query.kind.as_deref() {
         None => state.store.list_models(false).await?,

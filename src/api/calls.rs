@@ -1,12 +1,13 @@
 //! Company admin API for calls: test calls (spec 2.7) and call history with transcripts.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
+use super::json::ApiQuery;
 use super::path_id;
 use super::widget::{SessionView, open_session};
 use crate::app::AppState;
@@ -107,7 +108,7 @@ struct ListQuery {
 async fn list_calls(
     admin: CompanyAdmin,
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<CallView>>> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {

@@ -39,9 +39,42 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A query string, parsed strictly, with errors in the API's shape (422 and the parameter).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|err| {
+            let field = err.path().to_string();
+            let message = strip_position(&err.into_inner().to_string());
+            if field == "." {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
+            } else {
+                ApiError::invalid(field, message)
+            }
+        })
+    }
+}
+
 /// Parses JSON, mapping errors to `invalid_json` (syntax, 400) or `invalid_value` (a
-/// field of the wrong type, missing or unknown, 422 with its path).
+/// field of the wrong type, missing or unknown, 422 with its path). Text containing NUL
+/// characters is refused everywhere: Postgres cannot store it, and no field needs it.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if contains_nul_escape(bytes)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_field(&value, String::new())
+    {
+        let message = "may not contain NUL characters";
+        return Err(if field.is_empty() {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
+        } else {
+            ApiError::invalid(field, message)
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -57,6 +90,24 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::invalid(path, message)
         }
     })
+}
+
+/// Whether a JSON text has a `\u0000` escape (a raw NUL byte is already invalid JSON).
+fn contains_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2..].iter().all(|&b| b == b'0'))
+}
+
+/// The dotted path of the first string (or key) holding a NUL character.
+fn nul_field(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_field(v, join(&i.to_string()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') { Some(join(k)) } else { nul_field(v, join(k)) }
+        }),
+        _ => None,
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -83,6 +134,13 @@ mod tests {
     #[allow(dead_code)]
     struct Inner {
         call_enabled: Option<bool>,
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let err = parse::<Body>(br#"{"inner":{"callEnabled":"a\u0000b"}}"#).unwrap_err();
+        assert_eq!((err.status, err.code), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"));
+        assert_eq!(err.field.as_deref(), Some("inner.callEnabled"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::path_id;
 use crate::app::AppState;
 use crate::auth::CompanyAdmin;
 use crate::ids::{CategoryId, ChatbotId, CompanyId, DocumentId};
-use crate::knowledge::{self, DatabaseSearch, KnowledgeSearch};
+use crate::knowledge;
 use crate::store::{Category, ContentType, Document, DocumentSummary, NewCategory, NewDocument, StoreError};
 use crate::time::rfc3339;
 
@@ -483,8 +483,8 @@ pub async fn search(
 ) -> ApiResult<Json<SearchView>> {
     let chatbot = load_chatbot_id(&state, admin.company_id, &id).await?;
     let params = search_params(raw.as_deref())?;
-    let search = DatabaseSearch::new(state.store.clone());
-    let passages = search
+    let passages = state
+        .knowledge
         .search(admin.company_id, chatbot, &params.query, params.limit)
         .await
         .map_err(|e| ApiError::internal(format!("knowledge search: {e:#}")))?;

@@ -1,6 +1,6 @@
 //! Company admin API: the voices a call model offers, and a spoken preview of each.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
+use super::json::ApiQuery;
 use crate::app::AppState;
 use crate::auth::CompanyAdmin;
 use crate::ids::ModelId;
@@ -65,7 +66,7 @@ fn display_name(voice: &str) -> String {
 async fn list_voices(
     _: CompanyAdmin,
     State(state): State<AppState>,
-    Query(query): Query<VoiceQuery>,
+    ApiQuery(query): ApiQuery<VoiceQuery>,
 ) -> ApiResult<Json<VoiceList>> {
     let model = call_model(&state, query.model_id.as_deref()).await?;
     let voices = voices::voices_for(&model)
@@ -89,7 +90,7 @@ async fn preview(
     _: CompanyAdmin,
     State(state): State<AppState>,
     Path(voice): Path<String>,
-    Query(query): Query<VoiceQuery>,
+    ApiQuery(query): ApiQuery<VoiceQuery>,
 ) -> ApiResult<Response> {
     let model = call_model(&state, query.model_id.as_deref()).await?;
     if !voices::is_valid_voice(&model, &voice) {

@@ -31,6 +31,46 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// A master admin's token.
     pub master: String,
+    /// The Postgres database of this test, dropped with the app.
+    postgres: Option<PostgresDb>,
+}
+
+/// A database created for one test on the server named by `GATEWAY_TEST_POSTGRES_URL`.
+struct PostgresDb {
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDb {
+    async fn create() -> (Self, String) {
+        let admin_url = std::env::var("GATEWAY_TEST_POSTGRES_URL").expect("GATEWAY_TEST_POSTGRES_URL names the server");
+        sqlx::any::install_default_drivers();
+        let name = format!("gw_it_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+        admin.close().await;
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        (Self { admin_url, name }, url.to_string())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(db) = self.postgres.take() else { return };
+        // Drop runs outside any runtime we may block: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::AnyPool::connect(&db.admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name)).execute(&admin).await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// The fixed test encryption key (base64 of 32 bytes).
@@ -50,8 +90,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
     let data_dir = tempfile::tempdir().unwrap();
+    let (postgres, database_url) = if std::env::var("GATEWAY_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let (db, url) = PostgresDb::create().await;
+        (Some(db), url)
+    } else {
+        (None, format!("sqlite://{}?mode=rwc", data_dir.path().join("gateway.db").display()))
+    };
     let store = StoreArgs {
-        database_url: Some(format!("sqlite://{}?mode=rwc", data_dir.path().join("gateway.db").display())),
+        database_url: Some(database_url),
         data_dir: data_dir.path().to_path_buf(),
         database_max_connections: 4,
     };
@@ -65,7 +111,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     tokio::spawn(app.run(false));
     let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
     let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
-    TestApp { addr, base: format!("http://{addr}"), state, http: reqwest::Client::new(), data_dir, master }
+    TestApp { addr, base: format!("http://{addr}"), state, http: reqwest::Client::new(), data_dir, master, postgres }
 }
 
 /// A response: status and JSON body (Null when empty).
