@@ -7,9 +7,11 @@
 //! decodes straight to, and encodes straight from, those rates.
 //!
 //! - [`openai`]: OpenAI Realtime, GA and beta dialects
+//! - [`gemini`]: Gemini Live, with session resumption across connections
 //! - [`echo`]: built in, no network: plays each caller utterance back (demos, diagnostics)
 
 pub mod echo;
+pub mod gemini;
 pub mod openai;
 
 use std::sync::Arc;
@@ -163,7 +165,10 @@ impl ProviderSettings {
                     let key = self.openai_key.as_deref().ok_or(ProviderError::NotConfigured("OpenAI"))?;
                     openai::connect(&self.openai_url, key, spec).await
                 }
-                Provider::Google => Err(ProviderError::NotConfigured("Gemini Live")),
+                Provider::Google => {
+                    let key = self.gemini_key.as_deref().ok_or(ProviderError::NotConfigured("Gemini Live"))?;
+                    gemini::connect(&self.gemini_url, key, model, spec).await
+                }
                 Provider::Echo => Ok(echo::start(spec)),
             };
             match result {
