@@ -102,10 +102,12 @@ fn nul_field(value: &serde_json::Value, path: String) -> Option<String> {
     let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
     match value {
         serde_json::Value::String(text) => text.contains('\0').then_some(path),
-        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_field(v, join(&i.to_string()))),
-        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') { Some(join(k)) } else { nul_field(v, join(k)) }
-        }),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_field(v, join(&i.to_string())))
+        }
+        serde_json::Value::Object(map) => {
+            map.iter().find_map(|(k, v)| if k.contains('\0') { Some(join(k)) } else { nul_field(v, join(k)) })
+        }
         _ => None,
     }
 }

@@ -34,6 +34,9 @@ use crate::time::{UnixMs, now_ms};
 const FRAME: Duration = Duration::from_millis(20);
 /// How long a local barge-in hint holds playout waiting for the provider to confirm.
 const BARGE_IN_CONFIRM: Duration = Duration::from_millis(700);
+/// The same for Gemini, which has no speech-start event: its confirmation is the first
+/// transcribed words (or `interrupted`), which come later.
+const BARGE_IN_CONFIRM_GEMINI: Duration = Duration::from_millis(1500);
 /// Speech the local VAD needs before it pauses the agent: short, because the pause is
 /// only a hint (the provider confirms or playout resumes) and every frame of it is heard.
 const BARGE_IN_MIN_SPEECH_MS: u32 = 40;
@@ -97,6 +100,9 @@ struct Closing {
     notice: Option<String>,
     /// Waiting for the provider to finish speaking the goodbye.
     awaiting_goodbye: bool,
+    /// The goodbye's item, once its audio started (earlier items were all silenced, so
+    /// the first new one is the goodbye; a response finishing before it is not).
+    goodbye_item: Option<Arc<str>>,
     /// Hang up by then whatever happens.
     deadline: Instant,
 }
@@ -165,7 +171,14 @@ pub async fn run(
         let (tool_tx, mut tool_rx) = mpsc::channel::<ToolOutcome>(8);
         let mut session = CallSession {
             recorder: Recorder::start(deps.store.clone(), setup.call_id),
-            barge_in: BargeIn::new(setup.spec.allow_interruption, BARGE_IN_CONFIRM),
+            barge_in: BargeIn::new(
+                setup.spec.allow_interruption,
+                if setup.model.provider == crate::store::Provider::Google {
+                    BARGE_IN_CONFIRM_GEMINI
+                } else {
+                    BARGE_IN_CONFIRM
+                },
+            ),
             vad: EnergyVad::new(VadConfig {
                 min_speech_ms: BARGE_IN_MIN_SPEECH_MS,
                 ..VadConfig::from_threshold(setup.spec.vad_threshold as f32)
@@ -211,7 +224,7 @@ pub async fn run(
         let providers = session.deps.providers.clone();
         let (model, spec) = (session.setup.model.clone(), session.setup.spec.clone());
         let mut connecting: Option<JoinHandle<Result<ProviderSession, ProviderError>>> =
-            Some(tokio::spawn(async move { providers.connect(&model, &spec).await }));
+            Some(tokio::spawn(async move { providers.connect(&model, &spec).await }.in_current_span()));
 
         let mut ticker = tokio::time::interval(FRAME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -473,6 +486,12 @@ impl CallSession {
                 if self.interrupted.contains(&item_id) {
                     return;
                 }
+                if let Some(closing) = &mut self.closing
+                    && closing.awaiting_goodbye
+                    && closing.goodbye_item.is_none()
+                {
+                    closing.goodbye_item = Some(item_id.clone());
+                }
                 let ms = self.pacer.rate().samples_to_ms(pcm.len() as u64);
                 self.transcript.agent_audio(&item_id, ms);
                 if self.pacer.is_idle() && self.outbound_pending.is_none() {
@@ -484,6 +503,15 @@ impl CallSession {
                 self.audio_done.insert(item_id.clone());
                 let line = self.transcript.agent_audio_done(&item_id);
                 self.store_line(line).await;
+                // Its audio may have played out already: the pacer ran dry before the provider
+                // said the item was complete. Then nothing of it is queued any more.
+                let current = self.pacer.current_item().is_some_and(|k| k.as_str() == &*item_id)
+                    || self.playing.as_ref().is_some_and(|k| k.as_str() == &*item_id);
+                let finished = self.pacer.is_idle() || (!current && self.transcript.has_started(&item_id));
+                if finished {
+                    let line = self.transcript.agent_played_out(&item_id);
+                    self.store_line(line).await;
+                }
             }
             ProviderEvent::SpeechStarted => {
                 if self.closing.is_some() {
@@ -548,6 +576,7 @@ impl CallSession {
             ProviderEvent::ResponseDone { status } => {
                 if let Some(closing) = &mut self.closing
                     && closing.awaiting_goodbye
+                    && closing.goodbye_item.is_some()
                     && status != "cancelled"
                 {
                     closing.awaiting_goodbye = false;
@@ -692,7 +721,13 @@ impl CallSession {
             }
             self.command(ProviderCommand::Say { text }).await;
         }
-        self.closing = Some(Closing { reason, notice, awaiting_goodbye, deadline: Instant::now() + CLOSING_LIMIT });
+        self.closing = Some(Closing {
+            reason,
+            notice,
+            awaiting_goodbye,
+            goodbye_item: None,
+            deadline: Instant::now() + CLOSING_LIMIT,
+        });
     }
 
     /// Hangs up a closing call once the goodbye was spoken and played.

@@ -91,6 +91,11 @@ impl Transcript {
         entry.started_at_ms.get_or_insert(offset_ms);
     }
 
+    /// Whether the item's first frame has played.
+    pub fn has_started(&self, item: &Arc<str>) -> bool {
+        self.agent.get(item).is_some_and(|a| a.started_at_ms.is_some())
+    }
+
     /// The item's last queued frame played.
     pub fn agent_played_out(&mut self, item: &Arc<str>) -> Option<FinalLine> {
         self.agent.entry(item.clone()).or_default().played_out = true;
