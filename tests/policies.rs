@@ -236,6 +236,47 @@ async fn the_agent_answers_from_the_knowledge_base() {
     caller.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gemini_agent_answers_from_the_knowledge_base() {
+    let _serial = media_timing_lock().await;
+    let mock = testkit::MockGeminiLive::start(testkit::GeminiLiveConfig {
+        reply: MockReply::tone("Sure, here you go.", 1500),
+        user_transcript: "When are you open?".into(),
+        tool_call: Some(ScriptedToolCall {
+            max_calls: Some(1),
+            ..ScriptedToolCall::new("search_knowledge_base", json!({"query": "business hours"}))
+        }),
+        ..testkit::GeminiLiveConfig::default()
+    })
+    .await;
+    let (app, bot, admin) = spawn_gemini_app(&mock, |_| {}).await;
+    app.set_call_settings(&bot, &admin, json!({"greetingMessage": "", "knowledgeBaseAccess": true})).await;
+    seed_business_hours(&app, &admin, &bot).await;
+
+    let (caller, call) = dial(&app, &bot).await;
+    caller.say(utterance(1000)).await;
+    mock.wait_for(|s| !s.tool_responses.is_empty(), 10 * SECOND).await.unwrap();
+    let response = mock.tool_responses()[0].clone();
+    assert_eq!(response.name, "search_knowledge_base");
+    assert!(response.response.to_string().contains("Monday-Friday, 9 AM - 5 PM"), "{}", response.response);
+    caller.wait_until_heard(1000, -50.0, 10 * SECOND).await.unwrap();
+    let answer = caller
+        .wait_for_event(10 * SECOND, |e| {
+            e["type"] == "transcript"
+                && e["role"] == "agent"
+                && e["text"].as_str().is_some_and(|t| t.contains("9 AM - 5 PM"))
+        })
+        .await
+        .unwrap();
+    assert!(answer["text"].as_str().unwrap().contains("According to our records"), "{answer}");
+    caller.hang_up().await;
+    caller.wait_for_state("ended", 5 * SECOND).await.unwrap();
+    let lines = app.state.store.transcript(call).await.unwrap();
+    assert!(lines.iter().any(|l| l.role == TranscriptRole::System && l.content.contains("9 AM - 5 PM")));
+    assert!(mock.errors_sent().is_empty(), "{:?}", mock.errors_sent());
+    caller.close().await;
+}
+
 /// A knowledge-base category with the business hours, linked to the chatbot.
 pub async fn seed_business_hours(app: &TestApp, admin: &str, bot: &str) {
     let category = app.post("/api/company/knowledge/categories", admin, None, json!({"name": "Store info"})).await;
