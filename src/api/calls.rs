@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::ApiQuery;
 use super::path_id;
 use super::widget::{SessionView, open_session};
@@ -25,7 +25,9 @@ pub fn router() -> Router<AppState> {
 
 /// Opens a test call on one of the company's chatbots: the same session as the widget's,
 /// without the origin check, marked `isTest` on the call.
-async fn test_call(
+#[utoipa::path(post, path = "/api/company/chatbots/{id}/test-call", tag = "calls", params(("id" = String, Path)),
+    responses((status = 201, body = SessionView), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn test_call(
     admin: CompanyAdmin,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -37,7 +39,7 @@ async fn test_call(
 }
 
 /// A call as the API shows it.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallView {
     id: CallId,
@@ -60,7 +62,7 @@ pub struct CallView {
 }
 
 /// A final transcript line.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineView {
     seq: i64,
@@ -97,15 +99,18 @@ impl CallView {
     }
 }
 
+/// `?limit=` of the call history.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
     #[serde(default)]
     limit: Option<i64>,
 }
 
 /// The company's most recent calls (`?limit=`, 1–200, default 50).
-async fn list_calls(
+#[utoipa::path(get, path = "/api/company/calls", tag = "calls", params(("limit" = Option<i64>, Query)),
+    responses((status = 200, body = [CallView]), (status = 422, body = ErrorBody)))]
+pub async fn list_calls(
     admin: CompanyAdmin,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -119,7 +124,9 @@ async fn list_calls(
 }
 
 /// One call with its transcript.
-async fn get_call(
+#[utoipa::path(get, path = "/api/company/calls/{id}", tag = "calls", params(("id" = String, Path)),
+    responses((status = 200, body = CallView), (status = 404, body = ErrorBody)))]
+pub async fn get_call(
     admin: CompanyAdmin,
     State(state): State<AppState>,
     Path(id): Path<String>,

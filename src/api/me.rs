@@ -16,9 +16,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/me", get(me))
 }
 
-#[derive(Serialize)]
+/// The caller of the API.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Me {
+pub struct Me {
     id: UserId,
     email: String,
     role: Role,
@@ -26,15 +27,18 @@ struct Me {
     companies: Vec<CompanyRef>,
 }
 
-#[derive(Serialize)]
+/// A company the user may act on.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CompanyRef {
+pub struct CompanyRef {
     id: CompanyId,
     name: String,
     call_enabled: bool,
 }
 
-async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Me>> {
+/// Who the token belongs to and which companies it may act on.
+#[utoipa::path(get, path = "/api/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = super::error::ErrorBody)))]
+pub async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Me>> {
     let companies = if user.role == Role::MasterAdmin {
         state.store.list_companies().await?
     } else {

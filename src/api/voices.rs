@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::ApiQuery;
 use crate::app::AppState;
 use crate::auth::CompanyAdmin;
@@ -21,17 +21,18 @@ pub fn router() -> Router<AppState> {
         .route("/api/company/voices/{voice}/preview", get(preview))
 }
 
+/// `?modelId=` naming the call model.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct VoiceQuery {
+pub struct VoiceQuery {
     #[serde(default)]
     model_id: Option<String>,
 }
 
 /// The voices of a call model.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct VoiceList {
+pub struct VoiceList {
     model_id: ModelId,
     provider: Provider,
     default_voice: &'static str,
@@ -40,9 +41,10 @@ struct VoiceList {
     voices: Vec<Voice>,
 }
 
-#[derive(Serialize)]
+/// A voice and where to hear it.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Voice {
+pub struct Voice {
     id: &'static str,
     name: String,
     preview_url: String,
@@ -63,7 +65,10 @@ fn display_name(voice: &str) -> String {
     chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
-async fn list_voices(
+/// The voices a call model can speak with.
+#[utoipa::path(get, path = "/api/company/voices", tag = "voices", params(("modelId" = String, Query)),
+    responses((status = 200, body = VoiceList), (status = 422, body = ErrorBody)))]
+pub async fn list_voices(
     _: CompanyAdmin,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<VoiceQuery>,
@@ -86,7 +91,11 @@ async fn list_voices(
     }))
 }
 
-async fn preview(
+/// A ~3 s spoken sample of a voice (WAV), generated once through the provider and cached.
+#[utoipa::path(get, path = "/api/company/voices/{voice}/preview", tag = "voices", params(("voice" = String, Path), ("modelId" = String, Query)),
+    responses((status = 200, content_type = "audio/wav"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn preview(
     _: CompanyAdmin,
     State(state): State<AppState>,
     Path(voice): Path<String>,

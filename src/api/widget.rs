@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{Any, CorsLayer};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::ApiJson;
 use super::path_id;
 use crate::app::AppState;
@@ -44,14 +44,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST /api/widget/call/session`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SessionBody {
+pub struct SessionBody {
     chatbot_id: String,
 }
 
 /// A new call session.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub session_id: CallId,
@@ -62,7 +62,7 @@ pub struct SessionView {
 }
 
 /// An ICE server as `RTCPeerConnection` takes it.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Debug, Clone, utoipa::ToSchema)]
 pub struct IceServerView {
     pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,7 +86,12 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded: bool) -> Ip
     peer.ip()
 }
 
-async fn create_session(
+/// Opens a call session for a `call` chatbot (public; rate-limited per IP).
+#[utoipa::path(post, path = "/api/widget/call/session", tag = "widget", request_body = SessionBody, security(()),
+    responses((status = 201, body = SessionView), (status = 403, body = ErrorBody, description = "calls_disabled, origin_not_allowed"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "not_a_call_chatbot"),
+        (status = 429, body = ErrorBody, description = "rate_limited"), (status = 503, body = ErrorBody, description = "voice_unavailable")))]
+pub async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -206,7 +211,7 @@ pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
 }
 
 /// What the widget needs to render a chatbot's buttons, and nothing more.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WidgetConfig {
     pub chatbot_id: ChatbotId,
@@ -218,7 +223,7 @@ pub struct WidgetConfig {
 }
 
 /// The chat widget's basics.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatConfig {
     pub position: crate::settings::WidgetPosition,
@@ -228,7 +233,7 @@ pub struct ChatConfig {
 }
 
 /// The call button and call interface.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallConfig {
     /// Whether a call can be placed now; when false the button shows "Voice calls
@@ -252,7 +257,7 @@ pub struct CallConfig {
 }
 
 /// Microphone processing the browser should apply.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AudioConstraints {
     pub echo_cancellation: bool,
@@ -260,7 +265,10 @@ pub struct AudioConstraints {
     pub auto_gain_control: bool,
 }
 
-async fn chatbot_config(
+/// The public widget settings of a chatbot (what the widget renders; public).
+#[utoipa::path(get, path = "/api/widget/chatbots/{id}", tag = "widget", params(("id" = String, Path)), security(()),
+    responses((status = 200, body = WidgetConfig), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn chatbot_config(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -320,16 +328,19 @@ async fn chatbot_config(
 }
 
 /// Body of `POST /api/widget/call/{id}/rating`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RatingBody {
+pub struct RatingBody {
     token: String,
     rating: i64,
     #[serde(default)]
     comment: Option<String>,
 }
 
-async fn rate_call(
+/// Stores the caller's 1–5 rating of an ended call (authenticated by the session token).
+#[utoipa::path(post, path = "/api/widget/call/{id}/rating", tag = "widget", request_body = RatingBody, params(("id" = String, Path)), security(()),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rate_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RatingBody>,
@@ -351,9 +362,9 @@ async fn rate_call(
 }
 
 /// Body of `POST /api/widget/call/{id}/end`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EndBody {
+pub struct EndBody {
     token: String,
 }
 
@@ -377,7 +388,9 @@ async fn call_with_token(state: &AppState, raw_id: &str, token: &str) -> ApiResu
 
 /// Ends a call. The body is JSON, sent with any content type: `navigator.sendBeacon` on
 /// page unload posts it as `text/plain`, which needs no CORS preflight.
-async fn end_call(
+#[utoipa::path(post, path = "/api/widget/call/{id}/end", tag = "widget", request_body = EndBody, params(("id" = String, Path)), security(()),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn end_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -391,13 +404,17 @@ async fn end_call(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `?token=`: the session token.
 #[derive(Deserialize)]
-struct TokenQuery {
+pub struct TokenQuery {
     #[serde(default)]
     token: String,
 }
 
-async fn call_socket(
+/// The call's signaling WebSocket (docs/widget-protocol.md); `token` is the session token.
+#[utoipa::path(get, path = "/api/widget/call/{id}/ws", tag = "widget", params(("id" = String, Path), ("token" = String, Query)), security(()),
+    responses((status = 101, description = "WebSocket upgrade; JSON messages as in docs/widget-protocol.md")))]
+pub async fn call_socket(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<TokenQuery>,

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreResult, parse_enum, parse_id};
-use crate::ids::{CallId, ChatbotId, CompanyId, TranscriptLineId};
+use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, TranscriptLineId};
 use crate::time::{UnixMs, now_ms};
 
 text_enum!(
@@ -175,13 +175,28 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Call> {
 
 impl Store {
     /// Creates a call in status `pending`.
+    /// The call opens a `voice_call` conversation, so the inbox and escalations see calls
+    /// next to chats; it is resolved when the call ends.
     pub async fn create_call(&self, new: NewCall) -> StoreResult<Call> {
         let now = now_ms();
         let id = CallId::new();
+        let conversation = ConversationId::new();
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO calls (id, company_id, chatbot_id, source, status, is_test, caller, provider, model_id, node_id, \
-             token_hash, token_expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO conversations (id, company_id, chatbot_id, channel, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'voice_call', 'active', $4, $5)",
+        )
+        .bind(conversation.as_string())
+        .bind(new.company_id.as_string())
+        .bind(new.chatbot_id.as_string())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO calls (id, company_id, chatbot_id, conversation_id, source, status, is_test, caller, provider, \
+             model_id, node_id, token_hash, token_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $14, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(id.as_string())
         .bind(new.company_id.as_string())
@@ -196,8 +211,10 @@ impl Store {
         .bind(new.token_expires_at)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .bind(conversation.as_string())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(self.call(id).await?.expect("the call was just inserted"))
     }
 
@@ -294,7 +311,18 @@ impl Store {
         .bind(id.as_string())
         .execute(self.pool())
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE conversations SET status = 'resolved', updated_at = $1 \
+             WHERE id = (SELECT conversation_id FROM calls WHERE id = $2) AND status = 'active'",
+        )
+        .bind(now_ms())
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
+        Ok(true)
     }
 
     /// Stores the caller's rating of an ended call.
@@ -422,6 +450,14 @@ mod tests {
         assert_eq!((ended.status, ended.end_reason), (CallStatus::Completed, Some(EndReason::CallerHangup)));
         assert_eq!(ended.duration_ms, Some(2500));
         assert!(ended.token_hash.is_some(), "the token still proves the caller, for the rating");
+        let conversation: (String, String) = sqlx::query_as(
+            "SELECT channel, status FROM conversations WHERE id = (SELECT conversation_id FROM calls WHERE id = $1)",
+        )
+        .bind(call.id.as_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(conversation, ("voice_call".to_owned(), "resolved".to_owned()));
         let lines = store.transcript(call.id).await.unwrap();
         assert_eq!(lines.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(), vec!["Hi!", "Hello"]);
         assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());
