@@ -111,7 +111,13 @@ impl App {
         let knowledge: Arc<dyn crate::knowledge::KnowledgeSearch> =
             Arc::new(crate::knowledge::DatabaseSearch::new(store.clone()));
         let calls = Arc::new(CallManager::new(
-            SessionDeps { store: store.clone(), knowledge: knowledge.clone(), signaling, providers: providers.clone() },
+            SessionDeps {
+                store: store.clone(),
+                knowledge: knowledge.clone(),
+                signaling,
+                providers: providers.clone(),
+                connect_limit: Duration::from_secs(config.call_connect_limit_seconds),
+            },
             shutdown.clone(),
         ));
         let widget_limiter = Arc::new(IpRateLimiter::per_minute(config.widget_sessions_per_minute));

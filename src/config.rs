@@ -251,6 +251,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_RTC_CONNECT_TIMEOUT_SECONDS", default_value_t = 20)]
     pub rtc_connect_timeout_seconds: u64,
 
+    /// Seconds a call may take to become active (media connected, AI session ready) before it ends.
+    #[arg(long, env = "GATEWAY_CALL_CONNECT_LIMIT_SECONDS", default_value_t = 60)]
+    pub call_connect_limit_seconds: u64,
+
     /// Attempts after the first when the AI provider cannot be reached (exponential back-off).
     #[arg(long, env = "GATEWAY_PROVIDER_RETRIES", default_value_t = 3)]
     pub provider_retries: u32,

@@ -347,6 +347,34 @@ async fn a_caller_whose_network_vanishes_ends_with_network_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_never_connects_ends_by_itself() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, bot, _) = spawn_call_app(&mock, |args| args.call_connect_limit_seconds = 2).await;
+    let session = app.open_session(&bot, None).await;
+    // A client that opens the socket and never sends an offer.
+    let (mut socket, _) = tokio_tungstenite::connect_async(session.body["wsUrl"].as_str().unwrap()).await.unwrap();
+    let ended = async {
+        use futures::StreamExt;
+        while let Some(Ok(message)) = socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if event["state"] == "ended" {
+                    return event;
+                }
+            }
+        }
+        panic!("the socket closed without an ended state");
+    };
+    let event = tokio::time::timeout(10 * SECOND, ended).await.unwrap();
+    assert_eq!(event["reason"], "network_lost");
+    let id: CallId = session.body["sessionId"].as_str().unwrap().parse().unwrap();
+    let call = app.state.store.call(id).await.unwrap().unwrap();
+    assert_eq!((call.status, call.end_reason), (CallStatus::Failed, Some(EndReason::NetworkLost)));
+    mock.wait_for(|s| s.connections.iter().all(|c| c.closed_at.is_some()), 5 * SECOND).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_endpoint_hangs_up_a_live_call() {
     let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;

@@ -79,6 +79,10 @@ pub struct SessionDeps {
     pub knowledge: Arc<dyn KnowledgeSearch>,
     pub signaling: PeerFactory,
     pub providers: Arc<ProviderSettings>,
+    /// Longest a call may take to become active (media connected and the provider ready):
+    /// beyond it, a caller who never sent an offer, or a provider that never answered,
+    /// does not hold a session open.
+    pub connect_limit: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +143,8 @@ struct CallSession {
     transcript: Transcript,
     muted: bool,
     answered: Option<(Instant, UnixMs)>,
+    /// When the session started (for the connect limit).
+    started: Instant,
     speaking: Who,
     /// Agent items the caller interrupted: their late audio is dropped.
     interrupted: HashSet<Arc<str>>,
@@ -203,6 +209,7 @@ pub async fn run(
             transcript: Transcript::default(),
             muted: false,
             answered: None,
+            started: Instant::now(),
             speaking: Who::None,
             interrupted: HashSet::new(),
             audio_done: HashSet::new(),
@@ -670,6 +677,16 @@ impl CallSession {
     /// the next agent frame. True when the clock should be re-phased.
     async fn handle_tick(&mut self, scheduled: Instant) -> bool {
         let now = Instant::now();
+        if self.phase == Phase::Connecting && now.duration_since(self.started) >= self.deps.connect_limit {
+            let (reason, why) = if self.peer_connected {
+                (EndReason::ProviderError, "the voice service was not ready in time")
+            } else {
+                (EndReason::NetworkLost, "the caller's media never connected")
+            };
+            tracing::info!(why, "call never became active");
+            self.end(reason, Some(why.to_owned()));
+            return false;
+        }
         if let Some(edge) = &mut self.edge {
             edge.poll(now);
         }

@@ -228,9 +228,18 @@ pub async fn spawn_call_app(
     configure: impl FnOnce(&mut ServeArgs),
 ) -> (TestApp, String, String) {
     let url = format!("{}/realtime", mock.ws_base_url());
-    let app = spawn_app_with(|args| {
+    spawn_company_call_app(|args| {
         args.openai_realtime_url = url.parse().unwrap();
         args.openai_api_key = Some("sk-test-openai".into());
+        configure(args);
+    })
+    .await
+}
+
+/// A gateway tuned for call tests (quick provider retries, a vanished caller noticed in
+/// 2 s, no rate limit in the way) with a company and a call chatbot on gpt-realtime.
+async fn spawn_company_call_app(configure: impl FnOnce(&mut ServeArgs)) -> (TestApp, String, String) {
+    let app = spawn_app_with(|args| {
         args.provider_backoff_ms = 50;
         args.rtc_disconnected_timeout_seconds = 2;
         args.widget_sessions_per_minute = 1000;
@@ -251,17 +260,12 @@ pub async fn spawn_gemini_app(
 ) -> (TestApp, String, String) {
     let url = mock.ws_base_url();
     let key = mock.config().api_key.clone();
-    let app = spawn_app_with(|args| {
+    let (app, bot, admin) = spawn_company_call_app(|args| {
         args.gemini_live_url = url.parse().unwrap();
         args.gemini_api_key = Some(key);
-        args.provider_backoff_ms = 50;
-        args.rtc_disconnected_timeout_seconds = 2;
-        args.widget_sessions_per_minute = 1000;
         configure(args);
     })
     .await;
-    let (company, admin) = app.company_with_admin("Acme", true).await;
-    let bot = app.call_chatbot(company, &admin).await;
     app.set_call_settings(&bot, &admin, serde_json::json!({"aiModelId": GEMINI_2_5})).await;
     (app, bot, admin)
 }
