@@ -446,3 +446,32 @@ async fn a_call_outlives_the_realtime_session_limit_with_its_conversation_carrie
     assert!(mock.client_errors().is_empty(), "{:?}", mock.client_errors());
     caller.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_ends_live_calls_with_their_transcripts_saved() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {
+        reply: MockReply::tone("Hello there!", 600),
+        ..mock_config()
+    })
+    .await;
+    let (app, bot, _) = spawn_call_app(&mock, |_| {}).await;
+    let (caller, call_id) = dial(&app, &bot).await;
+    caller.wait_for_state("active", 10 * SECOND).await.unwrap();
+    caller
+        .wait_for_event(10 * SECOND, |e| e["type"] == "transcript" && e["role"] == "agent" && e["final"] == true)
+        .await
+        .unwrap();
+    app.state.shutdown.cancel();
+    let ended = caller.wait_for_state("ended", 5 * SECOND).await.unwrap();
+    assert_eq!(ended["reason"], "shutdown");
+    // The gateway closed its pool on the way out: read the file afresh.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("sqlite://{}", app.data_dir.path().join("gateway.db").display());
+    let store = gateway::store::Store::connect(&url, 1).await.unwrap();
+    let call = store.call(call_id).await.unwrap().unwrap();
+    assert_eq!((call.status, call.end_reason), (CallStatus::Failed, Some(EndReason::Shutdown)));
+    let lines = store.transcript(call_id).await.unwrap();
+    assert_eq!(lines[0].content, "Hello there!", "the greeting line was kept");
+    caller.close().await;
+}
