@@ -121,14 +121,22 @@ impl App {
             shutdown.clone(),
         ));
         let widget_limiter = Arc::new(IpRateLimiter::per_minute(config.widget_sessions_per_minute));
-        let limiter = widget_limiter.clone();
-        let sweep = shutdown.clone();
+        // Housekeeping once a minute: forget idle rate-limit entries, expire call sessions
+        // nobody connected to.
+        let (limiter, sweep, sweep_store) = (widget_limiter.clone(), shutdown.clone(), store.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     _ = sweep.cancelled() => break,
-                    _ = every.tick() => limiter.forget_idle(),
+                    _ = every.tick() => {
+                        limiter.forget_idle();
+                        match sweep_store.expire_pending_calls().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(calls = n, "expired call sessions nobody connected to"),
+                            Err(err) => tracing::warn!(error = %err, "could not expire stale call sessions"),
+                        }
+                    }
                 }
             }
         });

@@ -23,7 +23,7 @@ pub struct Me {
     id: UserId,
     email: String,
     role: Role,
-    /// Companies the user may act on: their memberships, or every company for master admins.
+    /// Companies the user may act on (by name): their memberships, or every company for master admins.
     companies: Vec<CompanyRef>,
 }
 
@@ -50,6 +50,8 @@ pub async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json
         }
         companies
     };
+    let mut companies = companies;
+    companies.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     Ok(Json(Me {
         id: user.id,
         email: user.email,

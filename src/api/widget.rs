@@ -22,7 +22,7 @@ use crate::call::messages::{ClientInput, ClientMessage, ServerMessage, WidgetSta
 use crate::call::session::CallSetup;
 use crate::crypto;
 use crate::ids::{CallId, ChatbotId};
-use crate::store::{AiModel, Call, CallSource, Chatbot, ChatbotType, EndReason, NewCall};
+use crate::store::{AiModel, Call, CallSource, CallStatus, Chatbot, ChatbotType, EndReason, NewCall};
 use crate::time::{now_ms, rfc3339};
 
 /// Largest WebSocket message accepted from a client (SDP offers are a few KiB).
@@ -71,13 +71,17 @@ pub struct IceServerView {
     pub credential: Option<String>,
 }
 
-/// The client's IP: the socket peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+/// The client's IP: the socket peer, or, behind one trusted proxy, the address that proxy
+/// appended to `X-Forwarded-For` (the last one: anything before it came from the client and
+/// could be made up to dodge the rate limit).
 fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded: bool) -> IpAddr {
     if trust_forwarded {
         let forwarded = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
             .and_then(|v| v.trim().parse().ok());
         if let Some(ip) = forwarded {
             return ip;
@@ -397,8 +401,13 @@ pub async fn end_call(
 ) -> ApiResult<StatusCode> {
     let body: EndBody = super::json::parse(&body)?;
     let call = call_with_token(&state, &id, &body.token).await?;
-    if !state.calls.hang_up(call.id).await && !call.status.is_final() {
-        // Not live here: the caller never connected (or the node holding it is gone).
+    if state.calls.hang_up(call.id).await || call.status.is_final() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    // Not live here. A call that never connected, or one this node left behind, ends now;
+    // one live on another node ends there when its caller's socket closes.
+    let ours = call.node_id.as_deref() == Some(&*state.node_id);
+    if call.status == CallStatus::Pending || ours {
         state.store.end_call(call.id, EndReason::CallerHangup, now_ms(), None).await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -453,7 +462,9 @@ async fn serve_socket(state: AppState, id: String, token: String, socket: WebSoc
         Err(_) => return refuse(socket, "invalid_token", "This call link is not valid.", close::INVALID_TOKEN).await,
     };
     if call.token_expires_at.is_some_and(|t| t < now_ms()) {
-        let _ = state.store.end_call(call.id, EndReason::Expired, now_ms(), None).await;
+        if call.status == CallStatus::Pending {
+            let _ = state.store.end_call(call.id, EndReason::Expired, now_ms(), None).await;
+        }
         return refuse(socket, "session_expired", "This call session has expired; start a new call.", close::EXPIRED)
             .await;
     }
@@ -499,21 +510,34 @@ async fn pump(
     client: tokio::sync::mpsc::Sender<ClientInput>,
     mut server: tokio::sync::mpsc::Receiver<ServerMessage>,
 ) {
+    let mut keepalive = tokio::time::interval(PING_EVERY);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             message = server.recv() => {
                 let Some(message) = message else { break };
                 let ended = matches!(message, ServerMessage::State { state: WidgetState::Ended, .. });
-                if socket.send(Message::Text(json(&message))).await.is_err() {
+                if !send_within(&mut socket, Message::Text(json(&message))).await {
                     let _ = client.send(ClientInput::Gone).await;
                     return;
                 }
                 if ended {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: Utf8Bytes::from_static("call ended") }))).await;
+                    let close = CloseFrame { code: 1000, reason: Utf8Bytes::from_static("call ended") };
+                    let _ = send_within(&mut socket, Message::Close(Some(close))).await;
+                    return;
+                }
+            }
+            _ = keepalive.tick() => {
+                // Pings keep proxies from closing a quiet socket, and a client that stopped
+                // answering them is gone.
+                if last_heard.elapsed() > CLIENT_SILENT_LIMIT || !send_within(&mut socket, Message::Ping(Default::default())).await {
+                    tracing::info!("the call's signaling socket stopped answering");
+                    let _ = client.send(ClientInput::Gone).await;
                     return;
                 }
             }
             frame = socket.recv() => {
+                last_heard = tokio::time::Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => match parse_client(&text) {
                         Ok(message) => {
@@ -522,12 +546,12 @@ async fn pump(
                             }
                         }
                         Err(error) => {
-                            let _ = socket.send(Message::Text(json(&error))).await;
+                            let _ = send_within(&mut socket, Message::Text(json(&error))).await;
                         }
                     },
                     Some(Ok(Message::Binary(_))) => {
                         let error = ServerMessage::Error { code: "invalid_message", message: "messages are JSON text frames".into(), retryable: false };
-                        let _ = socket.send(Message::Text(json(&error))).await;
+                        let _ = send_within(&mut socket, Message::Text(json(&error))).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
@@ -540,6 +564,18 @@ async fn pump(
             }
         }
     }
+}
+
+/// How often the gateway pings the signaling socket.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A client silent this long (no message, no pong) is gone.
+const CLIENT_SILENT_LIMIT: Duration = Duration::from_secs(65);
+/// Longest a write to a client may take before the client counts as gone.
+const SEND_LIMIT: Duration = Duration::from_secs(5);
+
+/// Writes a frame unless the client is too slow to take it; false when it failed.
+async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_LIMIT, socket.send(message)).await, Ok(Ok(())))
 }
 
 /// Parses a client frame, or says what is wrong with it.
@@ -583,8 +619,9 @@ mod tests {
     fn forwarded_for_is_used_only_behind_a_trusted_proxy() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
+        // (A client may send its own X-Forwarded-For; the proxy appends the real address.)
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         assert_eq!(client_ip(&headers, peer, false), peer.ip());
-        assert_eq!(client_ip(&headers, peer, true).to_string(), "203.0.113.9");
+        assert_eq!(client_ip(&headers, peer, true).to_string(), "10.0.0.1", "the hop the proxy added");
     }
 }

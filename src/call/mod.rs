@@ -29,6 +29,18 @@ use crate::ids::CallId;
 use messages::{ClientInput, ClientMessage, ServerMessage};
 use session::{CallSetup, SessionDeps};
 
+/// Removes a call from the registry when its task ends.
+struct Registration {
+    manager: Arc<CallManager>,
+    id: CallId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.manager.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
+    }
+}
+
 /// Messages buffered between the WebSocket and a session, each way.
 const LINK_CAPACITY: usize = 64;
 
@@ -59,8 +71,9 @@ impl CallManager {
         let cancel = self.shutdown.child_token();
         let deps = self.deps.clone();
         self.tracker.spawn(async move {
+            // Removed from the registry however the session ends, a panic included.
+            let _registered = Registration { manager, id };
             session::run(setup, deps, client_rx, server_tx, cancel).await;
-            manager.live.lock().expect("call registry lock").remove(&id);
         });
         (client_tx, server_rx)
     }

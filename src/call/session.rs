@@ -6,7 +6,7 @@
 //! Nothing here is shared with other calls; the edges and the provider reach it through
 //! bounded channels, and the database through the call's [`Recorder`].
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,12 @@ const CLOSING_LIMIT: Duration = Duration::from_secs(20);
 const SEARCH_RESULTS: usize = 3;
 /// Longest text of a tool call or result kept as a system transcript line.
 const SYSTEM_LINE_CHARS: usize = 600;
+/// Longest a knowledge-base search may take before the agent is told it is unavailable.
+const SEARCH_LIMIT: Duration = Duration::from_secs(5);
+/// Messages held for a slow client or provider before the oldest are dropped.
+const OUTBOX_LIMIT: usize = 512;
+/// Longest wait to tell the client the call ended.
+const FAREWELL_SEND_LIMIT: Duration = Duration::from_secs(2);
 
 /// The tools offered to the agent (`SessionSpec::tools` carries their schemas).
 pub mod tools {
@@ -111,6 +117,50 @@ struct Closing {
     deadline: Instant,
 }
 
+/// Messages waiting for room in a bounded channel. The session never waits on a send:
+/// a slow browser or a provider busy reconnecting must not stall the call's media.
+struct Outbox<T> {
+    queue: VecDeque<T>,
+    dropped: u64,
+}
+
+impl<T> Default for Outbox<T> {
+    fn default() -> Self {
+        Self { queue: VecDeque::new(), dropped: 0 }
+    }
+}
+
+impl<T> Outbox<T> {
+    /// Sends what fits now, in order, and keeps the rest for the next flush.
+    fn push(&mut self, tx: &mpsc::Sender<T>, message: T) {
+        self.queue.push_back(message);
+        if self.queue.len() > OUTBOX_LIMIT {
+            self.queue.pop_front();
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                tracing::warn!(dropped = self.dropped, "a slow peer of the call: dropping its oldest messages");
+            }
+        }
+        self.flush(tx);
+    }
+
+    fn flush(&mut self, tx: &mpsc::Sender<T>) {
+        while let Some(message) = self.queue.pop_front() {
+            match tx.try_send(message) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    self.queue.push_front(message);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.queue.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// A tool's result, computed off the session's task.
 struct ToolOutcome {
     call_id: String,
@@ -124,6 +174,11 @@ struct CallSession {
     deps: SessionDeps,
     recorder: Recorder,
     server: mpsc::Sender<ServerMessage>,
+    /// What the client has not taken yet.
+    to_client: Outbox<ServerMessage>,
+    /// Control commands the provider has not taken yet (caller audio is never queued: a
+    /// frame that does not fit is dropped).
+    to_provider: Outbox<ProviderCommand>,
     phase: Phase,
     ending: Option<Ending>,
     closing: Option<Closing>,
@@ -198,6 +253,8 @@ pub async fn run(
             setup,
             deps,
             server,
+            to_client: Outbox::default(),
+            to_provider: Outbox::default(),
             phase: Phase::Connecting,
             ending: None,
             closing: None,
@@ -291,8 +348,15 @@ async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Joi
 
 impl CallSession {
     async fn send(&mut self, message: ServerMessage) {
+        // Live text and speaking states are superseded by the next one: when the client
+        // is behind, drop them rather than queue them.
+        let droppable =
+            matches!(message, ServerMessage::Speaking { .. } | ServerMessage::Transcript { is_final: false, .. });
+        if droppable && (!self.to_client.queue.is_empty() || self.server.capacity() == 0) {
+            return;
+        }
         // The client may be gone; the call still ends properly without it.
-        let _ = self.server.send(message).await;
+        self.to_client.push(&self.server, message);
     }
 
     fn end(&mut self, reason: EndReason, error: Option<String>) {
@@ -479,7 +543,15 @@ impl CallSession {
 
     async fn command(&mut self, command: ProviderCommand) {
         if let Some(provider) = &self.provider {
-            let _ = provider.commands.send(command).await;
+            self.to_provider.push(&provider.commands, command);
+        }
+    }
+
+    /// Hands over what the client and the provider could not take before.
+    fn flush_outboxes(&mut self) {
+        self.to_client.flush(&self.server);
+        if let Some(provider) = &self.provider {
+            self.to_provider.flush(&provider.commands);
         }
     }
 
@@ -577,6 +649,9 @@ impl CallSession {
                 self.store_line(line).await;
             }
             ProviderEvent::Interrupted => {
+                if self.closing.is_some() {
+                    return; // the goodbye already replaced whatever was interrupted
+                }
                 let action = self.barge_in.handle_provider_interrupted();
                 self.apply_barge_in(action).await;
             }
@@ -684,6 +759,14 @@ impl CallSession {
                 (EndReason::NetworkLost, "the caller's media never connected")
             };
             tracing::info!(why, "call never became active");
+            if reason == EndReason::ProviderError {
+                self.send(ServerMessage::Error {
+                    code: "provider_unavailable",
+                    message: "The voice service is not reachable right now. Please try again in a moment.".into(),
+                    retryable: true,
+                })
+                .await;
+            }
             self.end(reason, Some(why.to_owned()));
             return false;
         }
@@ -691,6 +774,7 @@ impl CallSession {
             edge.poll(now);
         }
         self.forward_caller_audio().await;
+        self.flush_outboxes();
         let action = self.barge_in.poll(now);
         self.apply_barge_in(action).await;
         let late = now.duration_since(scheduled) >= FRAME;
@@ -763,8 +847,21 @@ impl CallSession {
         self.system_line(summary, offset_ms).await;
         match name.as_str() {
             tools::END_CALL => {
-                let action = self.policies.handle_end_call_tool();
-                self.apply_policy(action).await;
+                // Already saying goodbye: hang up once it has played. Not yet: the result
+                // asks for a goodbye (providers wait for a tool's result), and the call
+                // hangs up once that has played.
+                let speaking = !self.pacer.is_idle();
+                if let Some(PolicyAction::End { reason, notice, .. }) = self.policies.handle_end_call_tool() {
+                    if !speaking {
+                        let output =
+                            serde_json::json!({"ok": true, "next": "Say a brief goodbye now; the call ends after it."});
+                        self.command(ProviderCommand::ToolResult { call_id, name, output: output.to_string() }).await;
+                    }
+                    self.begin_closing(reason, None, notice).await;
+                    if let Some(closing) = &mut self.closing {
+                        closing.awaiting_goodbye = !speaking;
+                    }
+                }
             }
             tools::SEARCH_KNOWLEDGE_BASE if self.setup.spec.tools.iter().any(|t| t.name == name) => {
                 let query = serde_json::from_str::<serde_json::Value>(&arguments)
@@ -774,16 +871,26 @@ impl CallSession {
                 self.tool_calls.insert(call_id.clone());
                 let (knowledge, results) = (self.deps.knowledge.clone(), self.tool_results.clone());
                 let (company, chatbot) = (self.setup.company_id, self.setup.chatbot_id);
-                tokio::spawn(async move {
-                    let output = match knowledge.search(company, chatbot, &query, SEARCH_RESULTS).await {
-                        Ok(passages) => crate::knowledge::tool_output(&passages),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "knowledge-base search failed");
-                            serde_json::json!({"error": "the knowledge base is not available right now"}).to_string()
-                        }
-                    };
-                    let _ = results.send(ToolOutcome { call_id, name, output }).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let search = knowledge.search(company, chatbot, &query, SEARCH_RESULTS);
+                        let output = match tokio::time::timeout(SEARCH_LIMIT, search).await {
+                            Ok(Ok(passages)) => crate::knowledge::tool_output(&passages),
+                            Ok(Err(err)) => {
+                                tracing::warn!(error = %err, "knowledge-base search failed");
+                                serde_json::json!({"error": "the knowledge base is not available right now"})
+                                    .to_string()
+                            }
+                            Err(_) => {
+                                tracing::warn!("knowledge-base search timed out");
+                                serde_json::json!({"error": "the knowledge base is not available right now"})
+                                    .to_string()
+                            }
+                        };
+                        let _ = results.send(ToolOutcome { call_id, name, output }).await;
+                    }
+                    .in_current_span(),
+                );
             }
             _ => {
                 tracing::warn!(tool = %name, "the agent called a tool this call does not offer");
@@ -824,7 +931,8 @@ impl CallSession {
         if !self.peer_connected {
             return;
         }
-        let frame = if self.barge_in.is_paused() {
+        let paused = self.barge_in.is_paused();
+        let frame = if paused {
             self.frame.fill(0);
             PacedFrame::Silence
         } else {
@@ -852,7 +960,10 @@ impl CallSession {
             Ok(false) => {}
             Err(err) => tracing::debug!(error = %err, "could not send an agent frame"),
         }
-        self.after_frame(&frame).await;
+        // A held item is still the one playing: the caller has not heard its end.
+        if !paused {
+            self.after_frame(&frame).await;
+        }
     }
 
     /// Bookkeeping after a frame: which agent item is audible, whether one finished.
@@ -863,7 +974,9 @@ impl CallSession {
         }
         if let Some(previous) = self.playing.take() {
             let item: Arc<str> = previous.as_str().into();
-            if self.audio_done.contains(&item) {
+            let still_queued =
+                !self.pacer.is_idle() && self.pacer.current_item().is_some_and(|k| k.as_str() == previous.as_str());
+            if self.audio_done.contains(&item) && !still_queued {
                 let line = self.transcript.agent_played_out(&item);
                 self.store_line(line).await;
             }
@@ -888,11 +1001,18 @@ impl CallSession {
     async fn finish(mut self) {
         let Ending { reason, error, notice } =
             self.ending.take().unwrap_or(Ending { reason: EndReason::Error, error: None, notice: None });
+        // Agent lines not stored yet are stored as far as the caller heard them.
+        for item in self.transcript.pending_items() {
+            let played = self.pacer.played_ms(&ItemKey::from(item.clone())).unwrap_or(0);
+            let line = self.transcript.agent_interrupted(&item, u64::from(played));
+            self.store_line(line).await;
+        }
         for line in self.transcript.flush() {
             self.store_line(Some(line)).await;
         }
         if let Some(provider) = self.provider.take() {
-            let _ = provider.commands.send(ProviderCommand::Close).await;
+            self.to_provider.flush(&provider.commands);
+            let _ = provider.commands.try_send(ProviderCommand::Close);
         }
         if let Some(edge) = &mut self.edge {
             let stats = edge.stats();
@@ -907,18 +1027,19 @@ impl CallSession {
         }
         let ended_at = now_ms();
         let duration_ms = self.answered.map_or(0, |(_, at)| ended_at - at);
-        let CallSession { recorder, server, .. } = self;
+        let CallSession { recorder, server, mut to_client, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
         recorder.finish().await;
         tracing::info!(reason = %reason, duration_ms, error = error.as_deref().unwrap_or(""), "call ended");
         crate::metrics::call_ended(reason.as_str());
-        let _ = server
-            .send(ServerMessage::State {
-                state: WidgetState::Ended,
-                reason: Some(reason),
-                duration_ms: Some(duration_ms),
-                message: notice,
-            })
-            .await;
+        to_client.flush(&server);
+        let ended = ServerMessage::State {
+            state: WidgetState::Ended,
+            reason: Some(reason),
+            duration_ms: Some(duration_ms),
+            message: notice,
+        };
+        // The last word may wait a little for room behind earlier messages, not forever.
+        let _ = tokio::time::timeout(FAREWELL_SEND_LIMIT, server.send(ended)).await;
     }
 }

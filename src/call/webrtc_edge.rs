@@ -36,6 +36,8 @@ pub struct WebRtcEdge {
     /// Arrival time of each decoded frame's packet (one per frame).
     arrivals: Vec<Instant>,
     packet: Vec<u8>,
+    /// Room for one decoded packet: browsers send 20 ms, but Opus allows up to 120 ms.
+    scratch: Vec<i16>,
     input_frame: usize,
 }
 
@@ -61,6 +63,7 @@ impl WebRtcEdge {
                 decoded: Vec::with_capacity(input_rate.samples_per_frame() * 8),
                 arrivals: Vec::with_capacity(8),
                 packet: vec![0; MAX_PACKET],
+                scratch: vec![0; input_rate.samples_per_frame() * 6],
                 input_frame: input_rate.samples_per_frame(),
             },
             answer,
@@ -91,35 +94,27 @@ impl WebRtcEdge {
     fn drain(&mut self, now: Instant, arrival: Instant) {
         let frame = self.input_frame;
         loop {
-            let start = self.decoded.len();
-            self.decoded.resize(start + frame, 0);
-            let out = &mut self.decoded[start..];
             let result = match self.jitter.pop_ready(now) {
-                None => {
-                    self.decoded.truncate(start);
-                    return;
-                }
-                Some(JitterOutput::Packet(payload)) => self.decoder.decode(payload, out),
+                None => return,
+                Some(JitterOutput::Packet(payload)) => self.decoder.decode(payload, &mut self.scratch),
                 Some(JitterOutput::Lost { next }) => {
                     crate::metrics::packets_lost(1);
-                    self.decoder.conceal(next, out)
+                    self.decoder.conceal(next, &mut self.scratch)
                 }
             };
-            match result {
-                Ok(n) if n >= frame => {
-                    self.decoded.truncate(start + frame);
-                    self.arrivals.push(arrival);
-                }
-                Ok(_) | Err(_) => {
-                    // A packet libopus cannot read (or of an unexpected length): conceal
-                    // rather than pass garbage on.
-                    if self.decoder.conceal(None, &mut self.decoded[start..]).is_ok() {
-                        self.decoded.truncate(start + frame);
-                        self.arrivals.push(arrival);
-                    } else {
-                        self.decoded.truncate(start);
-                    }
-                }
+            // A packet libopus cannot read (or of an odd length) is concealed rather than
+            // passed on as garbage.
+            let samples = match result {
+                Ok(n) if n >= frame && n % frame == 0 => n,
+                Ok(_) | Err(_) => match self.decoder.conceal(None, &mut self.scratch) {
+                    Ok(n) if n >= frame => frame,
+                    _ => continue,
+                },
+            };
+            // One packet may carry several 20 ms frames: hand them on one by one.
+            for chunk in self.scratch[..samples].chunks_exact(frame) {
+                self.decoded.extend_from_slice(chunk);
+                self.arrivals.push(arrival);
             }
         }
     }

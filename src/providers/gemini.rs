@@ -662,7 +662,8 @@ fn pcm_rate(mime: &str) -> Option<u32> {
         return None;
     }
     let rate = parts.find_map(|p| p.strip_prefix("rate=")).and_then(|r| r.trim().parse().ok());
-    Some(rate.filter(|r| *r > 0).unwrap_or(OUTPUT_RATE.hz()))
+    // Rates outside 8–48 kHz are not audio we can play (and would make resampling huge).
+    Some(rate.filter(|r| (8_000..=48_000).contains(r)).unwrap_or(OUTPUT_RATE.hz()))
 }
 
 /// Linear resampling, for agent audio at a rate other than the 24 kHz the call expects
@@ -718,6 +719,8 @@ impl Resumption {
     }
 
     fn handle_go_away(&mut self, time_left: Duration, now: Instant) {
+        // A server may announce any time left; beyond an hour it changes nothing here.
+        let time_left = time_left.min(Duration::from_secs(3600));
         let by = now + time_left - GO_AWAY_MARGIN.min(time_left / 2);
         self.move_by = Some(self.move_by.map_or(by, |earlier| earlier.min(by)));
     }

@@ -63,6 +63,7 @@ pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<P
         response_active: false,
         turn_open: false,
         pending_say: None,
+        last_say: None,
         last_loud: None,
         frame: String::with_capacity(4096),
     };
@@ -116,7 +117,7 @@ fn expiry(created: &Value) -> Option<(Instant, Duration)> {
     let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
     let left = Duration::try_from_secs_f64(expires_at as f64 - now_unix).ok()?;
     let margin = (left / 5).min(ROLLOVER_MARGIN);
-    Some((Instant::now() + left, margin))
+    Some((Instant::now().checked_add(left)?, margin))
 }
 
 /// Waits for an event of type `wanted` and returns it; an `error` event first means the
@@ -285,6 +286,9 @@ struct Worker {
     turn_open: bool,
     /// Text to say once the active response has been cancelled.
     pending_say: Option<String>,
+    /// The last text sent to be said, until its response starts (to retry it when the
+    /// server refuses it for a response of its own).
+    last_say: Option<String>,
     /// When the caller's audio was last loud: their words may not have reached the
     /// provider's VAD yet, so a rollover waits for a quiet moment.
     last_loud: Option<Instant>,
@@ -314,6 +318,9 @@ impl Worker {
         // A fresh session being opened in the background, and one ready to take over.
         let mut opening: Option<Standby> = None;
         let mut ready: Option<Connection> = None;
+        // After a failed attempt to open the next session, wait before the next one.
+        let mut standby_retry = Duration::from_secs(1);
+        let mut next_standby_at = Instant::now();
         let reason = 'call: loop {
             let lost = tokio::select! {
                 command = commands.recv() => {
@@ -346,8 +353,12 @@ impl Worker {
                     opening = None;
                     match opened {
                         Ok(Ok(connection)) => ready = Some(connection),
-                        Ok(Err(err)) => tracing::warn!(error = %err, "could not open the next Realtime session; will retry"),
+                        Ok(Err(err)) => tracing::warn!(error = %err, retry_in_s = standby_retry.as_secs(), "could not open the next Realtime session; will retry"),
                         Err(err) => tracing::warn!(error = %err, "opening the next Realtime session failed"),
+                    }
+                    if ready.is_none() {
+                        next_standby_at = Instant::now() + standby_retry;
+                        standby_retry = (standby_retry * 2).min(Duration::from_secs(30));
                     }
                     None
                 }
@@ -355,7 +366,12 @@ impl Worker {
             if let Some(why) = lost {
                 // The session ended under the call (time limit, network): continue in a new one.
                 tracing::info!(reason = %why, "Realtime session ended; reconnecting with the conversation so far");
-                match self.reconnect().await {
+                let next = match ready.take() {
+                    // A fresh session was already open and waiting: take it.
+                    Some(next) => Some(next),
+                    None => self.reconnect().await,
+                };
+                match next {
                     Some(connection) => {
                         expires = connection.expires;
                         (sink, stream) = connection.socket.split();
@@ -369,7 +385,7 @@ impl Worker {
             // Near the time limit and idle: move to a fresh session before the server ends this one.
             if let Some((at, margin)) = expires {
                 let due = Instant::now() + margin >= at;
-                if due && opening.is_none() && ready.is_none() {
+                if due && opening.is_none() && ready.is_none() && Instant::now() >= next_standby_at {
                     let (endpoint, spec) = (self.endpoint.clone(), self.history.continued(&self.spec));
                     opening = Some(tokio::spawn(async move { open(&endpoint, &spec).await }));
                 }
@@ -400,6 +416,7 @@ impl Worker {
         self.response_active = false;
         self.turn_open = false;
         self.pending_say = None;
+        self.last_say = None;
         let spec = self.history.continued(&self.spec);
         let mut delay = Duration::from_millis(250);
         for attempt in 1..=RECONNECT_ATTEMPTS {
@@ -443,6 +460,20 @@ impl Worker {
                 self.pending_say = Some(text);
                 sink.send(Message::text(json!({"type": "response.cancel"}).to_string())).await?;
             }
+            ProviderCommand::Say { text } => {
+                self.response_active = true;
+                self.last_say = Some(text.clone());
+                for event in client_events(ProviderCommand::Say { text }) {
+                    sink.send(Message::text(event.to_string())).await?;
+                }
+            }
+            command @ ProviderCommand::ToolResult { .. } => {
+                // Its `response.create` starts a response now, before `response.created` says so.
+                self.response_active = true;
+                for event in client_events(command) {
+                    sink.send(Message::text(event.to_string())).await?;
+                }
+            }
             other => {
                 for event in client_events(other) {
                     sink.send(Message::text(event.to_string())).await?;
@@ -464,18 +495,32 @@ impl Worker {
             return Ok(());
         };
         match event["type"].as_str() {
-            Some("response.created") => self.response_active = true,
+            Some("response.created") => {
+                self.response_active = true;
+                self.last_say = None;
+            }
             Some("input_audio_buffer.speech_started") => self.turn_open = true,
             Some("response.done") => {
                 self.response_active = false;
                 self.turn_open = false;
                 if let Some(text) = self.pending_say.take() {
+                    self.response_active = true;
+                    self.last_say = Some(text.clone());
                     for event in client_events(ProviderCommand::Say { text }) {
                         if sink.send(Message::text(event.to_string())).await.is_err() {
                             break;
                         }
                     }
                 }
+            }
+            // A response started by the server (its VAD) raced our `response.create`: say the
+            // text once that response is done.
+            Some("error") if event["error"]["code"] == "conversation_already_has_active_response" => {
+                if let Some(text) = self.last_say.take() {
+                    self.pending_say = Some(text);
+                }
+                self.response_active = true;
+                return Ok(());
             }
             // The session is about to end (time limit): the close that follows triggers
             // the reconnect; the call need not hear about it.
@@ -553,10 +598,13 @@ fn translate(event: &Value, state: &mut ReadState, received: Instant) -> Vec<Pro
         "conversation.item.input_audio_transcription.completed" => {
             state.user_lines.remove(item_id);
             let text = event["transcript"].as_str().unwrap_or_default().trim().to_owned();
-            vec![ProviderEvent::UserTranscript { item_id: state.item(item_id), text, is_final: true }]
+            // The caller's line is complete: forget its interned id.
+            let item = state.items.remove(item_id).unwrap_or_else(|| item_id.into());
+            vec![ProviderEvent::UserTranscript { item_id: item, text, is_final: true }]
         }
         "conversation.item.input_audio_transcription.failed" => {
             state.user_lines.remove(item_id);
+            state.items.remove(item_id);
             vec![ProviderEvent::Error {
                 code: "transcription_failed".into(),
                 message: event["error"]["message"].as_str().unwrap_or("input transcription failed").to_owned(),

@@ -352,7 +352,37 @@ impl Store {
         .bind(node_id)
         .execute(self.pool())
         .await?;
+        self.resolve_conversations_of_ended_calls().await?;
         Ok(done.rows_affected())
+    }
+
+    /// Ends sessions whose token expired before their caller ever connected (`expired`),
+    /// so no `pending` row lingers. Returns how many.
+    pub async fn expire_pending_calls(&self) -> StoreResult<u64> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE calls SET status = 'failed', end_reason = 'expired', ended_at = $1, duration_ms = 0, updated_at = $2 \
+             WHERE status = 'pending' AND token_expires_at IS NOT NULL AND token_expires_at < $3",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        self.resolve_conversations_of_ended_calls().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Resolves the `voice_call` conversations of calls that have ended.
+    async fn resolve_conversations_of_ended_calls(&self) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE conversations SET status = 'resolved', updated_at = $1 WHERE status = 'active' AND channel = 'voice_call' \
+             AND id IN (SELECT conversation_id FROM calls WHERE status IN ('completed', 'failed') AND conversation_id IS NOT NULL)",
+        )
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Appends a final transcript line.
@@ -461,6 +491,27 @@ mod tests {
         let lines = store.transcript(call.id).await.unwrap();
         assert_eq!(lines.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(), vec!["Hi!", "Hello"]);
         assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());
+
+        // A session nobody connected to expires.
+        let stale = store
+            .create_call(NewCall {
+                company_id: acme.id,
+                chatbot_id: bot.id,
+                source: CallSource::Web,
+                is_test: false,
+                caller: None,
+                provider: "echo".into(),
+                model_id: "echo".into(),
+                node_id: "node-a".into(),
+                token_hash: Some("h2".into()),
+                token_expires_at: Some(1),
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.expire_pending_calls().await.unwrap(), 1);
+        let stale = store.call(stale.id).await.unwrap().unwrap();
+        assert_eq!((stale.status, stale.end_reason), (CallStatus::Failed, Some(EndReason::Expired)));
+        assert_eq!(store.expire_pending_calls().await.unwrap(), 0);
         assert!(store.call_for_company(crate::ids::CompanyId::new(), call.id).await.unwrap().is_none());
     });
 }
