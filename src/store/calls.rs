@@ -450,21 +450,19 @@ mod tests {
             )
             .await
             .unwrap();
-        let call = store
-            .create_call(NewCall {
-                company_id: acme.id,
-                chatbot_id: bot.id,
-                source: CallSource::Web,
-                is_test: false,
-                caller: None,
-                provider: "openai".into(),
-                model_id: "gpt-realtime".into(),
-                node_id: "node-a".into(),
-                token_hash: Some("h".into()),
-                token_expires_at: Some(1),
-            })
-            .await
-            .unwrap();
+        let new_call = |token: &str| NewCall {
+            company_id: acme.id,
+            chatbot_id: bot.id,
+            source: CallSource::Web,
+            is_test: false,
+            caller: None,
+            provider: "openai".into(),
+            model_id: "gpt-realtime".into(),
+            node_id: "node-a".into(),
+            token_hash: Some(token.into()),
+            token_expires_at: Some(1),
+        };
+        let call = store.create_call(new_call("h")).await.unwrap();
         assert_eq!(call.status, CallStatus::Pending);
         assert!(store.mark_call_connecting(call.id, "node-a").await.unwrap());
         assert!(!store.mark_call_connecting(call.id, "node-a").await.unwrap(), "only once");
@@ -493,21 +491,7 @@ mod tests {
         assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());
 
         // A session nobody connected to expires.
-        let stale = store
-            .create_call(NewCall {
-                company_id: acme.id,
-                chatbot_id: bot.id,
-                source: CallSource::Web,
-                is_test: false,
-                caller: None,
-                provider: "echo".into(),
-                model_id: "echo".into(),
-                node_id: "node-a".into(),
-                token_hash: Some("h2".into()),
-                token_expires_at: Some(1),
-            })
-            .await
-            .unwrap();
+        let stale = store.create_call(new_call("h2")).await.unwrap();
         assert_eq!(store.expire_pending_calls().await.unwrap(), 1);
         let stale = store.call(stale.id).await.unwrap().unwrap();
         assert_eq!((stale.status, stale.end_reason), (CallStatus::Failed, Some(EndReason::Expired)));
