@@ -257,7 +257,7 @@ pub struct WidgetSettings {
     pub welcome_message: String,
     /// Icon of the chat button (an emoji or short text).
     pub chat_button_icon: String,
-    /// Origins (scheme://host[:port]) allowed to embed the widget and start calls.
+    /// Origins (`scheme://host[:port]`) allowed to embed the widget and start calls.
     /// Empty: any origin.
     pub allowed_origins: Vec<String>,
     /// Icon of the call button (an emoji or short text).

@@ -22,7 +22,7 @@
 //! | `pacer` | [`Pacer`]: bursty provider audio -> one frame per tick, played-ms per item |
 //! | `level_meter`, `energy_vad` | [`LevelMeter`], [`EnergyVad`]: levels and speech start/stop |
 //! | `mixer` | [`Mixer`], [`mix_into`]: 2-3 streams without wrap-around |
-//! | `noise_suppressor` | [`NoiseSuppressor`] (feature `denoise`): RNNoise |
+//! | `noise_suppressor` | `NoiseSuppressor` (feature `denoise`): RNNoise |
 //! | `inbound_chain`, `outbound_chain` | [`InboundChain`], [`OutboundChain`]: the per-call bridges |
 //! | [`test_signal`] | synthetic speech-like signals and comparison helpers for tests and benches |
 //!
@@ -52,7 +52,9 @@ pub use crate::audio_frame::AudioFrame;
 pub use crate::energy_vad::{EnergyVad, VadConfig, VadEvent};
 pub use crate::error::MediaError;
 pub use crate::inbound_chain::{InboundChain, InboundFrame};
-pub use crate::jitter_buffer::{JitterBuffer, JitterConfig, JitterOutput, JitterStats, PushOutcome, RESYNC_JUMP};
+pub use crate::jitter_buffer::{
+    JitterBuffer, JitterConfig, JitterOutput, JitterStats, MAX_CONCEALED_FRAMES, PushOutcome, RESYNC_JUMP,
+};
 pub use crate::level_meter::{LevelMeter, MIN_DBFS, dbfs, rms};
 pub use crate::mixer::{Mixer, mix_into, soft_clip};
 #[cfg(feature = "denoise")]
