@@ -38,6 +38,8 @@ pub struct AppState {
     pub calls: Arc<CallManager>,
     /// New call sessions per client IP.
     pub widget_limiter: Arc<IpRateLimiter>,
+    /// Call WebSockets per IP that have not sent an offer yet.
+    pub pending_sockets: Arc<crate::rate_limit::PendingPerIp>,
     /// The knowledge-base search, shared by the agent's tool and the admin search route.
     pub knowledge: Arc<dyn crate::knowledge::KnowledgeSearch>,
     /// Spoken samples of the voices.
@@ -151,6 +153,7 @@ impl App {
             providers,
             calls,
             widget_limiter,
+            pending_sockets: Arc::new(crate::rate_limit::PendingPerIp::new(config.max_pending_sockets_per_ip)),
             knowledge,
             voice_previews: Arc::new(crate::voice_previews::VoicePreviews::new(&config.store.data_dir)),
             shutdown,

@@ -235,6 +235,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_WIDGET_SESSIONS_PER_MINUTE", default_value_t = 10)]
     pub widget_sessions_per_minute: u32,
 
+    /// Call WebSockets one client IP may hold open before sending an offer; more are refused.
+    #[arg(long, env = "GATEWAY_MAX_PENDING_SOCKETS_PER_IP", default_value_t = 8)]
+    pub max_pending_sockets_per_ip: usize,
+
     /// Seconds a widget call session (and its token) stays valid before the caller connects.
     #[arg(long, env = "GATEWAY_WIDGET_SESSION_TTL_SECONDS", default_value_t = 86_400)]
     pub widget_session_ttl_seconds: u64,

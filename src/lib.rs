@@ -5,6 +5,7 @@
 //! - [`config`]: command line and environment
 //! - [`api`]: HTTP routers per audience, the one error type, the JSON extractor
 //! - [`auth`]: bearer tokens, roles, the active company
+//! - [`domain`]: the call domain's values (sources, end reasons, roles, providers)
 //! - [`store`]: every SQL statement, on SQLite or Postgres
 //! - [`crypto`]: sealing credentials (AES-256-GCM), tokens
 //! - [`settings`]: company and chatbot settings documents and their rules
@@ -23,6 +24,8 @@ pub mod call;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+#[macro_use]
+pub mod domain;
 pub mod ids;
 pub mod integrations;
 pub mod knowledge;

@@ -1,7 +1,9 @@
 //! Per-client-IP rate limiting for the public endpoints (governor's keyed GCRA limiter).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -32,9 +34,77 @@ impl IpRateLimiter {
     }
 }
 
+/// Counts open-but-idle connections per IP (a call socket that has not sent its offer
+/// yet) and refuses more than `limit` at once from one address.
+#[derive(Debug)]
+pub struct PendingPerIp {
+    limit: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One pending connection; dropping it (or calling [`PendingGuard::release`]) frees its place.
+#[derive(Debug)]
+pub struct PendingGuard {
+    ip: IpAddr,
+    open: Option<Arc<Mutex<HashMap<IpAddr, usize>>>>,
+}
+
+impl PendingPerIp {
+    /// At most `limit` pending connections per IP (0 is treated as 1).
+    pub fn new(limit: usize) -> Self {
+        Self { limit: limit.max(1), open: Arc::default() }
+    }
+
+    /// A place for one more pending connection from `ip`, or `None` when it has `limit` already.
+    pub fn acquire(&self, ip: IpAddr) -> Option<PendingGuard> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(PendingGuard { ip, open: Some(self.open.clone()) })
+    }
+}
+
+impl PendingGuard {
+    /// The connection is no longer pending.
+    pub fn release(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_connections_are_bounded_per_address_and_freed_when_released() {
+        let pending = PendingPerIp::new(2);
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        let mut first = pending.acquire(a).unwrap();
+        let _second = pending.acquire(a).unwrap();
+        assert!(pending.acquire(a).is_none(), "a third from the same address");
+        assert!(pending.acquire(b).is_some(), "another address has its own places");
+        first.release();
+        first.release();
+        let _third = pending.acquire(a).expect("a released place is free again");
+        assert!(pending.acquire(a).is_none(), "released once, freed once");
+    }
 
     #[test]
     fn each_address_gets_its_own_allowance() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::providers::{ProviderCommand, ProviderEvent, ProviderSettings, SessionSpec};
+use crate::providers::{AgentAudio, ProviderCommand, ProviderEvent, ProviderSettings, SessionSpec};
 use crate::store::AiModel;
 
 /// Longest sample kept.
@@ -87,6 +87,7 @@ fn sanitize(text: &str) -> String {
 
 /// Asks the provider to say a short sentence in `voice` and records it.
 async fn generate(providers: &ProviderSettings, model: &AiModel, voice: &str) -> Result<Vec<u8>, PreviewError> {
+    let (input, output) = crate::providers::negotiate(None, &crate::providers::capabilities(model.provider));
     let spec = SessionSpec {
         model: model.model_id.clone(),
         dialect: model.realtime_dialect(),
@@ -98,9 +99,11 @@ async fn generate(providers: &ProviderSettings, model: &AiModel, voice: &str) ->
         transcription: false,
         noise_reduction: false,
         tools: Vec::new(),
+        input,
+        output,
     };
     let mut session = providers.connect(model, &spec).await?;
-    let rate = session.output_rate;
+    let rate = output.rate();
     let text = format!("Hi, I'm {voice}. This is how I will sound when I answer your customers' calls.");
     let _ = session.commands.send(ProviderCommand::Say { text }).await;
     let max = rate.samples_per_ms() * MAX_SAMPLE.as_millis() as usize;
@@ -108,7 +111,7 @@ async fn generate(providers: &ProviderSettings, model: &AiModel, voice: &str) ->
     let collect = async {
         while let Some(event) = session.events.recv().await {
             match event {
-                ProviderEvent::Audio { pcm, .. } => samples.extend_from_slice(&pcm),
+                ProviderEvent::Audio { audio: AgentAudio::Pcm16(pcm), .. } => samples.extend_from_slice(&pcm),
                 ProviderEvent::ResponseDone { .. } if !samples.is_empty() => break,
                 ProviderEvent::Closed { reason, .. } => return Err(reason),
                 _ => {}

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway::ids::{CallId, ModelId};
-use gateway::providers::{ProviderCommand, ProviderError, ProviderEvent, ProviderSettings, SessionSpec, ToolSpec};
+use gateway::providers::{
+    AudioFormat, ProviderCommand, ProviderError, ProviderEvent, ProviderSettings, SessionSpec, ToolSpec,
+};
 use gateway::store::{AiModel, CallStatus, EndReason, ModelSettings, ModelType, Provider, TranscriptRole};
+use media::SampleRate;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::mock_gemini_live::{GeminiFaults, GoAway, GoAwayTrigger};
@@ -338,6 +341,8 @@ fn spec(model_id: &str) -> SessionSpec {
             description: "Search the company knowledge base for an answer to the caller's question.".into(),
             parameters: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
         }],
+        input: AudioFormat::Pcm16(SampleRate::Hz16000),
+        output: AudioFormat::Pcm16(SampleRate::Hz24000),
     }
 }
 

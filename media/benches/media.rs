@@ -6,11 +6,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use media::test_signal::speech_like;
+use media::test_signal::{OutboundPath, speech_like};
 use media::{
     EnergyVad, InboundChain, ItemKey, JitterBuffer, JitterConfig, JitterOutput, LevelMeter, MAX_OPUS_PACKET, Mixer,
-    OpusDecoder, OpusEncoder, OpusEncoderConfig, OutboundChain, Pacer, Resampler, SampleRate, VadConfig, g711,
-    mix_into, pcm16,
+    OpusDecoder, OpusEncoder, OpusEncoderConfig, Pacer, Resampler, SampleRate, VadConfig, g711, mix_into, pcm16,
 };
 
 /// Seconds of speech cycled through by codec benches (varied content, so the
@@ -281,7 +280,7 @@ fn bridge(c: &mut Criterion) {
             let now = t0 + Duration::from_millis(20 * seq);
             let p = &browser[seq as usize % browser.len()];
             chain.push(seq as u16, (seq * 960) as u32, black_box(p), now);
-            let kind = chain.next_frame(now + Duration::from_millis(5), &mut pcm).expect("frame");
+            let kind = chain.pop_frame(now, &mut pcm).expect("frame");
             bytes.clear();
             pcm16::samples_to_le_bytes(&pcm, &mut bytes);
             black_box((kind, bytes.len()))
@@ -307,14 +306,14 @@ fn bridge(c: &mut Criterion) {
             black_box(encoder.encode(black_box(&speech[i]), &mut packet).expect("encode"))
         })
     });
-    let mut chain = OutboundChain::new(rate, OpusEncoderConfig::default()).expect("chain");
+    let mut chain = OutboundPath::new(rate).expect("chain");
     let item = ItemKey::new("item_bench");
     let mut i = 0;
     group.bench_function("outbound_bridge", |b| {
         b.iter(|| {
             i = (i + 1) % deltas.len();
             chain.push_le_bytes(item.clone(), black_box(&deltas[i])).expect("even");
-            black_box(chain.next_packet(&mut packet).expect("packet").len)
+            black_box(chain.next_packet(&mut packet).expect("packet"))
         })
     });
     group.finish();

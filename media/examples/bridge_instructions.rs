@@ -27,10 +27,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use media::test_signal::speech_like;
+use media::test_signal::{OutboundPath, speech_like};
 use media::{
-    InboundChain, ItemKey, JitterConfig, MAX_OPUS_PACKET, OpusDecoder, OpusEncoder, OpusEncoderConfig, OutboundChain,
-    SampleRate, pcm16,
+    InboundChain, ItemKey, JitterConfig, MAX_OPUS_PACKET, OpusDecoder, OpusEncoder, OpusEncoderConfig, SampleRate,
+    pcm16,
 };
 
 const RATE: SampleRate = SampleRate::Hz24000;
@@ -80,7 +80,7 @@ fn run_inbound_bridge(chain: &mut InboundChain, t0: Instant, packets: &[Vec<u8>]
     for i in start..start + frames {
         let now = t0 + Duration::from_millis(20 * i as u64);
         chain.push(i as u16, (i * 960) as u32, &packets[i % packets.len()], now);
-        black_box(chain.next_frame(now + Duration::from_millis(5), &mut pcm).expect("frame"));
+        black_box(chain.pop_frame(now, &mut pcm).expect("frame"));
         bytes.clear();
         pcm16::samples_to_le_bytes(&pcm, &mut bytes);
         black_box(&bytes);
@@ -96,7 +96,7 @@ fn run_outbound_codec(encoder: &mut OpusEncoder, speech: &[Vec<i16>], start: usi
 }
 
 #[inline(never)]
-fn run_outbound_bridge(chain: &mut OutboundChain, item: &ItemKey, deltas: &[Vec<u8>], start: usize, frames: usize) {
+fn run_outbound_bridge(chain: &mut OutboundPath, item: &ItemKey, deltas: &[Vec<u8>], start: usize, frames: usize) {
     let mut packet = [0u8; MAX_OPUS_PACKET];
     for i in start..start + frames {
         chain.push_le_bytes(item.clone(), &deltas[i % deltas.len()]).expect("even");
@@ -123,7 +123,7 @@ fn wallclock(seconds: f64) {
     let mut decoder = OpusDecoder::new(RATE).expect("decoder");
     let mut inbound = InboundChain::new(JitterConfig::default(), RATE).expect("chain");
     let mut encoder = OpusEncoder::new(RATE, OpusEncoderConfig::default()).expect("encoder");
-    let mut outbound = OutboundChain::new(RATE, OpusEncoderConfig::default()).expect("chain");
+    let mut outbound = OutboundPath::new(RATE).expect("chain");
     let item = ItemKey::new("item");
     let (mut dec, mut inb, mut enc, mut outb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let per_frame = |t: Instant| t.elapsed().as_secs_f64() * 1e6 / BLOCK as f64;
@@ -184,7 +184,7 @@ fn main() {
             run_outbound_codec(&mut encoder, &speech_frames(RATE), 0, frames)
         }
         "outbound-bridge" => {
-            let mut chain = OutboundChain::new(RATE, OpusEncoderConfig::default()).expect("chain");
+            let mut chain = OutboundPath::new(RATE).expect("chain");
             run_outbound_bridge(&mut chain, &ItemKey::new("item"), &provider_deltas(), 0, frames)
         }
         "wallclock" => wallclock(count.as_deref().and_then(|s| s.parse().ok()).unwrap_or(10.0)),

@@ -98,7 +98,13 @@ impl EnergyVad {
 
     /// Feeds one 20 ms frame; returns an event when the speaking state changes.
     pub fn process(&mut self, frame: &[i16]) -> Option<VadEvent> {
-        let level = dbfs(frame);
+        self.process_level(dbfs(frame))
+    }
+
+    /// Feeds the level (dBFS) of one 20 ms frame measured elsewhere (e.g. straight from
+    /// G.711 codes with [`crate::ulaw_dbfs`]); returns an event when the speaking state
+    /// changes.
+    pub fn process_level(&mut self, level: f32) -> Option<VadEvent> {
         self.last_dbfs = level;
         if self.speaking {
             if level < self.config.stop_threshold_dbfs {

@@ -1,4 +1,7 @@
 //! Caller -> provider: RTP Opus packets in, PCM at the provider's rate out.
+//!
+//! This is the inbound media path of every WebRTC leg (browser, WhatsApp, a
+//! human agent's console), as the gateway ships it.
 
 use std::time::Instant;
 
@@ -6,47 +9,40 @@ use crate::jitter_buffer::{JitterBuffer, JitterConfig, JitterOutput, PushOutcome
 use crate::opus_decoder::{MAX_OPUS_PACKET_MS, OpusDecoder};
 use crate::{MediaError, SampleRate};
 
-/// Consecutive ticks with nothing to play during which the decoder's PLC is
-/// used (it fades the last sound out naturally); after that the chain emits
-/// plain silence and spends no CPU on a silent caller (DTX, hold, mute).
-const PLC_TICKS: u32 = 10;
-
-/// Upper bound on jitter-buffer pops per tick (only packets shorter than a
-/// frame need more than one).
-const MAX_POPS_PER_TICK: usize = 8;
-
-/// What [`InboundChain::next_frame`] produced.
+/// What [`InboundChain::pop_frame`] produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboundFrame {
-    /// Decoded from received packets.
+    /// Decoded from a received packet.
     Decoded,
-    /// Rebuilt for a lost packet: from the next packet's FEC (`fec: true`) or by PLC.
+    /// Rebuilt for a lost or unreadable packet: from the next packet's FEC
+    /// (`fec: true`) or by PLC.
     Concealed {
         /// Whether the next packet was available for FEC.
         fec: bool,
     },
-    /// Nothing to play (not started, or the caller has been silent for a
-    /// while): digital silence, which the provider should still receive so its
-    /// own VAD sees the silence.
-    Silence,
 }
 
 /// Jitter buffer + Opus decoder at the provider's rate: the whole inbound
-/// media path of a WebRTC caller, one [`next_frame`](Self::next_frame) per
-/// 20 ms tick. Decoding straight to 16 or 24 kHz means no resampler.
+/// media path of a WebRTC leg. Decoding straight to 16 or 24 kHz means no
+/// resampler.
+///
+/// Event-driven, because a speech model buffers its own input: in-order
+/// packets come out of [`pop_frame`](Self::pop_frame) the moment they are
+/// pushed; the chain only waits when a packet is missing, for as long as the
+/// measured jitter suggests, then conceals it (FEC or PLC). Call `pop_frame`
+/// in a loop after every [`push`](Self::push) and on every 20 ms tick.
 pub struct InboundChain {
     jitter: JitterBuffer,
     decoder: OpusDecoder,
     rate: SampleRate,
     /// Decoder output; holds the longest Opus packet.
     scratch: Vec<i16>,
-    /// `scratch[carry_pos..carry_end]`: decoded samples not handed out yet
-    /// (only when a packet is longer than a frame).
+    /// `scratch[carry_pos..carry_end]`: decoded frames not handed out yet
+    /// (only when a packet carries more than one 20 ms frame).
     carry_pos: usize,
     carry_end: usize,
-    /// Ticks since the last decoded or concealed frame.
-    idle_ticks: u32,
-    decoded_any: bool,
+    /// What the carried frames were.
+    carry_kind: InboundFrame,
     decode_errors: u64,
 }
 
@@ -70,8 +66,7 @@ impl InboundChain {
             scratch: vec![0; rate.samples_per_ms() * MAX_OPUS_PACKET_MS],
             carry_pos: 0,
             carry_end: 0,
-            idle_ticks: 0,
-            decoded_any: false,
+            carry_kind: InboundFrame::Decoded,
             decode_errors: 0,
         })
     }
@@ -81,65 +76,43 @@ impl InboundChain {
         self.jitter.push(seq, rtp_timestamp, payload, now)
     }
 
-    /// Fills `out` with the next 20 ms frame at the chain's rate. Call once
-    /// per 20 ms tick. A packet that fails to decode is concealed instead (and
-    /// counted in [`decode_errors`](Self::decode_errors)).
-    pub fn next_frame(&mut self, now: Instant, out: &mut [i16]) -> Result<InboundFrame, MediaError> {
+    /// Fills `out` (one 20 ms frame at the chain's rate) with the next frame
+    /// that is ready at `now`, or returns `None` when nothing is. A packet
+    /// libopus cannot read, or whose length is not a whole number of frames,
+    /// is concealed instead (and counted in
+    /// [`decode_errors`](Self::decode_errors)); a packet carrying several
+    /// frames comes out one frame per call.
+    pub fn pop_frame(&mut self, now: Instant, out: &mut [i16]) -> Result<Option<InboundFrame>, MediaError> {
         let frame = self.rate.samples_per_frame();
         if out.len() != frame {
             return Err(MediaError::FrameSize { expected: frame, actual: out.len() });
         }
-        let mut filled = self.take_carry(out);
-        let mut kind = if filled > 0 { Some(InboundFrame::Decoded) } else { None };
-        let mut pops = 0;
-        while filled < frame && pops < MAX_POPS_PER_TICK {
-            pops += 1;
-            let (produced, this_kind) = match self.jitter.pop(now) {
-                Some(JitterOutput::Packet(packet)) => match self.decoder.decode(packet, &mut self.scratch) {
-                    Ok(n) => (n, InboundFrame::Decoded),
-                    Err(_) => {
-                        self.decode_errors += 1;
-                        let n = self.decoder.conceal(None, &mut self.scratch)?;
-                        (n, InboundFrame::Concealed { fec: false })
-                    }
-                },
-                Some(JitterOutput::Lost { next }) => {
-                    let n = self.decoder.conceal(next, &mut self.scratch)?;
-                    (n, InboundFrame::Concealed { fec: next.is_some() })
-                }
-                None => break,
-            };
-            self.decoded_any = true;
-            self.idle_ticks = 0;
-            kind.get_or_insert(this_kind);
-            let n = produced.min(frame - filled);
-            out[filled..filled + n].copy_from_slice(&self.scratch[..n]);
-            filled += n;
-            self.carry_pos = n;
-            self.carry_end = produced;
+        if self.carry_pos < self.carry_end {
+            out.copy_from_slice(&self.scratch[self.carry_pos..self.carry_pos + frame]);
+            self.carry_pos += frame;
+            return Ok(Some(self.carry_kind));
         }
-        if filled == frame {
-            return Ok(kind.unwrap_or(InboundFrame::Decoded));
-        }
-        if filled > 0 {
-            out[filled..].fill(0);
-            return Ok(kind.unwrap_or(InboundFrame::Decoded));
-        }
-        // Nothing to play this tick.
-        self.idle_ticks = self.idle_ticks.saturating_add(1);
-        if self.decoded_any && self.idle_ticks <= PLC_TICKS {
-            self.decoder.conceal(None, out)?;
-            return Ok(InboundFrame::Concealed { fec: false });
-        }
-        out.fill(0);
-        Ok(InboundFrame::Silence)
-    }
-
-    fn take_carry(&mut self, out: &mut [i16]) -> usize {
-        let n = (self.carry_end - self.carry_pos).min(out.len());
-        out[..n].copy_from_slice(&self.scratch[self.carry_pos..self.carry_pos + n]);
-        self.carry_pos += n;
-        n
+        let (result, kind) = match self.jitter.pop_ready(now) {
+            None => return Ok(None),
+            Some(JitterOutput::Packet(payload)) => {
+                (self.decoder.decode(payload, &mut self.scratch), InboundFrame::Decoded)
+            }
+            Some(JitterOutput::Lost { next }) => {
+                (self.decoder.conceal(next, &mut self.scratch), InboundFrame::Concealed { fec: next.is_some() })
+            }
+        };
+        let (samples, kind) = match result {
+            Ok(n) if n >= frame && n % frame == 0 => (n, kind),
+            Ok(_) | Err(_) => {
+                self.decode_errors += 1;
+                (self.decoder.conceal(None, &mut self.scratch)?.min(frame), InboundFrame::Concealed { fec: false })
+            }
+        };
+        out.copy_from_slice(&self.scratch[..frame]);
+        self.carry_pos = frame;
+        self.carry_end = samples;
+        self.carry_kind = kind;
+        Ok(Some(kind))
     }
 
     /// The jitter buffer (for its statistics).
@@ -179,8 +152,18 @@ mod tests {
             .collect()
     }
 
+    /// Every frame ready at `now`.
+    fn drain(chain: &mut InboundChain, now: Instant, out: &mut [i16], pcm: &mut Vec<i16>) -> Vec<InboundFrame> {
+        let mut kinds = Vec::new();
+        while let Some(kind) = chain.pop_frame(now, out).unwrap() {
+            kinds.push(kind);
+            pcm.extend_from_slice(out);
+        }
+        kinds
+    }
+
     #[test]
-    fn inbound_chain_turns_a_clean_stream_into_24khz_speech() {
+    fn inbound_chain_turns_a_clean_stream_into_24khz_speech_without_delay() {
         let rate = SampleRate::Hz24000;
         let mut chain = InboundChain::new(JitterConfig::default(), rate).unwrap();
         let t0 = Instant::now();
@@ -189,8 +172,7 @@ mod tests {
         for (i, p) in packets(2_000).iter().enumerate() {
             let now = t0 + Duration::from_millis(20 * i as u64);
             chain.push(i as u16, (i * 960) as u32, p, now);
-            chain.next_frame(now + Duration::from_millis(5), &mut out).unwrap();
-            pcm.extend_from_slice(&out);
+            assert_eq!(drain(&mut chain, now, &mut out, &mut pcm), [InboundFrame::Decoded], "released on arrival");
         }
         // Speech band only: see the Opus round-trip test for why.
         let reference = highpass(&speech_like(rate, 2_000, 17), rate, 300.0);
@@ -203,44 +185,24 @@ mod tests {
     }
 
     #[test]
-    fn inbound_chain_conceals_a_lost_packet_with_fec() {
+    fn inbound_chain_waits_for_a_missing_packet_then_conceals_it_with_fec() {
         let rate = SampleRate::Hz16000;
         let mut chain = InboundChain::new(JitterConfig::default(), rate).unwrap();
         let t0 = Instant::now();
         let mut out = vec![0i16; rate.samples_per_frame()];
+        let mut pcm = Vec::new();
         let mut kinds = Vec::new();
-        let ps = packets(600);
-        for (i, p) in ps.iter().enumerate() {
+        for (i, p) in packets(600).iter().enumerate() {
             let now = t0 + Duration::from_millis(20 * i as u64);
             if i != 10 {
                 chain.push(i as u16, (i * 960) as u32, p, now);
             }
-            // Tick with a 45 ms delay so the packet after a loss is already here.
-            let tick = now + Duration::from_millis(5);
-            kinds.push(chain.next_frame(tick, &mut out).unwrap());
+            kinds.extend(drain(&mut chain, now, &mut out, &mut pcm));
         }
+        kinds.extend(drain(&mut chain, t0 + Duration::from_secs(2), &mut out, &mut pcm));
         assert!(kinds.contains(&InboundFrame::Concealed { fec: true }), "{kinds:?}");
+        assert_eq!(kinds.len(), 30, "one frame per packet, the lost one concealed");
         assert_eq!(chain.jitter().stats().lost, 1);
-    }
-
-    #[test]
-    fn inbound_chain_goes_quiet_after_the_caller_stops_sending() {
-        let rate = SampleRate::Hz24000;
-        let mut chain = InboundChain::new(JitterConfig::default(), rate).unwrap();
-        let t0 = Instant::now();
-        let mut out = vec![0i16; rate.samples_per_frame()];
-        assert_eq!(chain.next_frame(t0, &mut out).unwrap(), InboundFrame::Silence);
-        for (i, p) in packets(200).iter().enumerate() {
-            let now = t0 + Duration::from_millis(20 * i as u64);
-            chain.push(i as u16, (i * 960) as u32, p, now);
-            chain.next_frame(now, &mut out).unwrap();
-        }
-        let mut last = InboundFrame::Decoded;
-        for i in 10..40 {
-            last = chain.next_frame(t0 + Duration::from_millis(20 * i), &mut out).unwrap();
-        }
-        assert_eq!(last, InboundFrame::Silence);
-        assert!(out.iter().all(|&s| s == 0));
     }
 
     /// Glues two 20 ms packets of the same configuration into one 40 ms
@@ -256,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn inbound_chain_splits_a_40ms_packet_over_two_ticks() {
+    fn inbound_chain_splits_a_40ms_packet_into_two_frames() {
         let rate = SampleRate::Hz48000;
         let ps = packets(200);
         let (a, b) = (&ps[5], &ps[6]);
@@ -269,14 +231,29 @@ mod tests {
         let t0 = Instant::now();
         chain.push(0, 0, &glued, t0);
         let mut out = vec![0i16; 960];
-        let tick = t0 + Duration::from_millis(40);
-        assert_eq!(chain.next_frame(tick, &mut out).unwrap(), InboundFrame::Decoded);
+        assert_eq!(chain.pop_frame(t0, &mut out).unwrap(), Some(InboundFrame::Decoded));
         assert_eq!(out, expected[..960]);
-        assert_eq!(chain.next_frame(tick, &mut out).unwrap(), InboundFrame::Decoded);
+        assert_eq!(chain.pop_frame(t0, &mut out).unwrap(), Some(InboundFrame::Decoded));
         assert_eq!(out, expected[960..]);
+        assert_eq!(chain.pop_frame(t0, &mut out).unwrap(), None);
         assert!(matches!(
-            chain.next_frame(t0, &mut [0i16; 10]),
+            chain.pop_frame(t0, &mut [0i16; 10]),
             Err(MediaError::FrameSize { expected: 960, actual: 10 })
         ));
+    }
+
+    #[test]
+    fn an_unreadable_packet_is_concealed_not_passed_on() {
+        let rate = SampleRate::Hz24000;
+        let mut chain = InboundChain::new(JitterConfig::default(), rate).unwrap();
+        let t0 = Instant::now();
+        let ps = packets(100);
+        let mut out = vec![0i16; rate.samples_per_frame()];
+        chain.push(0, 0, &ps[0], t0);
+        assert_eq!(chain.pop_frame(t0, &mut out).unwrap(), Some(InboundFrame::Decoded));
+        // A TOC byte promising a 2.5 ms frame: not a whole 20 ms frame.
+        chain.push(1, 960, &[0x84, 0x00, 0x00], t0);
+        assert_eq!(chain.pop_frame(t0, &mut out).unwrap(), Some(InboundFrame::Concealed { fec: false }));
+        assert_eq!(chain.decode_errors(), 1);
     }
 }

@@ -18,7 +18,29 @@ pub fn rms(frame: &[i16]) -> f32 {
 
 /// RMS level of `frame` in dBFS, never below [`MIN_DBFS`].
 pub fn dbfs(frame: &[i16]) -> f32 {
-    let r = rms(frame);
+    rms_to_dbfs(rms(frame))
+}
+
+/// RMS level in dBFS of G.711 μ-law codes, measured on the codes as they are (each code's
+/// linear value comes from the decoding table; nothing is decoded into a buffer).
+pub fn ulaw_dbfs(codes: &[u8]) -> f32 {
+    if codes.is_empty() {
+        return MIN_DBFS;
+    }
+    let energy: i64 = codes.iter().map(|&c| i64::from(crate::g711::ulaw_decode(c)).pow(2)).sum();
+    rms_to_dbfs(((energy as f64 / codes.len() as f64).sqrt() / 32_768.0) as f32)
+}
+
+/// The same for A-law codes.
+pub fn alaw_dbfs(codes: &[u8]) -> f32 {
+    if codes.is_empty() {
+        return MIN_DBFS;
+    }
+    let energy: i64 = codes.iter().map(|&c| i64::from(crate::g711::alaw_decode(c)).pow(2)).sum();
+    rms_to_dbfs(((energy as f64 / codes.len() as f64).sqrt() / 32_768.0) as f32)
+}
+
+fn rms_to_dbfs(r: f32) -> f32 {
     if r <= 0.0 {
         return MIN_DBFS;
     }
@@ -70,6 +92,18 @@ impl LevelMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn g711_levels_match_the_level_of_the_decoded_samples() {
+        let pcm: Vec<i16> = (0..160).map(|i| ((i as f32 * 0.3).sin() * 8_000.0) as i16).collect();
+        let ulaw: Vec<u8> = pcm.iter().map(|&s| crate::g711::ulaw_encode(s)).collect();
+        let alaw: Vec<u8> = pcm.iter().map(|&s| crate::g711::alaw_encode(s)).collect();
+        let decoded: Vec<i16> = ulaw.iter().map(|&c| crate::g711::ulaw_decode(c)).collect();
+        assert_eq!(ulaw_dbfs(&ulaw), dbfs(&decoded));
+        assert!((alaw_dbfs(&alaw) - dbfs(&pcm)).abs() < 0.3);
+        assert_eq!(ulaw_dbfs(&[0xFF; 160]), MIN_DBFS, "mu-law silence");
+        assert_eq!(ulaw_dbfs(&[]), MIN_DBFS);
+    }
     use crate::SampleRate;
     use crate::test_signal::sine;
 

@@ -19,11 +19,11 @@
 //! | [`g711`] | mu-law / A-law, bit-exact with ITU-T G.191 |
 //! | `resampler` | [`Resampler`]: streaming rubato FFT resampler for any pair of rates |
 //! | `jitter_buffer` | [`JitterBuffer`]: reorder, dedupe, adaptive delay, loss signalling |
-//! | `pacer` | [`Pacer`]: bursty provider audio -> one frame per tick, played-ms per item |
+//! | `pacer` | [`Pacer`]: bursty provider audio -> one frame per tick, tagged with its item (PCM16 or G.711 codes) |
 //! | `level_meter`, `energy_vad` | [`LevelMeter`], [`EnergyVad`]: levels and speech start/stop |
 //! | `mixer` | [`Mixer`], [`mix_into`]: 2-3 streams without wrap-around |
 //! | `noise_suppressor` | `NoiseSuppressor` (feature `denoise`): RNNoise |
-//! | `inbound_chain`, `outbound_chain` | [`InboundChain`], [`OutboundChain`]: the per-call bridges |
+//! | `inbound_chain` | [`InboundChain`]: a WebRTC leg's inbound path (jitter buffer + Opus decoder, released on arrival) |
 //! | [`test_signal`] | synthetic speech-like signals and comparison helpers for tests and benches |
 //!
 //! The error type is [`MediaError`]. Costs per frame are in `BENCHMARKS.md`.
@@ -41,7 +41,6 @@ mod mixer;
 mod noise_suppressor;
 mod opus_decoder;
 mod opus_encoder;
-mod outbound_chain;
 mod pacer;
 pub mod pcm16;
 mod resampler;
@@ -55,13 +54,12 @@ pub use crate::inbound_chain::{InboundChain, InboundFrame};
 pub use crate::jitter_buffer::{
     JitterBuffer, JitterConfig, JitterOutput, JitterStats, MAX_CONCEALED_FRAMES, PushOutcome, RESYNC_JUMP,
 };
-pub use crate::level_meter::{LevelMeter, MIN_DBFS, dbfs, rms};
+pub use crate::level_meter::{LevelMeter, MIN_DBFS, alaw_dbfs, dbfs, rms, ulaw_dbfs};
 pub use crate::mixer::{Mixer, mix_into, soft_clip};
 #[cfg(feature = "denoise")]
 pub use crate::noise_suppressor::NoiseSuppressor;
 pub use crate::opus_decoder::{MAX_OPUS_PACKET_MS, OpusDecoder};
 pub use crate::opus_encoder::{MAX_OPUS_PACKET, OpusEncoder, OpusEncoderConfig, libopus_version};
-pub use crate::outbound_chain::{OutboundChain, OutboundPacket};
-pub use crate::pacer::{ItemKey, PacedFrame, Pacer, Played};
+pub use crate::pacer::{Cleared, ItemKey, PacedFrame, Pacer};
 pub use crate::resampler::Resampler;
 pub use crate::sample_rate::{FRAME_DURATION, FRAME_MS, MAX_FRAME_SAMPLES, SampleRate};

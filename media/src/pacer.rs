@@ -1,30 +1,30 @@
 //! Playout pacer for outgoing audio.
 //!
 //! The provider streams its answer faster than real time, in chunks of any
-//! size; the peer must receive exactly one 20 ms frame every 20 ms, and the RTP
-//! clock must keep running when there is nothing to say. The pacer queues the
-//! chunks and, on each tick, hands out one frame: audio, the tail of an item
-//! padded with silence, or comfort silence.
+//! size; the caller's leg must receive exactly one 20 ms frame every 20 ms,
+//! and the RTP clock must keep running when there is nothing to say. The
+//! pacer queues the chunks and, on each tick, hands out one frame: audio, the
+//! tail of an item padded with silence, or comfort silence.
 //!
-//! It also keeps the books barge-in needs: for each assistant audio item
-//! (OpenAI `item_id`, Gemini turn) how much audio has actually been played.
-//! When the caller talks over the agent, [`Pacer::clear`] drops everything
-//! queued at once and returns the item that was playing with its played
-//! milliseconds: the `audio_end_ms` of OpenAI's `conversation.item.truncate`.
-//! A frame counts as played when [`Pacer::next_frame`] hands it out (it goes
-//! to the wire right then).
+//! Each frame says which assistant audio item (OpenAI `item_id`, Gemini turn)
+//! it carries and how many of its samples, and [`Pacer::clear`] says what a
+//! barge-in dropped. Keeping the books of what the caller actually *heard* is
+//! not the pacer's job: on WebRTC a frame is heard when it is sent, on a phone
+//! line when the carrier says it played it, so the call session keeps one
+//! ledger fed by whichever truth its caller's leg has.
 //!
 //! Frames never mix two items: an item's last partial frame is padded with
 //! silence and the next item starts on the next tick, so every frame belongs
 //! to exactly one item and the accounting is exact to the sample.
+//!
+//! The pacer is generic over the sample type: PCM16 (`i16`) for providers
+//! that speak linear PCM, and G.711 code bytes (`u8`) when a provider's
+//! μ-law passes straight through to a phone line.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::SampleRate;
-
-/// Previous items whose played time stays queryable through [`Pacer::played_ms`].
-const HISTORY: usize = 8;
 
 /// Identifies an assistant audio item (OpenAI `item_id`, Gemini turn).
 ///
@@ -42,6 +42,11 @@ impl ItemKey {
 
     /// The id as given.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared id.
+    pub fn as_arc(&self) -> &Arc<str> {
         &self.0
     }
 }
@@ -95,25 +100,27 @@ impl PacedFrame {
         }
     }
 
+    /// Samples of the item in the frame (0 for silence).
+    pub fn samples(&self) -> usize {
+        match self {
+            PacedFrame::Audio { samples, .. } => *samples,
+            PacedFrame::Silence => 0,
+        }
+    }
+
     /// Whether the frame is comfort silence.
     pub fn is_silence(&self) -> bool {
         matches!(self, PacedFrame::Silence)
     }
 }
 
-/// What [`Pacer::clear`] cut short.
+/// What [`Pacer::clear`] dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Played {
-    /// The item that was playing (or, if the previous item had just finished,
-    /// the one about to start).
+pub struct Cleared {
+    /// The item at the head of the queue: the one that was about to play on.
     pub item: ItemKey,
-    /// Milliseconds of `item` actually played (rounded down, so never more
-    /// than was played): the truncation point.
-    pub played_ms: u32,
-    /// Milliseconds of queued audio (of any item) that were dropped. Zero
-    /// means nothing audible was cut: the item had already played out or
-    /// the queue had run dry.
-    pub dropped_ms: u32,
+    /// Samples dropped (of any item).
+    pub dropped_samples: usize,
 }
 
 #[derive(Debug)]
@@ -123,28 +130,23 @@ struct Segment {
     remaining: usize,
 }
 
-#[derive(Debug)]
-struct ItemPlayback {
-    item: ItemKey,
-    played_samples: u64,
-}
-
 /// Growable ring of samples. Grows (doubling) only when a burst exceeds its
 /// capacity, and keeps that capacity: a warm pacer does not allocate.
-struct SampleRing {
-    buf: Vec<i16>,
+struct SampleRing<S> {
+    buf: Vec<S>,
+    fill: S,
     head: usize,
     len: usize,
 }
 
-impl SampleRing {
-    fn with_capacity(capacity: usize) -> Self {
-        SampleRing { buf: vec![0; capacity.next_power_of_two()], head: 0, len: 0 }
+impl<S: Copy> SampleRing<S> {
+    fn with_capacity(capacity: usize, fill: S) -> Self {
+        SampleRing { buf: vec![fill; capacity.next_power_of_two()], fill, head: 0, len: 0 }
     }
 
-    fn push_slice(&mut self, samples: &[i16]) {
+    fn push_slice(&mut self, samples: &[S]) {
         if self.len + samples.len() > self.buf.len() {
-            let mut grown = vec![0; (self.len + samples.len()).next_power_of_two()];
+            let mut grown = vec![self.fill; (self.len + samples.len()).next_power_of_two()];
             self.copy_out(&mut grown[..self.len]);
             self.buf = grown;
             self.head = 0;
@@ -158,7 +160,7 @@ impl SampleRing {
     }
 
     /// Copies the oldest `out.len()` samples into `out` without consuming them.
-    fn copy_out(&self, out: &mut [i16]) {
+    fn copy_out(&self, out: &mut [S]) {
         let cap = self.buf.len();
         let first = out.len().min(cap - self.head);
         out[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
@@ -167,7 +169,7 @@ impl SampleRing {
     }
 
     /// Moves the oldest `out.len()` samples (at most `len`) into `out`.
-    fn pop_into(&mut self, out: &mut [i16]) {
+    fn pop_into(&mut self, out: &mut [S]) {
         debug_assert!(out.len() <= self.len);
         self.copy_out(out);
         self.head = (self.head + out.len()) % self.buf.len();
@@ -182,44 +184,48 @@ impl SampleRing {
 
 /// Turns bursty provider audio into a steady 20 ms frame per tick; see the
 /// module docs.
-pub struct Pacer {
+pub struct Pacer<S = i16> {
     rate: SampleRate,
-    queue: SampleRing,
+    /// The sample that sounds like nothing (0 for PCM16, 0xFF for μ-law, 0xD5 for A-law).
+    silence: S,
+    queue: SampleRing<S>,
     /// Runs of queued samples per item, oldest first; their `remaining`
     /// counts add up to `queue.len`.
     segments: VecDeque<Segment>,
-    /// The item of the most recent audio frame.
-    current: Option<ItemPlayback>,
-    /// Earlier items, newest last, at most [`HISTORY`].
-    history: VecDeque<ItemPlayback>,
 }
 
-impl std::fmt::Debug for Pacer {
+impl<S> std::fmt::Debug for Pacer<S> {
     // Not derived: the queue holds seconds of samples.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pacer")
             .field("rate", &self.rate)
-            .field("queued_ms", &self.queued_ms())
+            .field("queued_samples", &self.queue.len)
             .field("segments", &self.segments)
-            .field("current", &self.current)
             .finish_non_exhaustive()
     }
 }
 
-impl Pacer {
-    /// A pacer for audio at `rate`, with room for 2 s queued before it grows.
+impl Pacer<i16> {
+    /// A PCM16 pacer for audio at `rate`, with room for 2 s queued before it grows.
     pub fn new(rate: SampleRate) -> Self {
+        Pacer::with_silence(rate, 0)
+    }
+}
+
+impl<S: Copy> Pacer<S> {
+    /// A pacer of samples of type `S` at `rate` whose silence is `silence`
+    /// (e.g. `0xFF` for μ-law), with room for 2 s queued before it grows.
+    pub fn with_silence(rate: SampleRate, silence: S) -> Self {
         Pacer {
             rate,
-            queue: SampleRing::with_capacity(rate.samples_per_ms() * 2_000),
+            silence,
+            queue: SampleRing::with_capacity(rate.samples_per_ms() * 2_000, silence),
             segments: VecDeque::with_capacity(16),
-            current: None,
-            history: VecDeque::with_capacity(HISTORY),
         }
     }
 
     /// Queues a chunk of `item`'s audio (any length, at the pacer's rate).
-    pub fn push(&mut self, item: ItemKey, samples: &[i16]) {
+    pub fn push(&mut self, item: ItemKey, samples: &[S]) {
         if samples.is_empty() {
             return;
         }
@@ -235,60 +241,38 @@ impl Pacer {
     ///
     /// # Panics
     /// If `out` is not exactly one frame long (a programming error).
-    pub fn next_frame(&mut self, out: &mut [i16]) -> PacedFrame {
+    pub fn next_frame(&mut self, out: &mut [S]) -> PacedFrame {
         let frame = self.rate.samples_per_frame();
         assert_eq!(out.len(), frame, "Pacer::next_frame needs exactly one 20 ms frame");
         let Some(front) = self.segments.front_mut() else {
-            out.fill(0);
+            out.fill(self.silence);
             return PacedFrame::Silence;
         };
         let n = front.remaining.min(frame);
         self.queue.pop_into(&mut out[..n]);
-        out[n..].fill(0);
+        out[n..].fill(self.silence);
         front.remaining -= n;
         let item = if front.remaining == 0 {
             self.segments.pop_front().map(|s| s.item).expect("front segment exists: just borrowed")
         } else {
             front.item.clone()
         };
-        self.note_played(&item, n);
         PacedFrame::Audio { item, samples: n }
     }
 
-    /// Drops everything queued at once (barge-in) and reports the item that
-    /// was playing with how much of it was played. `None` if nothing has
-    /// played or been queued since the last clear.
-    pub fn clear(&mut self) -> Option<Played> {
-        let dropped_ms = self.ms(self.queue.len as u64);
+    /// Drops everything queued at once (barge-in) and says which item was
+    /// next and how much was dropped; `None` when nothing was queued.
+    pub fn clear(&mut self) -> Option<Cleared> {
+        let dropped_samples = self.queue.len;
         self.queue.clear();
         let head = self.segments.front().map(|s| s.item.clone());
         self.segments.clear();
-        let current = self.current.take();
-        let played = match (head, &current) {
-            (Some(head), Some(cur)) if head == cur.item => {
-                Some(Played { item: head, played_ms: self.ms(cur.played_samples), dropped_ms })
-            }
-            (Some(head), _) => Some(Played { item: head, played_ms: 0, dropped_ms }),
-            (None, Some(cur)) => {
-                Some(Played { item: cur.item.clone(), played_ms: self.ms(cur.played_samples), dropped_ms: 0 })
-            }
-            (None, None) => None,
-        };
-        if let Some(cur) = current {
-            self.remember(cur);
-        }
-        played
-    }
-
-    /// Milliseconds of `item` played so far (rounded down), for the current
-    /// item and the last few before it; `None` for an item not seen.
-    pub fn played_ms(&self, item: &ItemKey) -> Option<u32> {
-        self.current.iter().chain(self.history.iter()).find(|p| &p.item == item).map(|p| self.ms(p.played_samples))
+        head.map(|item| Cleared { item, dropped_samples })
     }
 
     /// Milliseconds of audio waiting to be played.
     pub fn queued_ms(&self) -> u32 {
-        self.ms(self.queue.len as u64)
+        u32::try_from(self.rate.samples_to_ms(self.queue.len as u64)).unwrap_or(u32::MAX)
     }
 
     /// Samples waiting to be played.
@@ -296,14 +280,19 @@ impl Pacer {
         self.queue.len
     }
 
+    /// Samples of `item` waiting to be played.
+    pub fn queued_samples_of(&self, item: &ItemKey) -> usize {
+        self.segments.iter().filter(|s| &s.item == item).map(|s| s.remaining).sum()
+    }
+
     /// Whether nothing is queued (the next frame will be comfort silence).
     pub fn is_idle(&self) -> bool {
         self.segments.is_empty()
     }
 
-    /// The item whose audio was handed out last, if not cleared since.
-    pub fn current_item(&self) -> Option<&ItemKey> {
-        self.current.as_ref().map(|p| &p.item)
+    /// The item the next frame will carry, if any is queued.
+    pub fn front_item(&self) -> Option<&ItemKey> {
+        self.segments.front().map(|s| &s.item)
     }
 
     /// The pacer's sample rate.
@@ -311,35 +300,9 @@ impl Pacer {
         self.rate
     }
 
-    fn ms(&self, samples: u64) -> u32 {
-        u32::try_from(self.rate.samples_to_ms(samples)).unwrap_or(u32::MAX)
-    }
-
-    fn note_played(&mut self, item: &ItemKey, samples: usize) {
-        match &mut self.current {
-            Some(cur) if &cur.item == item => cur.played_samples += samples as u64,
-            _ => {
-                // A new item starts (or an earlier one comes back): carry on
-                // its count if we still have it.
-                let earlier = self
-                    .history
-                    .iter()
-                    .position(|p| &p.item == item)
-                    .and_then(|i| self.history.remove(i))
-                    .map_or(0, |p| p.played_samples);
-                if let Some(previous) = self.current.take() {
-                    self.remember(previous);
-                }
-                self.current = Some(ItemPlayback { item: item.clone(), played_samples: earlier + samples as u64 });
-            }
-        }
-    }
-
-    fn remember(&mut self, playback: ItemPlayback) {
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back(playback);
+    /// The silence sample.
+    pub fn silence(&self) -> S {
+        self.silence
     }
 }
 
@@ -370,6 +333,7 @@ mod tests {
             p.push(a.clone(), chunk);
         }
         assert_eq!(p.queued_ms(), 55);
+        assert_eq!(p.front_item(), Some(&a));
         let mut played = Vec::new();
         let mut kinds = Vec::new();
         for _ in 0..4 {
@@ -388,7 +352,6 @@ mod tests {
         );
         assert_eq!(played[..1_340], audio[..]);
         assert!(played[1_340..].iter().all(|&s| s == 0), "tail and idle frames are silence");
-        assert_eq!(p.played_ms(&a), Some(55));
         assert!(p.is_idle());
     }
 
@@ -404,6 +367,18 @@ mod tests {
     }
 
     #[test]
+    fn a_mulaw_pacer_pads_with_mulaw_silence() {
+        let mut p: Pacer<u8> = Pacer::with_silence(SampleRate::Hz8000, 0xFF);
+        let a = ItemKey::new("a");
+        p.push(a.clone(), &[0x10; 100]);
+        let mut out = [0u8; 160];
+        assert_eq!(p.next_frame(&mut out), PacedFrame::Audio { item: a, samples: 100 });
+        assert!(out[..100].iter().all(|&b| b == 0x10) && out[100..].iter().all(|&b| b == 0xFF));
+        assert_eq!(p.next_frame(&mut out), PacedFrame::Silence);
+        assert!(out.iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
     fn pacer_drains_a_burst_at_exactly_one_frame_per_tick() {
         let mut p = Pacer::new(RATE);
         p.push(ItemKey::new("burst"), &ramp(0, 24_000));
@@ -416,75 +391,20 @@ mod tests {
     }
 
     #[test]
-    fn pacer_clear_reports_played_ms_of_the_audible_item() {
-        let mut p = Pacer::new(RATE);
-        let a = ItemKey::new("item_a");
-        p.push(a.clone(), &ramp(0, 24_000));
-        for _ in 0..13 {
-            tick(&mut p);
-        }
-        assert_eq!(p.clear(), Some(Played { item: a.clone(), played_ms: 260, dropped_ms: 740 }));
-        assert!(p.is_idle());
-        assert_eq!(p.queued_ms(), 0);
-        assert_eq!(tick(&mut p).0, PacedFrame::Silence);
-        assert_eq!(p.played_ms(&a), Some(260));
-        assert_eq!(p.clear(), None, "a second clear has nothing to report");
-    }
-
-    #[test]
-    fn pacer_played_ms_survives_items_queued_back_to_back() {
-        let mut p = Pacer::new(RATE);
-        let (a, b) = (ItemKey::new("a"), ItemKey::new("b"));
-        p.push(a.clone(), &ramp(0, 6_000)); // 250 ms: 12 frames and a 10 ms tail
-        p.push(b.clone(), &ramp(100, 12_000)); // 500 ms
-        let frames: Vec<PacedFrame> = (0..20).map(|_| tick(&mut p).0).collect();
-        assert_eq!(frames[12], PacedFrame::Audio { item: a.clone(), samples: 240 });
-        assert_eq!(frames[13], PacedFrame::Audio { item: b.clone(), samples: 480 });
-        assert_eq!(p.played_ms(&a), Some(250));
-        assert_eq!(p.played_ms(&b), Some(140));
-        assert_eq!(p.current_item(), Some(&b));
-        assert_eq!(p.clear(), Some(Played { item: b.clone(), played_ms: 140, dropped_ms: 360 }));
-        assert_eq!(p.played_ms(&a), Some(250));
-        assert_eq!(p.played_ms(&b), Some(140));
-    }
-
-    #[test]
-    fn pacer_clear_between_items_reports_the_next_item_unplayed() {
+    fn pacer_clear_drops_everything_and_names_the_next_item() {
         let mut p = Pacer::new(RATE);
         let (a, b) = (ItemKey::new("a"), ItemKey::new("b"));
         p.push(a.clone(), &ramp(0, 960));
         p.push(b.clone(), &ramp(0, 2_400));
         tick(&mut p);
+        assert_eq!(p.queued_samples_of(&a), 480);
+        assert_eq!(p.queued_samples_of(&b), 2_400);
         tick(&mut p);
-        assert_eq!(p.clear(), Some(Played { item: b, played_ms: 0, dropped_ms: 100 }));
-        assert_eq!(p.played_ms(&a), Some(40));
-    }
-
-    #[test]
-    fn pacer_clear_after_the_queue_ran_dry_reports_the_last_item() {
-        let mut p = Pacer::new(RATE);
-        let a = ItemKey::new("a");
-        p.push(a.clone(), &ramp(0, 1_000));
-        for _ in 0..5 {
-            tick(&mut p);
-        }
-        // The provider is still streaming item a, but the queue is momentarily empty.
-        assert_eq!(p.clear(), Some(Played { item: a, played_ms: 41, dropped_ms: 0 }));
-    }
-
-    #[test]
-    fn pacer_counts_an_item_that_resumes_after_another() {
-        let mut p = Pacer::new(RATE);
-        let (a, b) = (ItemKey::new("a"), ItemKey::new("b"));
-        p.push(a.clone(), &ramp(0, 480));
-        p.push(b.clone(), &ramp(0, 480));
-        p.push(a.clone(), &ramp(0, 480));
-        for _ in 0..3 {
-            tick(&mut p);
-        }
-        assert_eq!(p.played_ms(&a), Some(40));
-        assert_eq!(p.played_ms(&b), Some(20));
-        assert_eq!(p.played_ms(&ItemKey::new("unknown")), None);
+        assert_eq!(p.clear(), Some(Cleared { item: b, dropped_samples: 2_400 }));
+        assert!(p.is_idle());
+        assert_eq!(p.queued_ms(), 0);
+        assert_eq!(tick(&mut p).0, PacedFrame::Silence);
+        assert_eq!(p.clear(), None, "a second clear has nothing to report");
     }
 
     #[test]
@@ -524,15 +444,12 @@ mod tests {
     proptest! {
         /// Against a plain model (a list of samples tagged with their item):
         /// the pacer hands out the same samples in the same order, never mixes
-        /// items in a frame, and its played-ms per item and at each clear
-        /// match what the model saw played.
+        /// items in a frame, and reports at each clear what the model dropped.
         #[test]
         fn pacer_matches_a_sample_by_sample_model(ops in ops()) {
             let keys = [ItemKey::new("x"), ItemKey::new("y"), ItemKey::new("z")];
             let mut p = Pacer::new(RATE);
             let mut model: std::collections::VecDeque<(usize, i16)> = Default::default();
-            let mut played = [0u64; 3];
-            let mut last_item: Option<usize> = None;
             let mut counter = 0i16;
             for op in ops {
                 match op {
@@ -554,33 +471,13 @@ mod tests {
                                 }
                                 prop_assert!(out[n..].iter().all(|&s| s == 0));
                                 prop_assert_eq!(frame, PacedFrame::Audio { item: keys[i].clone(), samples: n });
-                                // The pacer remembers earlier items, so a
-                                // returning item continues its count.
-                                last_item = Some(i);
-                                played[i] += n as u64;
-                                prop_assert_eq!(p.played_ms(&keys[i]), Some((played[i] * 1000 / 24_000) as u32));
                             }
                         }
                     }
                     Op::Clear => {
-                        let queued = model.len() as u64;
-                        let expected = match (model.front().map(|&(i, _)| i), last_item) {
-                            (Some(h), Some(c)) if h == c => Some((h, played[h], queued)),
-                            (Some(h), _) => Some((h, 0, queued)),
-                            (None, Some(c)) => Some((c, played[c], 0)),
-                            (None, None) => None,
-                        };
-                        let got = p.clear();
-                        prop_assert_eq!(
-                            got,
-                            expected.map(|(i, samples, dropped)| Played {
-                                item: keys[i].clone(),
-                                played_ms: (samples * 1000 / 24_000) as u32,
-                                dropped_ms: (dropped * 1000 / 24_000) as u32,
-                            })
-                        );
+                        let expected = model.front().map(|&(i, _)| Cleared { item: keys[i].clone(), dropped_samples: model.len() });
+                        prop_assert_eq!(p.clear(), expected);
                         model.clear();
-                        last_item = None;
                     }
                 }
                 prop_assert_eq!(p.queued_samples(), model.len());

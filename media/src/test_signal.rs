@@ -162,6 +162,48 @@ pub fn best_lag(reference: &[i16], delayed: &[i16], max_lag: usize, window: usiz
     best.0
 }
 
+/// The outbound half of a call as the gateway ships it, for benches and allocation
+/// tests: provider PCM16 bytes are turned into samples, queued in the session's
+/// [`crate::Pacer`], and each 20 ms frame is encoded by the WebRTC leg's
+/// [`crate::OpusEncoder`].
+pub struct OutboundPath {
+    pacer: crate::Pacer,
+    encoder: crate::OpusEncoder,
+    samples: Vec<i16>,
+    frame: Vec<i16>,
+}
+
+impl OutboundPath {
+    /// A path at `rate` with the default encoder settings.
+    pub fn new(rate: SampleRate) -> Result<Self, crate::MediaError> {
+        Ok(OutboundPath {
+            pacer: crate::Pacer::new(rate),
+            encoder: crate::OpusEncoder::new(rate, crate::OpusEncoderConfig::default())?,
+            samples: Vec::with_capacity(rate.samples_per_ms() * 500),
+            frame: vec![0; rate.samples_per_frame()],
+        })
+    }
+
+    /// Queues a provider delta (PCM16 little-endian bytes) of `item`.
+    pub fn push_le_bytes(&mut self, item: crate::ItemKey, bytes: &[u8]) -> Result<(), crate::MediaError> {
+        self.samples.clear();
+        crate::pcm16::le_bytes_to_samples(bytes, &mut self.samples)?;
+        self.pacer.push(item, &self.samples);
+        Ok(())
+    }
+
+    /// Takes the next frame and encodes it into `out`; returns the packet's length.
+    pub fn next_packet(&mut self, out: &mut [u8]) -> Result<usize, crate::MediaError> {
+        self.pacer.next_frame(&mut self.frame);
+        self.encoder.encode(&self.frame, out)
+    }
+
+    /// Drops what is queued (a barge-in).
+    pub fn clear(&mut self) {
+        self.pacer.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

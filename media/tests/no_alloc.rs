@@ -11,10 +11,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use media::test_signal::speech_like;
+use media::test_signal::{OutboundPath, speech_like};
 use media::{
     EnergyVad, InboundChain, ItemKey, JitterConfig, LevelMeter, MAX_OPUS_PACKET, Mixer, OpusEncoder, OpusEncoderConfig,
-    OutboundChain, Resampler, SampleRate, VadConfig, g711, pcm16,
+    Resampler, SampleRate, VadConfig, g711, pcm16,
 };
 
 struct CountingAllocator;
@@ -103,7 +103,7 @@ fn inbound_path_does_not_allocate_per_frame() {
                 chain.push(order as u16, (order * 960) as u32, p, now);
             }
         }
-        chain.next_frame(now + Duration::from_millis(5), &mut pcm).unwrap();
+        while chain.pop_frame(now + Duration::from_millis(5), &mut pcm).unwrap().is_some() {}
         bytes.clear();
         pcm16::samples_to_le_bytes(&pcm, &mut bytes);
     };
@@ -126,13 +126,13 @@ fn outbound_path_does_not_allocate_per_frame() {
     let speech = speech_like(rate, 11_000, 5);
     let mut provider_bytes = Vec::new();
     pcm16::samples_to_le_bytes(&speech, &mut provider_bytes);
-    let mut chain = OutboundChain::new(rate, OpusEncoderConfig::default()).unwrap();
+    let mut chain = OutboundPath::new(rate).unwrap();
     let items = [ItemKey::new("item_a"), ItemKey::new("item_b")];
     let mut packet = [0u8; MAX_OPUS_PACKET];
     // The provider sends 100 ms deltas every 4 ticks (faster than real time),
     // items alternate every 2 s, and a barge-in clears the queue now and then.
     let chunk = rate.samples_per_ms() * 100 * 2;
-    let mut frame = |i: usize, chain: &mut OutboundChain| {
+    let mut frame = |i: usize, chain: &mut OutboundPath| {
         if i.is_multiple_of(4) {
             let item = &items[(i / 100) % 2];
             let at = (i / 4 * chunk) % (provider_bytes.len() - chunk);

@@ -18,15 +18,21 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::ApiJson;
 use super::path_id;
 use crate::app::AppState;
-use crate::call::messages::{ClientInput, ClientMessage, ServerMessage, WidgetState};
+use crate::call::BrowserLink;
+use crate::call::admission::{self, AdmissionError, CallPlan, Entry, Refusal};
+use crate::call::messages::{ClientMessage, Control, Routed, ServerMessage, WidgetState};
 use crate::call::session::CallSetup;
 use crate::crypto;
 use crate::ids::{CallId, ChatbotId};
-use crate::store::{AiModel, Call, CallSource, CallStatus, Chatbot, ChatbotType, EndReason, NewCall};
+use crate::rate_limit::PendingGuard;
+use crate::store::{Call, CallSource, CallStatus, ChatbotType, EndReason, NewCall};
 use crate::time::{now_ms, rfc3339};
 
-/// Largest WebSocket message accepted from a client (SDP offers are a few KiB).
+/// Largest WebSocket message accepted from a client (SDP offers are a few KiB); a larger
+/// one closes the socket with 1009.
 const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// What the WebSocket layer reads at most before giving up on a message.
+const HARD_WS_MESSAGE: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
@@ -114,48 +120,30 @@ pub async fn create_session(
     }
 }
 
-/// What a call needs, once every check passed.
-pub struct CallPlan {
-    pub chatbot: Chatbot,
-    pub model: AiModel,
+impl From<AdmissionError> for ApiError {
+    fn from(err: AdmissionError) -> Self {
+        match err {
+            AdmissionError::Store(err) => err.into(),
+            AdmissionError::Refused(refusal) => {
+                let status = match refusal {
+                    Refusal::ChatbotNotFound | Refusal::NoChatbot => StatusCode::NOT_FOUND,
+                    Refusal::CallsDisabled | Refusal::OriginNotAllowed(_) | Refusal::AccountInactive => {
+                        StatusCode::FORBIDDEN
+                    }
+                    Refusal::NotACallChatbot => StatusCode::CONFLICT,
+                    Refusal::VoiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                let error = ApiError::new(status, refusal.code(), refusal.message());
+                if refusal == Refusal::ChatbotNotFound { error.with_field("chatbotId") } else { error }
+            }
+        }
+    }
 }
 
 /// Checks that `chatbot_id` can take a call from `origin` (test calls skip the origin check).
 pub async fn plan_call(state: &AppState, chatbot_id: &str, origin: Option<&str>, test: bool) -> ApiResult<CallPlan> {
-    let id: ChatbotId = chatbot_id.parse().map_err(|_| ApiError::not_found("chatbot").with_field("chatbotId"))?;
-    let chatbot = state.store.chatbot_for_widget(id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
-    let company = state.store.company(chatbot.company_id).await?.ok_or_else(|| ApiError::not_found("chatbot"))?;
-    if !company.settings.features.call_enabled {
-        return Err(
-            ApiError::forbidden("voice calls are not enabled for this chatbot's company").with_code("calls_disabled")
-        );
-    }
-    if chatbot.chatbot_type != ChatbotType::Call {
-        return Err(ApiError::conflict("not_a_call_chatbot", "this chatbot does not take voice calls"));
-    }
-    if !test && !chatbot.settings.widget.allows_origin(origin) {
-        return Err(ApiError::forbidden(format!(
-            "calls to this chatbot are not allowed from {}",
-            origin.unwrap_or("pages without an Origin")
-        ))
-        .with_code("origin_not_allowed"));
-    }
-    let unavailable = |why: &str| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "voice_unavailable",
-            format!("voice calls are temporarily unavailable: {why}"),
-        )
-    };
-    let model_id = chatbot.call_model_id.ok_or_else(|| unavailable("no call model is configured"))?;
-    let model = state.store.model(model_id).await?.ok_or_else(|| unavailable("the call model no longer exists"))?;
-    if !model.usable_for_calls() {
-        return Err(unavailable("the call model is not active"));
-    }
-    if !state.providers.is_available(&model) {
-        return Err(unavailable("the voice provider is not configured"));
-    }
-    Ok(CallPlan { chatbot, model })
+    let entry = if test { Entry::Test { chatbot_id } } else { Entry::Widget { chatbot_id, origin } };
+    Ok(admission::admit(&state.store, &state.providers, entry).await?)
 }
 
 /// Opens a session: checks, then a `pending` call row with a fresh token.
@@ -425,21 +413,29 @@ pub struct TokenQuery {
     responses((status = 101, description = "WebSocket upgrade; JSON messages as in docs/widget-protocol.md")))]
 pub async fn call_socket(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): Query<TokenQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
+    // The socket reads messages up to a hard limit well above the protocol's, so that a
+    // message over the protocol's limit gets the promised 1009 close rather than a cut.
     upgrade
-        .max_message_size(MAX_WS_MESSAGE)
-        .max_frame_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(state, id, query.token, socket))
+        .max_message_size(HARD_WS_MESSAGE)
+        .max_frame_size(HARD_WS_MESSAGE)
+        .on_upgrade(move |socket| serve_socket(state, id, query.token, ip, socket))
 }
 
 /// Close codes of the signaling socket (4000–4999 are the application's).
 mod close {
+    /// A message over the size limit (RFC 6455 "message too big").
+    pub const TOO_BIG: u16 = 1009;
     pub const INVALID_TOKEN: u16 = 4401;
     pub const ENDED: u16 = 4409;
     pub const EXPIRED: u16 = 4410;
+    pub const TOO_MANY: u16 = 4429;
     pub const INTERNAL: u16 = 4500;
 }
 
@@ -453,7 +449,7 @@ fn json(message: &ServerMessage) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(message).expect("server messages serialise"))
 }
 
-async fn serve_socket(state: AppState, id: String, token: String, socket: WebSocket) {
+async fn serve_socket(state: AppState, id: String, token: String, ip: IpAddr, socket: WebSocket) {
     let call = match call_with_token(&state, &id, &token).await {
         Ok(call) => call,
         Err(err) if err.code == "internal" => {
@@ -468,6 +464,15 @@ async fn serve_socket(state: AppState, id: String, token: String, socket: WebSoc
         return refuse(socket, "session_expired", "This call session has expired; start a new call.", close::EXPIRED)
             .await;
     }
+    let Some(pending) = state.pending_sockets.acquire(ip) else {
+        return refuse(
+            socket,
+            "too_many_pending",
+            "Too many call connections from this address are waiting to start; try again shortly.",
+            close::TOO_MANY,
+        )
+        .await;
+    };
     match state.store.mark_call_connecting(call.id, &state.node_id).await {
         Ok(true) => {}
         Ok(false) => {
@@ -484,16 +489,25 @@ async fn serve_socket(state: AppState, id: String, token: String, socket: WebSoc
             return refuse(socket, "internal", "internal error", close::INTERNAL).await;
         }
     }
+    // The chatbot's settings may have changed since the session was opened: admit again,
+    // and refuse with the same code the session API would give.
     let setup = match call_setup(&state, &call).await {
         Ok(setup) => setup,
         Err(err) => {
-            tracing::warn!(call_id = %call.id, error = %err.message, "call refused at connect");
+            tracing::warn!(call_id = %call.id, code = err.code, error = %err.message, "call refused at connect");
             let _ = state.store.end_call(call.id, EndReason::Error, now_ms(), Some(&err.message)).await;
-            return refuse(socket, "provider_unavailable", &err.message, close::ENDED).await;
+            return refuse(socket, err.code, &err.message, close::ENDED).await;
         }
     };
-    let (client, server) = state.calls.start(setup);
-    pump(socket, client, server).await;
+    let link = match state.calls.start_browser(setup) {
+        Ok(link) => link,
+        Err(err) => {
+            tracing::error!(call_id = %call.id, error = %err, "could not start the call");
+            let _ = state.store.end_call(call.id, EndReason::Error, now_ms(), Some(&err.to_string())).await;
+            return refuse(socket, "internal", "internal error", close::INTERNAL).await;
+        }
+    };
+    pump(socket, link, pending).await;
 }
 
 /// Builds the session's setup from the chatbot's current settings.
@@ -504,12 +518,11 @@ async fn call_setup(state: &AppState, call: &Call) -> ApiResult<CallSetup> {
     Ok(crate::call::setup::call_setup(call, &plan.chatbot, plan.model))
 }
 
-/// Shuttles messages between the WebSocket and the call session until the call ends.
-async fn pump(
-    mut socket: WebSocket,
-    client: tokio::sync::mpsc::Sender<ClientInput>,
-    mut server: tokio::sync::mpsc::Receiver<ServerMessage>,
-) {
+/// Shuttles messages between the WebSocket and the call until the call ends: offers and
+/// candidates to the caller's leg, mute and hang-up to the session, and what the call says
+/// back. `pending` holds the socket's place among those waiting for an offer.
+async fn pump(mut socket: WebSocket, link: BrowserLink, mut pending: PendingGuard) {
+    let BrowserLink { control, signals, mut server } = link;
     let mut keepalive = tokio::time::interval(PING_EVERY);
     let mut last_heard = tokio::time::Instant::now();
     loop {
@@ -518,7 +531,7 @@ async fn pump(
                 let Some(message) = message else { break };
                 let ended = matches!(message, ServerMessage::State { state: WidgetState::Ended, .. });
                 if !send_within(&mut socket, Message::Text(json(&message))).await {
-                    let _ = client.send(ClientInput::Gone).await;
+                    let _ = control.send(Control::ClientGone).await;
                     return;
                 }
                 if ended {
@@ -532,38 +545,78 @@ async fn pump(
                 // answering them is gone.
                 if last_heard.elapsed() > CLIENT_SILENT_LIMIT || !send_within(&mut socket, Message::Ping(Default::default())).await {
                     tracing::info!("the call's signaling socket stopped answering");
-                    let _ = client.send(ClientInput::Gone).await;
+                    let _ = control.send(Control::ClientGone).await;
                     return;
                 }
             }
             frame = socket.recv() => {
                 last_heard = tokio::time::Instant::now();
-                match frame {
-                    Some(Ok(Message::Text(text))) => match parse_client(&text) {
-                        Ok(message) => {
-                            if client.send(ClientInput::Message(message)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(error) => {
-                            let _ = send_within(&mut socket, Message::Text(json(&error))).await;
-                        }
-                    },
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
                         let error = ServerMessage::Error { code: "invalid_message", message: "messages are JSON text frames".into(), retryable: false };
                         let _ = send_within(&mut socket, Message::Text(json(&error))).await;
+                        continue;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Err(err)) if is_too_big(&err) => {
+                        return too_big(socket, &control).await;
+                    }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                         // The caller's page went away: the session ends the call; keep
                         // nothing else waiting on this socket.
-                        let _ = client.send(ClientInput::Gone).await;
+                        let _ = control.send(Control::ClientGone).await;
                         return;
                     }
+                };
+                if text.len() > MAX_WS_MESSAGE {
+                    return too_big(socket, &control).await;
+                }
+                let message = match parse_client(&text) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        let _ = send_within(&mut socket, Message::Text(json(&error))).await;
+                        continue;
+                    }
+                };
+                let delivered = match message.route() {
+                    Routed::Signal(signal) => {
+                        if matches!(signal, crate::call::messages::Signal::Offer(_)) {
+                            pending.release();
+                        }
+                        signals.send(signal).await.is_ok()
+                    }
+                    Routed::Control(command) => control.send(command).await.is_ok(),
+                };
+                if !delivered {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Whether a read failed because the message exceeded the hard limit.
+fn is_too_big(err: &axum::Error) -> bool {
+    let source: &(dyn std::error::Error + 'static) = err;
+    let mut cause = std::error::Error::source(source);
+    while let Some(err) = cause {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) =
+            err.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// A message over the limit: close with 1009 as the protocol promises, and hang up.
+async fn too_big(mut socket: WebSocket, control: &tokio::sync::mpsc::Sender<Control>) {
+    tracing::info!("a client sent a message over the size limit");
+    let close = CloseFrame { code: close::TOO_BIG, reason: Utf8Bytes::from_static("message too big") };
+    let _ = send_within(&mut socket, Message::Close(Some(close))).await;
+    let _ = control.send(Control::ClientGone).await;
 }
 
 /// How often the gateway pings the signaling socket.

@@ -4,10 +4,20 @@
 //! the caller starts) and the provider's VAD (`speech_started`, a few hundred ms later,
 //! but it knows speech from noise). The local hint *pauses* playout at once, so the caller
 //! hears the agent stop immediately; the provider's confirmation *interrupts*: the queued
-//! audio is dropped and the agent's item truncated at what was actually played. A hint
+//! audio is dropped and the agent's item truncated at what was actually heard. A hint
 //! the provider does not confirm (a cough, a door) resumes playout after a short wait.
+//!
+//! The provider can only confirm what it is still generating: once it has sent the whole
+//! answer (Gemini sends audio far faster than real time), it has nothing to interrupt and
+//! no reason to say anything. Then the gateway's own VAD confirms by itself when the
+//! caller keeps talking for [`SUSTAINED_SPEECH`]. The same rule holds for every provider.
 
 use std::time::{Duration, Instant};
+
+/// Caller speech, heard by the gateway's VAD without a pause, that confirms a barge-in
+/// on its own when the provider has nothing left to interrupt: long enough that a cough
+/// or a door does not cut the agent off, short against the provider's confirmation time.
+pub const SUSTAINED_SPEECH: Duration = Duration::from_millis(400);
 
 /// What the call session should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +73,29 @@ impl BargeIn {
         BargeInAction::Interrupt
     }
 
-    /// Called every frame: an unconfirmed pause ends.
-    pub fn poll(&mut self, now: Instant) -> BargeInAction {
-        match self.paused_since {
-            Some(since) if now.duration_since(since) >= self.confirm_within => {
-                self.paused_since = None;
-                BargeInAction::Resume
-            }
-            _ => BargeInAction::None,
+    /// Called every frame. `caller_speaking_since` is when the gateway's VAD last heard the
+    /// caller start (None while they are silent); `provider_generating` whether the provider
+    /// is still producing the audio being held. A pause the provider cannot confirm because
+    /// it has finished generating is confirmed by sustained caller speech; an unconfirmed
+    /// pause ends after the confirmation window.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        caller_speaking_since: Option<Instant>,
+        provider_generating: bool,
+    ) -> BargeInAction {
+        let Some(since) = self.paused_since else { return BargeInAction::None };
+        let sustained =
+            caller_speaking_since.is_some_and(|start| now.saturating_duration_since(start) >= SUSTAINED_SPEECH);
+        if !provider_generating && sustained {
+            self.paused_since = None;
+            return BargeInAction::Interrupt;
         }
+        if now.duration_since(since) >= self.confirm_within {
+            self.paused_since = None;
+            return BargeInAction::Resume;
+        }
+        BargeInAction::None
     }
 }
 
@@ -97,9 +121,33 @@ mod tests {
         let t0 = Instant::now();
         let mut b = BargeIn::new(true, WAIT);
         b.handle_local_speech(true, t0);
-        assert_eq!(b.poll(t0 + Duration::from_millis(100)), BargeInAction::None);
-        assert_eq!(b.poll(t0 + WAIT), BargeInAction::Resume);
+        assert_eq!(b.poll(t0 + Duration::from_millis(100), Some(t0), true), BargeInAction::None);
+        assert_eq!(
+            b.poll(t0 + WAIT, Some(t0), true),
+            BargeInAction::Resume,
+            "the provider is generating: it would confirm"
+        );
         assert!(!b.is_paused());
+    }
+
+    #[test]
+    fn sustained_speech_confirms_when_the_provider_has_nothing_left_to_interrupt() {
+        let t0 = Instant::now();
+        let mut b = BargeIn::new(true, Duration::from_millis(1500));
+        b.handle_local_speech(true, t0);
+        assert_eq!(b.poll(t0 + Duration::from_millis(200), Some(t0), false), BargeInAction::None, "not sustained yet");
+        assert_eq!(b.poll(t0 + SUSTAINED_SPEECH, Some(t0), false), BargeInAction::Interrupt);
+        assert!(!b.is_paused());
+    }
+
+    #[test]
+    fn a_cough_resumes_even_when_the_provider_is_done() {
+        let t0 = Instant::now();
+        let mut b = BargeIn::new(true, WAIT);
+        b.handle_local_speech(true, t0);
+        // The caller stopped after a short sound: the VAD no longer hears them.
+        assert_eq!(b.poll(t0 + Duration::from_millis(300), None, false), BargeInAction::None);
+        assert_eq!(b.poll(t0 + WAIT, None, false), BargeInAction::Resume);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use signaling::IceCandidate;
 
-use crate::store::{EndReason, TranscriptRole};
+use crate::domain::{EndReason, TranscriptRole};
 
 /// What the caller's client sent.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -76,12 +76,43 @@ pub enum ServerMessage {
     },
 }
 
-/// Input from the WebSocket side of a call: a parsed message, or the socket going away.
-#[derive(Debug)]
-pub enum ClientInput {
-    Message(ClientMessage),
-    /// The WebSocket closed (the tab closed, the network dropped).
-    Gone,
+/// What a client or the API asks of a call, and what the session hears of its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// The caller muted or unmuted.
+    Mute(bool),
+    /// Hang up (the caller's client, or the API).
+    End,
+    /// The client's WebSocket closed (the tab closed, the network dropped).
+    ClientGone,
+}
+
+/// Signaling for a WebRTC leg, from its client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// The client's SDP offer.
+    Offer(String),
+    /// A trickled candidate; `None` ends them.
+    Candidate(Option<IceCandidate>),
+}
+
+/// A client message, sorted by who handles it: the call session, or its leg's signaling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    Control(Control),
+    Signal(Signal),
+}
+
+impl ClientMessage {
+    /// Who handles the message.
+    pub fn route(self) -> Routed {
+        match self {
+            Self::Offer { sdp } => Routed::Signal(Signal::Offer(sdp)),
+            Self::Candidate { candidate } => Routed::Signal(Signal::Candidate(candidate)),
+            Self::Mute { muted } => Routed::Control(Control::Mute(muted)),
+            Self::End => Routed::Control(Control::End),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,17 +1,20 @@
 //! `CallSession`: one task per call, owning all of its state.
 //!
-//! The loop waits for the next input — the caller's client (signaling, mute, hang-up),
-//! the caller's media (RTP, connection state), the provider (agent audio, transcripts,
-//! VAD, tool calls), or the 20 ms frame clock — handles it, and decides whether to go on.
-//! Nothing here is shared with other calls; the edges and the provider reach it through
-//! bounded channels, and the database through the call's [`Recorder`].
+//! The loop waits for the next input — the caller's leg (media, connection state,
+//! signaling it handles itself), the call's control channel (mute, hang-up, the client
+//! going away), the provider (agent audio, transcripts, VAD, tool calls), tool results, or
+//! the 20 ms frame clock — handles it, and decides whether to go on. The session does not
+//! know which channel the caller came in on: a [`CallerLeg`] turns its wire into caller
+//! frames and agent frames into its wire. What the caller heard is one pure record, the
+//! [`HeardLedger`], fed by the leg's own truth. Nothing here is shared with other calls;
+//! legs and the provider reach the session through bounded channels, the database through
+//! the call's [`Recorder`].
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use media::{EnergyVad, ItemKey, PacedFrame, Pacer, SampleRate, VadConfig, VadEvent};
-use signaling::{IceCandidate, PeerEvent, PeerFactory};
+use media::{EnergyVad, ItemKey, PacedFrame, VadConfig, VadEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -19,29 +22,29 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::barge_in::{BargeIn, BargeInAction};
-use super::messages::{ClientInput, ClientMessage, ServerMessage, Who, WidgetState};
+use super::client::{ClientLink, Outbox};
+use super::heard::{HeardEvent, HeardLedger};
+use super::legs::{CallerLeg, LegEvent};
+use super::messages::{Control, ServerMessage, Who, WidgetState};
+use super::playout::Playout;
 use super::policy::{CallPolicies, PolicyAction, PolicyConfig};
 use super::recorder::{Record, Recorder};
-use super::transcript::{FinalLine, Transcript};
-use super::webrtc_edge::WebRtcEdge;
+use super::transcript::{FinalLine, Heard, Transcript};
+use crate::domain::{CallSource, EndReason, TranscriptRole};
 use crate::ids::{CallId, ChatbotId, CompanyId};
 use crate::knowledge::KnowledgeSearch;
-use crate::providers::{ProviderCommand, ProviderError, ProviderEvent, ProviderSession, ProviderSettings, SessionSpec};
-use crate::store::{AiModel, EndReason, Store, TranscriptRole};
+use crate::providers::{
+    Capabilities, InputFrame, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, ProviderSettings,
+    SessionSpec,
+};
+use crate::store::{AiModel, Store};
 use crate::time::{UnixMs, now_ms};
 
 /// The 20 ms frame clock.
 const FRAME: Duration = Duration::from_millis(20);
-/// How long a local barge-in hint holds playout waiting for the provider to confirm.
-const BARGE_IN_CONFIRM: Duration = Duration::from_millis(700);
-/// The same for Gemini, which has no speech-start event: its confirmation is the first
-/// transcribed words (or `interrupted`), which come later.
-const BARGE_IN_CONFIRM_GEMINI: Duration = Duration::from_millis(1500);
 /// Speech the local VAD needs before it pauses the agent: short, because the pause is
 /// only a hint (the provider confirms or playout resumes) and every frame of it is heard.
 const BARGE_IN_MIN_SPEECH_MS: u32 = 40;
-/// Candidates kept when a client trickles them before its offer.
-const MAX_EARLY_CANDIDATES: usize = 32;
 /// Longest wait for a goodbye to be spoken and played before hanging up anyway.
 const CLOSING_LIMIT: Duration = Duration::from_secs(20);
 /// Passages a knowledge-base search returns to the agent.
@@ -50,10 +53,10 @@ const SEARCH_RESULTS: usize = 3;
 const SYSTEM_LINE_CHARS: usize = 600;
 /// Longest a knowledge-base search may take before the agent is told it is unavailable.
 const SEARCH_LIMIT: Duration = Duration::from_secs(5);
-/// Messages held for a slow client or provider before the oldest are dropped.
-const OUTBOX_LIMIT: usize = 512;
 /// Longest wait to tell the client the call ended.
 const FAREWELL_SEND_LIMIT: Duration = Duration::from_secs(2);
+/// VAD events of one batch of caller frames (a batch is at most a few frames).
+const VAD_EVENTS: usize = 8;
 
 /// The tools offered to the agent (`SessionSpec::tools` carries their schemas).
 pub mod tools {
@@ -69,6 +72,7 @@ pub struct CallSetup {
     pub call_id: CallId,
     pub company_id: CompanyId,
     pub chatbot_id: ChatbotId,
+    pub source: CallSource,
     /// Silence, duration and end-phrase rules.
     pub policy: PolicyConfig,
     pub model: AiModel,
@@ -83,7 +87,7 @@ pub struct SessionDeps {
     pub store: Store,
     /// What `search_knowledge_base` searches.
     pub knowledge: Arc<dyn KnowledgeSearch>,
-    pub signaling: PeerFactory,
+    pub signaling: signaling::PeerFactory,
     pub providers: Arc<ProviderSettings>,
     /// Longest a call may take to become active (media connected and the provider ready):
     /// beyond it, a caller who never sent an offer, or a provider that never answered,
@@ -108,57 +112,12 @@ struct Ending {
 struct Closing {
     reason: EndReason,
     notice: Option<String>,
-    /// Waiting for the provider to finish speaking the goodbye.
+    /// Waiting for the provider to speak the goodbye (the ledger knows its item).
     awaiting_goodbye: bool,
-    /// The goodbye's item, once its audio started (earlier items were all silenced, so
-    /// the first new one is the goodbye; a response finishing before it is not).
-    goodbye_item: Option<Arc<str>>,
+    /// The provider finished the goodbye's response.
+    goodbye_generated: bool,
     /// Hang up by then whatever happens.
     deadline: Instant,
-}
-
-/// Messages waiting for room in a bounded channel. The session never waits on a send:
-/// a slow browser or a provider busy reconnecting must not stall the call's media.
-struct Outbox<T> {
-    queue: VecDeque<T>,
-    dropped: u64,
-}
-
-impl<T> Default for Outbox<T> {
-    fn default() -> Self {
-        Self { queue: VecDeque::new(), dropped: 0 }
-    }
-}
-
-impl<T> Outbox<T> {
-    /// Sends what fits now, in order, and keeps the rest for the next flush.
-    fn push(&mut self, tx: &mpsc::Sender<T>, message: T) {
-        self.queue.push_back(message);
-        if self.queue.len() > OUTBOX_LIMIT {
-            self.queue.pop_front();
-            self.dropped += 1;
-            if self.dropped.is_power_of_two() {
-                tracing::warn!(dropped = self.dropped, "a slow peer of the call: dropping its oldest messages");
-            }
-        }
-        self.flush(tx);
-    }
-
-    fn flush(&mut self, tx: &mpsc::Sender<T>) {
-        while let Some(message) = self.queue.pop_front() {
-            match tx.try_send(message) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(message)) => {
-                    self.queue.push_front(message);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.queue.clear();
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// A tool's result, computed off the session's task.
@@ -172,10 +131,14 @@ struct ToolOutcome {
 struct CallSession {
     setup: CallSetup,
     deps: SessionDeps,
+    caps: Capabilities,
     recorder: Recorder,
-    server: mpsc::Sender<ServerMessage>,
-    /// What the client has not taken yet.
-    to_client: Outbox<ServerMessage>,
+    /// The client watching the call (the caller's widget), if there is one.
+    client: Option<ClientLink>,
+    caller: CallerLeg,
+    leg_connected: bool,
+    provider: Option<ProviderSession>,
+    connecting: Option<JoinHandle<Result<ProviderSession, ProviderError>>>,
     /// Control commands the provider has not taken yet (caller audio is never queued: a
     /// frame that does not fit is dropped).
     to_provider: Outbox<ProviderCommand>,
@@ -186,109 +149,88 @@ struct CallSession {
     /// Tool calls being worked on, by call id (a cancelled one is dropped from here).
     tool_calls: HashSet<String>,
     tool_results: mpsc::Sender<ToolOutcome>,
-    edge: Option<WebRtcEdge>,
-    /// Candidates that arrived before the offer, applied once the edge exists.
-    early_candidates: Vec<IceCandidate>,
-    peer_connected: bool,
-    provider: Option<ProviderSession>,
-    input_rate: SampleRate,
-    pacer: Pacer,
+    playout: Playout,
+    ledger: HeardLedger,
     vad: EnergyVad,
+    /// VAD events of the caller frames just taken, handled after the batch.
+    vad_events: Vec<(VadEvent, Instant)>,
+    /// When the gateway's VAD last heard the caller start talking (None while silent).
+    caller_speaking_since: Option<Instant>,
     barge_in: BargeIn,
     transcript: Transcript,
     muted: bool,
     answered: Option<(Instant, UnixMs)>,
     /// When the session started (for the connect limit).
     started: Instant,
+    /// What the speaking indicator shows.
     speaking: Who,
-    /// Agent items the caller interrupted: their late audio is dropped.
-    interrupted: HashSet<Arc<str>>,
-    /// Agent items whose audio the provider finished sending.
-    audio_done: HashSet<Arc<str>>,
-    /// The item of the last frame sent.
-    playing: Option<ItemKey>,
-    /// When agent audio arrived to an idle pacer (for the outbound latency metric).
+    /// The provider hears the caller talking.
+    caller_talking: bool,
+    /// Agent audio is reaching the caller (sent, or sent and not yet confirmed played).
+    agent_audible: bool,
+    /// When agent audio arrived to an idle playout (for the outbound latency metric).
     outbound_pending: Option<Instant>,
-    /// When the first frame was sent, and frames sent since: the RTP timeline (960 ticks
-    /// of the 48 kHz clock per frame) is `rtp_origin + rtp_frames × 20 ms`.
-    rtp_origin: Option<Instant>,
-    rtp_frames: u32,
-    frame: Vec<i16>,
-    pcm_bytes: Vec<u8>,
 }
 
-/// Runs a call to its end. `client` carries what the caller's client sends, `server`
-/// what it should be told.
+/// Runs a call to its end. `caller` is the caller's leg; `client` the client watching the
+/// call, if any; `control` carries mute and hang-up requests and the client going away.
 pub async fn run(
     setup: CallSetup,
     deps: SessionDeps,
-    mut client: mpsc::Receiver<ClientInput>,
-    server: mpsc::Sender<ServerMessage>,
+    caller: CallerLeg,
+    client: Option<ClientLink>,
+    mut control: mpsc::Receiver<Control>,
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("call", call_id = %setup.call_id, company_id = %setup.company_id);
     async move {
-        let (input_rate, output_rate) = deps.providers.rates(&setup.model);
+        let caps = crate::providers::capabilities(setup.model.provider);
         let (tool_tx, mut tool_rx) = mpsc::channel::<ToolOutcome>(8);
         let mut session = CallSession {
             recorder: Recorder::start(deps.store.clone(), setup.call_id),
-            barge_in: BargeIn::new(
-                setup.spec.allow_interruption,
-                if setup.model.provider == crate::store::Provider::Google {
-                    BARGE_IN_CONFIRM_GEMINI
-                } else {
-                    BARGE_IN_CONFIRM
-                },
-            ),
+            barge_in: BargeIn::new(setup.spec.allow_interruption, caps.barge_in_confirm),
             vad: EnergyVad::new(VadConfig {
                 min_speech_ms: BARGE_IN_MIN_SPEECH_MS,
                 ..VadConfig::from_threshold(setup.spec.vad_threshold as f32)
             }),
-            early_candidates: Vec::new(),
-            pacer: Pacer::new(output_rate),
-            frame: vec![0; output_rate.samples_per_frame()],
-            pcm_bytes: Vec::with_capacity(input_rate.samples_per_frame() * 2),
-            input_rate,
+            vad_events: Vec::with_capacity(VAD_EVENTS),
+            caller_speaking_since: None,
+            playout: Playout::new(setup.spec.output),
+            ledger: HeardLedger::new(setup.spec.output.rate()),
             policies: CallPolicies::new(setup.policy.clone()),
+            caps,
             setup,
             deps,
-            server,
-            to_client: Outbox::default(),
+            client,
+            caller,
+            leg_connected: false,
+            provider: None,
+            connecting: None,
             to_provider: Outbox::default(),
             phase: Phase::Connecting,
             ending: None,
             closing: None,
             tool_calls: HashSet::new(),
             tool_results: tool_tx,
-            edge: None,
-            peer_connected: false,
-            provider: None,
             transcript: Transcript::default(),
             muted: false,
             answered: None,
             started: Instant::now(),
             speaking: Who::None,
-            interrupted: HashSet::new(),
-            audio_done: HashSet::new(),
-            playing: None,
+            caller_talking: false,
+            agent_audible: false,
             outbound_pending: None,
-            rtp_origin: None,
-            rtp_frames: 0,
         };
-        tracing::info!(model = %session.setup.model.model_id, "call connecting");
-        session
-            .send(ServerMessage::State {
-                state: WidgetState::Connecting,
-                reason: None,
-                duration_ms: None,
-                message: None,
-            })
-            .await;
-
-        let providers = session.deps.providers.clone();
-        let (model, spec) = (session.setup.model.clone(), session.setup.spec.clone());
-        let mut connecting: Option<JoinHandle<Result<ProviderSession, ProviderError>>> =
-            Some(tokio::spawn(async move { providers.connect(&model, &spec).await }.in_current_span()));
+        tracing::info!(model = %session.setup.model.model_id, source = %session.setup.source, "call connecting");
+        session.send(ServerMessage::State {
+            state: WidgetState::Connecting,
+            reason: None,
+            duration_ms: None,
+            message: None,
+        });
+        if session.caller.is_ringing() {
+            session.open_provider();
+        }
 
         let mut ticker = tokio::time::interval(FRAME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -296,27 +238,25 @@ pub async fn run(
         while session.ending.is_none() {
             tokio::select! {
                 _ = cancel.cancelled() => session.end(EndReason::Shutdown, None),
-                input = client.recv() => session.handle_client(input).await,
-                event = next_peer_event(&mut session.edge) => session.handle_peer(event).await,
+                control = recv_control(&mut control) => session.handle_control(control),
+                input = session.caller.next_input() => {
+                    let event = session.caller.handle(input, Instant::now()).await;
+                    session.handle_leg(event).await;
+                }
                 event = next_provider_event(&mut session.provider) => session.handle_provider(event).await,
                 Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome).await,
-                result = join(&mut connecting) => {
-                    connecting = None;
+                result = join(&mut session.connecting) => {
+                    session.connecting = None;
                     session.handle_provider_connected(result).await;
                 }
-                scheduled = ticker.tick() => {
-                    if session.handle_tick(scheduled.into_std()).await {
-                        // Agent audio started early: the next frame is due a frame from now.
-                        ticker.reset();
-                    }
-                }
+                scheduled = ticker.tick() => session.handle_tick(scheduled.into_std()).await,
             }
             if session.take_kick() {
                 session.send_frame(Instant::now(), false).await;
                 ticker.reset();
             }
         }
-        if let Some(task) = connecting {
+        if let Some(task) = session.connecting.take() {
             task.abort();
         }
         session.finish().await;
@@ -325,9 +265,10 @@ pub async fn run(
     .await
 }
 
-async fn next_peer_event(edge: &mut Option<WebRtcEdge>) -> Option<PeerEvent> {
-    match edge {
-        Some(edge) => edge.next_event().await,
+async fn recv_control(control: &mut mpsc::Receiver<Control>) -> Control {
+    match control.recv().await {
+        Some(control) => control,
+        // Nobody can control the call any more; it goes on until it ends by itself.
         None => std::future::pending().await,
     }
 }
@@ -347,16 +288,10 @@ async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Joi
 }
 
 impl CallSession {
-    async fn send(&mut self, message: ServerMessage) {
-        // Live text and speaking states are superseded by the next one: when the client
-        // is behind, drop them rather than queue them.
-        let droppable =
-            matches!(message, ServerMessage::Speaking { .. } | ServerMessage::Transcript { is_final: false, .. });
-        if droppable && (!self.to_client.queue.is_empty() || self.server.capacity() == 0) {
-            return;
+    fn send(&mut self, message: ServerMessage) {
+        if let Some(client) = &mut self.client {
+            client.send(message);
         }
-        // The client may be gone; the call still ends properly without it.
-        self.to_client.push(&self.server, message);
     }
 
     fn end(&mut self, reason: EndReason, error: Option<String>) {
@@ -370,131 +305,109 @@ impl CallSession {
     }
 
     fn offset_ms(&self) -> i64 {
-        self.answered.map_or(0, |(at, _)| at.elapsed().as_millis() as i64)
+        self.offset_at(Instant::now())
     }
 
-    // --- the caller's client -----------------------------------------------------------
+    fn offset_at(&self, at: Instant) -> i64 {
+        self.answered.map_or(0, |(answered, _)| at.saturating_duration_since(answered).as_millis() as i64)
+    }
 
-    async fn handle_client(&mut self, input: Option<ClientInput>) {
-        let message = match input {
-            Some(ClientInput::Message(message)) => message,
-            Some(ClientInput::Gone) | None => return self.end(EndReason::CallerHangup, None),
-        };
-        match message {
-            ClientMessage::Offer { sdp } => self.handle_offer(&sdp).await,
-            ClientMessage::Candidate { candidate } => {
-                let candidate = candidate.unwrap_or_else(|| IceCandidate::end_of_candidates(Some("0".into()), None));
-                let Some(edge) = &mut self.edge else {
-                    if self.early_candidates.len() < MAX_EARLY_CANDIDATES {
-                        self.early_candidates.push(candidate);
-                    }
-                    return;
-                };
-                if let Err(err) = edge.add_candidate(candidate).await {
-                    tracing::debug!(error = %err, "ignored a remote candidate");
-                }
-            }
-            ClientMessage::Mute { muted } => {
+    /// Opens the provider session, in parallel with the caller's media setting up.
+    fn open_provider(&mut self) {
+        if self.connecting.is_some() || self.provider.is_some() {
+            return;
+        }
+        let providers = self.deps.providers.clone();
+        let (model, spec) = (self.setup.model.clone(), self.setup.spec.clone());
+        self.connecting = Some(tokio::spawn(async move { providers.connect(&model, &spec).await }.in_current_span()));
+    }
+
+    // --- control and the caller's leg ---------------------------------------------------
+
+    fn handle_control(&mut self, control: Control) {
+        match control {
+            Control::Mute(muted) => {
                 self.muted = muted;
                 tracing::debug!(muted, "caller mute changed");
             }
-            ClientMessage::End => self.end(EndReason::CallerHangup, None),
+            Control::End | Control::ClientGone => self.end(EndReason::CallerHangup, None),
         }
     }
 
-    async fn client_error(&mut self, code: &'static str, message: &str) {
-        self.send(ServerMessage::Error { code, message: message.to_owned(), retryable: false }).await;
-    }
-
-    async fn handle_offer(&mut self, sdp: &str) {
-        if self.edge.is_some() {
-            return self.client_error("invalid_message", "an offer was already received").await;
-        }
-        let (input, output) = (self.input_rate, self.pacer.rate());
-        match WebRtcEdge::answer(&self.deps.signaling, sdp, input, output).await {
-            Ok((mut edge, answer)) => {
-                for candidate in std::mem::take(&mut self.early_candidates) {
-                    if let Err(err) = edge.add_candidate(candidate).await {
-                        tracing::debug!(error = %err, "ignored an early remote candidate");
-                    }
-                }
-                self.edge = Some(edge);
-                self.send(ServerMessage::Answer { sdp: answer }).await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "could not answer the caller's offer");
-                self.send(ServerMessage::Error {
-                    code: "invalid_offer",
-                    message: "The call could not be set up with this browser's audio settings.".into(),
-                    retryable: true,
-                })
-                .await;
-                self.end(EndReason::Error, Some(format!("offer refused: {err}")));
-            }
-        }
-    }
-
-    // --- the caller's media ---------------------------------------------------------
-
-    async fn handle_peer(&mut self, event: Option<PeerEvent>) {
+    async fn handle_leg(&mut self, event: LegEvent) {
         match event {
-            Some(PeerEvent::LocalCandidate(candidate)) => {
-                let candidate = (!candidate.is_end_of_candidates()).then_some(candidate);
-                self.send(ServerMessage::Candidate { candidate }).await;
-            }
-            Some(PeerEvent::Connected) => {
-                self.peer_connected = true;
-                tracing::info!("caller media connected");
+            LegEvent::Nothing => {}
+            LegEvent::Ringing => self.open_provider(),
+            LegEvent::Connected => {
+                self.leg_connected = true;
                 self.maybe_activate().await;
             }
-            Some(PeerEvent::Rtp(rtp)) => {
-                if let Some(edge) = &mut self.edge {
-                    edge.receive(&rtp, Instant::now());
-                }
-                self.forward_caller_audio().await;
+            LegEvent::Audio => self.forward_caller_audio(Instant::now()).await,
+            LegEvent::Played(mark) => {
+                self.ledger.confirmed(mark, Instant::now());
+                self.after_heard().await;
             }
-            Some(PeerEvent::Lost { reason }) => {
-                tracing::info!(?reason, "caller media lost");
-                self.end(EndReason::NetworkLost, Some(format!("{reason:?}")));
-            }
-            Some(PeerEvent::Closed) | None => {
-                self.end(EndReason::NetworkLost, Some("the peer connection closed".into()))
-            }
+            LegEvent::Dtmf(digit) => self.handle_dtmf(digit).await,
+            LegEvent::HungUp => self.end(EndReason::CallerHangup, None),
+            LegEvent::Lost(why) => self.end(EndReason::NetworkLost, Some(why)),
+            LegEvent::Failed { reason, error } => self.end(reason, Some(error)),
         }
     }
 
-    /// Runs the caller's decoded frames through the local VAD and on to the provider.
-    async fn forward_caller_audio(&mut self) {
-        let Some(edge) = &mut self.edge else { return };
-        let frame_len = edge.input_frame();
-        let (frames, arrivals) = edge.take_frames();
-        for (frame, arrival) in frames.chunks_exact(frame_len).zip(arrivals.iter().copied()) {
-            match self.vad.process(frame) {
-                Some(VadEvent::SpeechStarted) if !self.muted => {
-                    self.policies.handle_caller_speaking(true, Instant::now());
-                    if self.closing.is_none() {
-                        let audible = !self.pacer.is_idle();
-                        let action = self.barge_in.handle_local_speech(audible, Instant::now());
-                        self.apply_barge_in(action).await;
-                    }
-                }
-                Some(VadEvent::SpeechStopped) => self.policies.handle_caller_speaking(false, Instant::now()),
-                _ => {}
+    /// A key press: a system line, and a short note to the model.
+    async fn handle_dtmf(&mut self, digit: char) {
+        tracing::info!(%digit, "caller pressed a key");
+        let offset_ms = self.offset_ms();
+        self.system_line(format!("The caller pressed {digit}"), offset_ms).await;
+        if self.phase == Phase::Active && self.closing.is_none() {
+            self.command(ProviderCommand::UserText { text: format!("The caller pressed {digit}") });
+        }
+    }
+
+    /// Runs the caller's frames through the local VAD and on to the provider.
+    async fn forward_caller_audio(&mut self, now: Instant) {
+        let Self { caller, vad, vad_events, provider, muted, phase, closing, .. } = self;
+        let forward = *phase == Phase::Active && !*muted && closing.is_none();
+        let commands = provider.as_ref().map(|p| &p.commands);
+        caller.take_caller_audio(now, |frame| {
+            let event = vad.process_level(frame.dbfs());
+            if let Some(event) = event
+                && vad_events.len() < VAD_EVENTS
+            {
+                vad_events.push((event, now));
             }
             // Muted callers are not heard; nor are callers being said goodbye to.
-            if self.phase != Phase::Active || self.muted || self.closing.is_some() {
-                continue;
-            }
-            let Some(provider) = &self.provider else { continue };
-            self.pcm_bytes.clear();
-            media::pcm16::samples_to_le_bytes(frame, &mut self.pcm_bytes);
-            let command = ProviderCommand::Audio { pcm: self.pcm_bytes.clone(), arrival };
-            if provider.commands.try_send(command).is_err() {
+            let Some(commands) = commands.filter(|_| forward) else { return };
+            let audio = ProviderCommand::Audio(InputFrame::new(frame.wire, vad.is_speaking(), frame.arrival));
+            if commands.try_send(audio).is_err() {
                 tracing::warn!("provider is not keeping up: dropped a caller frame");
             }
+        });
+        let mut events = std::mem::take(&mut self.vad_events);
+        for &(event, at) in &events {
+            self.handle_local_vad(event, at).await;
         }
-        if let Some(edge) = &mut self.edge {
-            edge.restore(frames, arrivals);
+        events.clear();
+        self.vad_events = events;
+    }
+
+    async fn handle_local_vad(&mut self, event: VadEvent, at: Instant) {
+        match event {
+            VadEvent::SpeechStarted => {
+                self.caller_speaking_since = Some(at);
+                if self.muted {
+                    return;
+                }
+                self.policies.handle_caller_speaking(true, at);
+                if self.closing.is_none() {
+                    let action = self.barge_in.handle_local_speech(self.agent_audible, at);
+                    self.apply_barge_in(action).await;
+                }
+            }
+            VadEvent::SpeechStopped => {
+                self.caller_speaking_since = None;
+                self.policies.handle_caller_speaking(false, at);
+            }
         }
     }
 
@@ -516,8 +429,7 @@ impl CallSession {
                     code: "provider_unavailable",
                     message: "The voice service is not reachable right now. Please try again in a moment.".into(),
                     retryable: true,
-                })
-                .await;
+                });
                 self.end(EndReason::ProviderError, Some(err.to_string()));
             }
             Err(err) => self.end(EndReason::Error, Some(format!("provider task failed: {err}"))),
@@ -525,7 +437,7 @@ impl CallSession {
     }
 
     async fn maybe_activate(&mut self) {
-        if self.phase != Phase::Connecting || !self.peer_connected || self.provider.is_none() {
+        if self.phase != Phase::Connecting || !self.leg_connected || self.provider.is_none() {
             return;
         }
         self.phase = Phase::Active;
@@ -534,14 +446,13 @@ impl CallSession {
         self.recorder.record(Record::Active { answered_at }).await;
         self.policies.handle_active(Instant::now());
         tracing::info!("call active");
-        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None })
-            .await;
+        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None });
         if !self.setup.greeting.trim().is_empty() {
-            self.command(ProviderCommand::Say { text: self.setup.greeting.clone() }).await;
+            self.command(ProviderCommand::Say { text: self.setup.greeting.clone() });
         }
     }
 
-    async fn command(&mut self, command: ProviderCommand) {
+    fn command(&mut self, command: ProviderCommand) {
         if let Some(provider) = &self.provider {
             self.to_provider.push(&provider.commands, command);
         }
@@ -549,7 +460,9 @@ impl CallSession {
 
     /// Hands over what the client and the provider could not take before.
     fn flush_outboxes(&mut self) {
-        self.to_client.flush(&self.server);
+        if let Some(client) = &mut self.client {
+            client.flush();
+        }
         if let Some(provider) = &self.provider {
             self.to_provider.flush(&provider.commands);
         }
@@ -561,52 +474,38 @@ impl CallSession {
             return self.provider_failed("the provider session ended").await;
         };
         match event {
-            ProviderEvent::Audio { item_id, pcm, received } => {
-                if self.interrupted.contains(&item_id) {
+            ProviderEvent::Audio { item_id, audio, received } => {
+                let item = ItemKey::from(item_id);
+                if self.ledger.is_cut(&item) {
                     return;
                 }
-                if let Some(closing) = &mut self.closing
-                    && closing.awaiting_goodbye
-                    && closing.goodbye_item.is_none()
-                {
-                    closing.goodbye_item = Some(item_id.clone());
+                let was_idle = self.playout.is_idle();
+                if !self.playout.push(item.clone(), &audio) {
+                    tracing::error!("the provider sent agent audio in a format other than the one negotiated");
+                    return;
                 }
-                let ms = self.pacer.rate().samples_to_ms(pcm.len() as u64);
-                self.transcript.agent_audio(&item_id, ms);
-                if self.pacer.is_idle() && self.outbound_pending.is_none() {
+                self.ledger.received(&item, audio.len());
+                if was_idle && self.outbound_pending.is_none() {
                     self.outbound_pending = Some(received);
                 }
-                self.pacer.push(ItemKey::from(item_id), &pcm);
             }
             ProviderEvent::AudioDone { item_id } => {
-                self.audio_done.insert(item_id.clone());
-                let line = self.transcript.agent_audio_done(&item_id);
-                self.store_line(line).await;
-                // Its audio may have played out already: the pacer ran dry before the provider
-                // said the item was complete. Then nothing of it is queued any more.
-                let current = self.pacer.current_item().is_some_and(|k| k.as_str() == &*item_id)
-                    || self.playing.as_ref().is_some_and(|k| k.as_str() == &*item_id);
-                let finished = self.pacer.is_idle() || (!current && self.transcript.has_started(&item_id));
-                if finished {
-                    let line = self.transcript.agent_played_out(&item_id);
-                    self.store_line(line).await;
-                }
+                self.ledger.audio_done(&ItemKey::from(item_id));
+                self.after_heard().await;
             }
             ProviderEvent::SpeechStarted => {
-                if self.closing.is_some() {
-                    return;
+                self.caller_talking = true;
+                if self.closing.is_none() {
+                    self.policies.handle_caller_speaking(true, Instant::now());
+                    let action = self.barge_in.handle_provider_speech(self.agent_audible);
+                    self.apply_barge_in(action).await;
                 }
-                self.policies.handle_caller_speaking(true, Instant::now());
-                let audible = !self.pacer.is_idle();
-                let action = self.barge_in.handle_provider_speech(audible);
-                self.apply_barge_in(action).await;
-                self.set_speaking(Who::User).await;
+                self.update_speaking();
             }
             ProviderEvent::SpeechStopped => {
+                self.caller_talking = false;
                 self.policies.handle_caller_speaking(false, Instant::now());
-                if self.speaking == Who::User {
-                    self.set_speaking(Who::None).await;
-                }
+                self.update_speaking();
             }
             ProviderEvent::UserTranscript { item_id, text, is_final } => {
                 if text.is_empty() && is_final {
@@ -617,8 +516,7 @@ impl CallSession {
                     text: text.clone(),
                     is_final,
                     item_id: item_id.to_string(),
-                })
-                .await;
+                });
                 if is_final {
                     let action = self.policies.handle_caller_line(&text);
                     let line = FinalLine {
@@ -633,7 +531,7 @@ impl CallSession {
                 }
             }
             ProviderEvent::AgentTranscript { item_id, text, is_final } => {
-                if self.interrupted.contains(&item_id) {
+                if self.ledger.is_cut(&ItemKey::from(item_id.clone())) {
                     return;
                 }
                 if !is_final {
@@ -642,8 +540,7 @@ impl CallSession {
                         text: text.clone(),
                         is_final: false,
                         item_id: item_id.to_string(),
-                    })
-                    .await;
+                    });
                 }
                 let line = self.transcript.agent_text(&item_id, &text, is_final);
                 self.store_line(line).await;
@@ -656,12 +553,17 @@ impl CallSession {
                 self.apply_barge_in(action).await;
             }
             ProviderEvent::ResponseDone { status } => {
-                if let Some(closing) = &mut self.closing
-                    && closing.awaiting_goodbye
-                    && closing.goodbye_item.is_some()
-                    && status != "cancelled"
-                {
-                    closing.awaiting_goodbye = false;
+                let Some(closing) = &mut self.closing else { return };
+                if !closing.awaiting_goodbye || !self.ledger.goodbye_started() {
+                    return;
+                }
+                if status == "cancelled" {
+                    // The item taken for the goodbye belonged to the answer the goodbye
+                    // replaced (its audio was still on the way): cut it, wait for the next.
+                    self.interrupt_agent().await;
+                    self.ledger.expect_goodbye();
+                } else {
+                    closing.goodbye_generated = true;
                 }
             }
             ProviderEvent::ToolCall { call_id, name, arguments } => {
@@ -693,8 +595,7 @@ impl CallSession {
             code: "provider_unavailable",
             message: "The connection to the voice service was lost.".into(),
             retryable: true,
-        })
-        .await;
+        });
         self.end(EndReason::ProviderError, Some(reason.to_owned()));
     }
 
@@ -705,55 +606,84 @@ impl CallSession {
             text: line.text.clone(),
             is_final: true,
             item_id: line.item_id.clone().unwrap_or_default(),
-        })
-        .await;
+        });
         let line = self.transcript.line(line);
         self.recorder.record(Record::Line(line)).await;
+    }
+
+    /// Takes what the ledger learned: lines heard in full or cut are stored, items that
+    /// started get their offset.
+    async fn after_heard(&mut self) {
+        while let Some(event) = self.ledger.next_event() {
+            match event {
+                HeardEvent::Started { item, at } => {
+                    let offset = self.offset_at(at);
+                    self.transcript.agent_started(item.as_arc(), offset);
+                }
+                HeardEvent::Finished { item } => {
+                    let line = self.transcript.agent_heard(item.as_arc(), Heard::Whole);
+                    self.store_line(line).await;
+                }
+                HeardEvent::Cut { item, heard_ms, total_ms } => {
+                    let line = self.transcript.agent_heard(item.as_arc(), Heard::Cut { heard_ms, total_ms });
+                    self.store_line(line).await;
+                }
+            }
+        }
+        self.update_speaking();
+    }
+
+    /// Cuts the agent off where the caller is: queued audio dropped here and at the far end.
+    async fn interrupt_agent(&mut self) -> Option<super::heard::Interruption> {
+        let cleared = self.playout.clear();
+        let interruption = self.ledger.interrupt(cleared.as_ref());
+        self.caller.clear_agent_audio().await;
+        self.outbound_pending = None;
+        self.agent_audible = false;
+        self.after_heard().await;
+        interruption
     }
 
     async fn apply_barge_in(&mut self, action: BargeInAction) {
         if action != BargeInAction::Interrupt {
             return;
         }
-        let Some(played) = self.pacer.clear() else { return };
-        let item: Arc<str> = played.item.as_str().into();
-        self.interrupted.insert(item.clone());
-        self.outbound_pending = None;
-        tracing::info!(item = %item, played_ms = played.played_ms, dropped_ms = played.dropped_ms, "caller barged in");
-        // Truncate when the caller did not hear the whole item: audio was dropped, or the
-        // provider was still sending it (the pacer may have run dry mid-item).
-        let unheard = played.dropped_ms > 0 || !self.audio_done.contains(&item);
-        if unheard && played.played_ms > 0 {
-            self.command(ProviderCommand::Truncate {
-                item_id: item.clone(),
-                audio_end_ms: u64::from(played.played_ms),
-            })
-            .await;
+        let Some(cut) = self.interrupt_agent().await else { return };
+        tracing::info!(item = %cut.item, heard_ms = cut.heard_ms, "caller barged in");
+        // Tell the provider what the caller heard, where its API allows.
+        if cut.truncate && self.caps.truncates {
+            self.command(ProviderCommand::Truncate { item_id: cut.item.as_arc().clone(), audio_end_ms: cut.heard_ms });
         }
-        let line = self.transcript.agent_interrupted(&item, u64::from(played.played_ms));
-        self.store_line(line).await;
-        self.playing = None;
     }
 
-    async fn set_speaking(&mut self, who: Who) {
+    /// The indicator follows what the caller hears: the agent while its audio reaches them
+    /// (even if they talk over it and interruption is off), else the caller while talking.
+    fn update_speaking(&mut self) {
+        let who = if self.agent_audible {
+            Who::Agent
+        } else if self.caller_talking {
+            Who::User
+        } else {
+            Who::None
+        };
         if self.speaking != who {
             let now = Instant::now();
             if who == Who::Agent || self.speaking == Who::Agent {
                 self.policies.handle_agent_speaking(who == Who::Agent, now);
             }
             self.speaking = who;
-            self.send(ServerMessage::Speaking { who }).await;
+            self.send(ServerMessage::Speaking { who });
         }
     }
 
     // --- the frame clock ---------------------------------------------------------------
 
-    /// One 20 ms tick: conceal late caller packets, end an unconfirmed barge-in hold, send
-    /// the next agent frame. True when the clock should be re-phased.
-    async fn handle_tick(&mut self, scheduled: Instant) -> bool {
+    /// One 20 ms tick: conceal late caller packets, confirm or end a barge-in hold, send
+    /// the next agent frame, run the policies.
+    async fn handle_tick(&mut self, scheduled: Instant) {
         let now = Instant::now();
         if self.phase == Phase::Connecting && now.duration_since(self.started) >= self.deps.connect_limit {
-            let (reason, why) = if self.peer_connected {
+            let (reason, why) = if self.leg_connected {
                 (EndReason::ProviderError, "the voice service was not ready in time")
             } else {
                 (EndReason::NetworkLost, "the caller's media never connected")
@@ -764,18 +694,13 @@ impl CallSession {
                     code: "provider_unavailable",
                     message: "The voice service is not reachable right now. Please try again in a moment.".into(),
                     retryable: true,
-                })
-                .await;
+                });
             }
-            self.end(reason, Some(why.to_owned()));
-            return false;
+            return self.end(reason, Some(why.to_owned()));
         }
-        if let Some(edge) = &mut self.edge {
-            edge.poll(now);
-        }
-        self.forward_caller_audio().await;
+        self.forward_caller_audio(now).await;
         self.flush_outboxes();
-        let action = self.barge_in.poll(now);
+        let action = self.barge_in.poll(now, self.caller_speaking_since, self.ledger.provider_generating());
         self.apply_barge_in(action).await;
         let late = now.duration_since(scheduled) >= FRAME;
         self.send_frame(now, late).await;
@@ -784,7 +709,50 @@ impl CallSession {
             self.apply_policy(action).await;
             self.poll_closing(now);
         }
-        false
+    }
+
+    /// Agent audio arrived while nothing was playing: send its first frame now rather
+    /// than at the next tick.
+    fn take_kick(&mut self) -> bool {
+        self.outbound_pending.is_some()
+            && !self.agent_audible
+            && !self.barge_in.is_paused()
+            && self.caller.can_send()
+            && self.ending.is_none()
+    }
+
+    async fn send_frame(&mut self, now: Instant, late: bool) {
+        if !self.caller.can_send() {
+            return;
+        }
+        let paused = self.barge_in.is_paused();
+        let paced = if paused {
+            self.playout.hold();
+            PacedFrame::Silence
+        } else {
+            self.playout.next_frame()
+        };
+        let silent = paced.is_silence();
+        let Some(delivery) = self.caller.send_agent_frame(self.playout.frame(), silent, now).await else {
+            // A silent frame the leg left out: nothing reached the caller.
+            if !paused {
+                self.agent_audible = self.ledger.awaiting_confirmation();
+                self.update_speaking();
+            }
+            return;
+        };
+        crate::metrics::frame_sent(late);
+        if let PacedFrame::Audio { item, samples } = &paced {
+            if let Some(received) = self.outbound_pending.take() {
+                crate::metrics::outbound_latency(received.elapsed());
+            }
+            self.ledger.sent(item, *samples, delivery, now);
+        }
+        // A held item is still the one playing: the caller has not heard its end.
+        if !paused {
+            self.agent_audible = !silent || self.ledger.awaiting_confirmation();
+        }
+        self.after_heard().await;
     }
 
     // --- policies and tools ------------------------------------------------------------
@@ -794,7 +762,7 @@ impl CallSession {
             None => {}
             Some(PolicyAction::CheckIn { text }) => {
                 tracing::info!("caller silent: checking in");
-                self.command(ProviderCommand::Say { text }).await;
+                self.command(ProviderCommand::Say { text });
             }
             Some(PolicyAction::End { reason, farewell, notice }) => self.begin_closing(reason, farewell, notice).await,
         }
@@ -810,31 +778,28 @@ impl CallSession {
         let awaiting_goodbye = farewell.is_some();
         if let Some(text) = farewell {
             // Whatever the agent was saying gives way to the goodbye.
-            if let Some(played) = self.pacer.clear() {
-                self.interrupted.insert(played.item.as_str().into());
-                let item: Arc<str> = played.item.as_str().into();
-                let line = self.transcript.agent_interrupted(&item, u64::from(played.played_ms));
-                self.store_line(line).await;
-                self.playing = None;
-            }
-            for item in self.transcript.pending_items() {
-                self.interrupted.insert(item);
-            }
-            self.command(ProviderCommand::Say { text }).await;
+            self.interrupt_agent().await;
+            self.ledger.expect_goodbye();
+            self.command(ProviderCommand::Say { text });
         }
         self.closing = Some(Closing {
             reason,
             notice,
             awaiting_goodbye,
-            goodbye_item: None,
+            goodbye_generated: false,
             deadline: Instant::now() + CLOSING_LIMIT,
         });
     }
 
-    /// Hangs up a closing call once the goodbye was spoken and played.
+    /// Hangs up a closing call once the goodbye was spoken and heard.
     fn poll_closing(&mut self, now: Instant) {
         let Some(closing) = &self.closing else { return };
-        let done = !closing.awaiting_goodbye && self.pacer.is_idle();
+        let played_out = self.playout.is_idle() && !self.ledger.awaiting_confirmation();
+        let done = if closing.awaiting_goodbye {
+            self.ledger.goodbye_heard() || (closing.goodbye_generated && played_out)
+        } else {
+            played_out
+        };
         if done || now >= closing.deadline {
             let (reason, notice) = (closing.reason, closing.notice.clone());
             self.end_with_notice(reason, None, notice);
@@ -850,12 +815,13 @@ impl CallSession {
                 // Already saying goodbye: hang up once it has played. Not yet: the result
                 // asks for a goodbye (providers wait for a tool's result), and the call
                 // hangs up once that has played.
-                let speaking = !self.pacer.is_idle();
+                let speaking = !self.playout.is_idle();
                 if let Some(PolicyAction::End { reason, notice, .. }) = self.policies.handle_end_call_tool() {
                     if !speaking {
                         let output =
                             serde_json::json!({"ok": true, "next": "Say a brief goodbye now; the call ends after it."});
-                        self.command(ProviderCommand::ToolResult { call_id, name, output: output.to_string() }).await;
+                        self.command(ProviderCommand::ToolResult { call_id, name, output: output.to_string() });
+                        self.ledger.expect_goodbye();
                     }
                     self.begin_closing(reason, None, notice).await;
                     if let Some(closing) = &mut self.closing {
@@ -895,7 +861,7 @@ impl CallSession {
             _ => {
                 tracing::warn!(tool = %name, "the agent called a tool this call does not offer");
                 let output = serde_json::json!({"error": format!("no tool named {name} is available")}).to_string();
-                self.command(ProviderCommand::ToolResult { call_id, name, output }).await;
+                self.command(ProviderCommand::ToolResult { call_id, name, output });
             }
         }
     }
@@ -911,89 +877,13 @@ impl CallSession {
             call_id: outcome.call_id,
             name: outcome.name,
             output: outcome.output,
-        })
-        .await;
+        });
     }
 
-    /// Stores a system line (tool calls and results); the widget does not show these.
+    /// Stores a system line (tool calls and results, key presses); the widget does not show these.
     async fn system_line(&mut self, text: String, offset_ms: i64) {
         let line = self.transcript.line(FinalLine { role: TranscriptRole::System, text, item_id: None, offset_ms });
         self.recorder.record(Record::Line(line)).await;
-    }
-
-    /// Agent audio arrived while nothing was playing: send its first frame now rather
-    /// than at the next tick.
-    fn take_kick(&mut self) -> bool {
-        self.outbound_pending.is_some() && !self.barge_in.is_paused() && self.peer_connected && self.ending.is_none()
-    }
-
-    async fn send_frame(&mut self, now: Instant, late: bool) {
-        if !self.peer_connected {
-            return;
-        }
-        let paused = self.barge_in.is_paused();
-        let frame = if paused {
-            self.frame.fill(0);
-            PacedFrame::Silence
-        } else {
-            self.pacer.next_frame(&mut self.frame)
-        };
-        // Starting agent audio early (see `take_kick`) runs the RTP timeline ahead of the
-        // wall clock; skipping a silent frame gives that time back, so the caller's jitter
-        // buffer never sees the sender's clock drift.
-        let timeline = self.rtp_origin.map(|origin| origin + FRAME * self.rtp_frames);
-        if frame.is_silence() && timeline.is_some_and(|t| t.saturating_duration_since(now) >= FRAME) {
-            return self.after_frame(&frame).await;
-        }
-        let Some(edge) = &mut self.edge else { return };
-        match edge.send(&self.frame).await {
-            Ok(true) => {
-                crate::metrics::frame_sent(late);
-                self.rtp_origin.get_or_insert(now);
-                self.rtp_frames += 1;
-                if !frame.is_silence()
-                    && let Some(received) = self.outbound_pending.take()
-                {
-                    crate::metrics::outbound_latency(received.elapsed());
-                }
-            }
-            Ok(false) => {}
-            Err(err) => tracing::debug!(error = %err, "could not send an agent frame"),
-        }
-        // A held item is still the one playing: the caller has not heard its end.
-        if !paused {
-            self.after_frame(&frame).await;
-        }
-    }
-
-    /// Bookkeeping after a frame: which agent item is audible, whether one finished.
-    async fn after_frame(&mut self, frame: &PacedFrame) {
-        let current = frame.item().cloned();
-        if current.as_ref().map(ItemKey::as_str) == self.playing.as_ref().map(ItemKey::as_str) {
-            return;
-        }
-        if let Some(previous) = self.playing.take() {
-            let item: Arc<str> = previous.as_str().into();
-            let still_queued =
-                !self.pacer.is_idle() && self.pacer.current_item().is_some_and(|k| k.as_str() == previous.as_str());
-            if self.audio_done.contains(&item) && !still_queued {
-                let line = self.transcript.agent_played_out(&item);
-                self.store_line(line).await;
-            }
-        }
-        match &current {
-            Some(item) => {
-                let offset = self.offset_ms();
-                self.transcript.agent_started(&Arc::from(item.as_str()), offset);
-                self.set_speaking(Who::Agent).await;
-            }
-            None => {
-                if self.speaking == Who::Agent {
-                    self.set_speaking(Who::None).await;
-                }
-            }
-        }
-        self.playing = current;
     }
 
     // --- the end ------------------------------------------------------------------------
@@ -1002,11 +892,8 @@ impl CallSession {
         let Ending { reason, error, notice } =
             self.ending.take().unwrap_or(Ending { reason: EndReason::Error, error: None, notice: None });
         // Agent lines not stored yet are stored as far as the caller heard them.
-        for item in self.transcript.pending_items() {
-            let played = self.pacer.played_ms(&ItemKey::from(item.clone())).unwrap_or(0);
-            let line = self.transcript.agent_interrupted(&item, u64::from(played));
-            self.store_line(line).await;
-        }
+        self.ledger.finish();
+        self.after_heard().await;
         for line in self.transcript.flush() {
             self.store_line(Some(line)).await;
         }
@@ -1014,32 +901,24 @@ impl CallSession {
             self.to_provider.flush(&provider.commands);
             let _ = provider.commands.try_send(ProviderCommand::Close);
         }
-        if let Some(edge) = &mut self.edge {
-            let stats = edge.stats();
-            tracing::info!(
-                received = stats.received,
-                lost = stats.lost,
-                late = stats.late,
-                jitter_ms = stats.jitter_ms,
-                "caller media stats"
-            );
-            edge.close().await;
-        }
+        let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
+        self.caller.close(reason, by_gateway).await;
         let ended_at = now_ms();
         let duration_ms = self.answered.map_or(0, |(_, at)| ended_at - at);
-        let CallSession { recorder, server, mut to_client, .. } = self;
+        let CallSession { recorder, client, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
         recorder.finish().await;
         tracing::info!(reason = %reason, duration_ms, error = error.as_deref().unwrap_or(""), "call ended");
         crate::metrics::call_ended(reason.as_str());
-        to_client.flush(&server);
-        let ended = ServerMessage::State {
-            state: WidgetState::Ended,
-            reason: Some(reason),
-            duration_ms: Some(duration_ms),
-            message: notice,
-        };
-        // The last word may wait a little for room behind earlier messages, not forever.
-        let _ = tokio::time::timeout(FAREWELL_SEND_LIMIT, server.send(ended)).await;
+        if let Some(client) = client {
+            let ended = ServerMessage::State {
+                state: WidgetState::Ended,
+                reason: Some(reason),
+                duration_ms: Some(duration_ms),
+                message: notice,
+            };
+            // The last word may wait a little for room behind earlier messages, not forever.
+            client.send_last(ended, FAREWELL_SEND_LIMIT).await;
+        }
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::policy::PolicyConfig;
 use super::session::{CallSetup, tools};
-use crate::providers::{SessionSpec, ToolSpec};
+use crate::providers::{self, SessionSpec, ToolSpec};
 use crate::store::{AiModel, Call, Chatbot};
 use crate::voices;
 
@@ -41,6 +41,9 @@ pub fn call_setup(call: &Call, chatbot: &Chatbot, model: AiModel) -> CallSetup {
         "" => TOOL_GUIDANCE.to_owned(),
         own => format!("{own}\n\n{TOOL_GUIDANCE}"),
     };
+    // The provider's own formats; a caller leg whose wire the provider speaks (a phone
+    // line's μ-law) renegotiates them when the call starts.
+    let (input, output) = providers::negotiate(None, &providers::capabilities(model.provider));
     let spec = SessionSpec {
         model: model.model_id.clone(),
         dialect: model.realtime_dialect(),
@@ -52,11 +55,14 @@ pub fn call_setup(call: &Call, chatbot: &Chatbot, model: AiModel) -> CallSetup {
         transcription: settings.realtime_transcription,
         noise_reduction: settings.noise_suppression,
         tools,
+        input,
+        output,
     };
     CallSetup {
         call_id: call.id,
         company_id: call.company_id,
         chatbot_id: chatbot.id,
+        source: call.source,
         policy: PolicyConfig::new(settings.silence_timeout(), settings.max_duration(), &settings.end_call_phrase),
         model,
         spec,

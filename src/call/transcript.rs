@@ -1,14 +1,15 @@
 //! The call transcript: lines as the widget shows them and as they are stored.
 //!
 //! Agent text arrives faster than the agent's audio plays. A line is stored when the
-//! caller has heard it — when its audio finished playing, or, if the caller interrupted,
-//! cut to the share of the audio that was played (providers like Gemini cannot truncate
+//! caller has heard it — when all of its audio was heard, or, if the caller interrupted,
+//! cut to the share of the audio that was heard (providers like Gemini cannot truncate
 //! their own transcript, and OpenAI's truncation happens after we got the full text).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::store::{TranscriptLine, TranscriptRole};
+use crate::domain::TranscriptRole;
+use crate::store::TranscriptLine;
 
 /// The words of `text` that fit in `played_ms` of `total_ms` of speech, assuming an even
 /// speaking rate; an ellipsis marks the cut. Whole text when nothing was cut.
@@ -29,15 +30,21 @@ pub fn cut_to_played(text: &str, played_ms: u64, total_ms: u64) -> String {
     if cut.is_empty() { String::new() } else { format!("{cut}…") }
 }
 
-/// What is known of one agent item.
+/// What the caller heard of an agent item, from the [`super::heard::HeardLedger`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// All of it.
+    Whole,
+    /// `heard_ms` of `total_ms`.
+    Cut { heard_ms: u64, total_ms: u64 },
+}
+
+/// The text of one agent item.
 #[derive(Debug, Default)]
 struct AgentItem {
     text: String,
     text_final: bool,
-    audio_ms: u64,
-    audio_done: bool,
-    played_out: bool,
-    cut_at_ms: Option<u64>,
+    heard: Option<Heard>,
     started_at_ms: Option<i64>,
     stored: bool,
 }
@@ -51,7 +58,8 @@ pub struct FinalLine {
     pub offset_ms: i64,
 }
 
-/// Tracks agent items until their lines can be stored; numbers stored lines.
+/// Agent lines wait here until the caller has heard them (what was heard is the
+/// ledger's to say); numbers stored lines.
 #[derive(Debug, Default)]
 pub struct Transcript {
     agent: HashMap<Arc<str>, AgentItem>,
@@ -69,55 +77,32 @@ impl Transcript {
     /// Agent text (whole line so far, or final).
     pub fn agent_text(&mut self, item: &Arc<str>, text: &str, is_final: bool) -> Option<FinalLine> {
         let entry = self.agent.entry(item.clone()).or_default();
+        if entry.stored {
+            return None;
+        }
         entry.text = text.to_owned();
         entry.text_final |= is_final;
         self.ready(item)
     }
 
-    /// `ms` more of the item's audio arrived.
-    pub fn agent_audio(&mut self, item: &Arc<str>, ms: u64) {
-        self.agent.entry(item.clone()).or_default().audio_ms += ms;
-    }
-
-    /// The provider finished sending the item's audio.
-    pub fn agent_audio_done(&mut self, item: &Arc<str>) -> Option<FinalLine> {
-        self.agent.entry(item.clone()).or_default().audio_done = true;
-        self.ready(item)
-    }
-
-    /// The item's first frame played at `offset_ms` into the call.
+    /// The item's first audio reached the caller `offset_ms` into the call.
     pub fn agent_started(&mut self, item: &Arc<str>, offset_ms: i64) {
         let entry = self.agent.entry(item.clone()).or_default();
         entry.started_at_ms.get_or_insert(offset_ms);
     }
 
-    /// Whether the item's first frame has played.
-    pub fn has_started(&self, item: &Arc<str>) -> bool {
-        self.agent.get(item).is_some_and(|a| a.started_at_ms.is_some())
-    }
-
-    /// The item's last queued frame played.
-    pub fn agent_played_out(&mut self, item: &Arc<str>) -> Option<FinalLine> {
-        self.agent.entry(item.clone()).or_default().played_out = true;
-        self.ready(item)
-    }
-
-    /// The caller interrupted the item after `played_ms`.
-    pub fn agent_interrupted(&mut self, item: &Arc<str>, played_ms: u64) -> Option<FinalLine> {
+    /// The ledger resolved the item: heard in full, or cut.
+    pub fn agent_heard(&mut self, item: &Arc<str>, heard: Heard) -> Option<FinalLine> {
         let entry = self.agent.entry(item.clone()).or_default();
-        entry.cut_at_ms = Some(played_ms);
-        entry.played_out = true;
-        // Its text may never become final now; store what was heard of what we have.
-        entry.text_final = true;
+        entry.heard = Some(heard);
+        if matches!(heard, Heard::Cut { .. }) {
+            // Its text may never become final now; store what was heard of what we have.
+            entry.text_final = true;
+        }
         self.ready(item)
     }
 
-    /// Agent items heard of but not stored yet (their audio may still be on its way).
-    pub fn pending_items(&self) -> Vec<Arc<str>> {
-        self.agent.iter().filter(|(_, a)| !a.stored).map(|(k, _)| k.clone()).collect()
-    }
-
-    /// Lines still pending when the call ends (stored as far as they were heard).
+    /// Lines still pending when the call ends: text whose audio never came is stored whole.
     pub fn flush(&mut self) -> Vec<FinalLine> {
         let items: Vec<Arc<str>> =
             self.agent.iter().filter(|(_, a)| !a.stored && !a.text.is_empty()).map(|(k, _)| k.clone()).collect();
@@ -126,10 +111,7 @@ impl Transcript {
             .filter_map(|item| {
                 let entry = self.agent.get_mut(item)?;
                 entry.text_final = true;
-                entry.played_out = true;
-                if !entry.audio_done && entry.cut_at_ms.is_none() {
-                    entry.audio_done = true;
-                }
+                entry.heard.get_or_insert(Heard::Whole);
                 self.ready(item)
             })
             .collect();
@@ -139,13 +121,14 @@ impl Transcript {
 
     fn ready(&mut self, item: &Arc<str>) -> Option<FinalLine> {
         let entry = self.agent.get_mut(item)?;
-        if entry.stored || !entry.text_final || !(entry.played_out && (entry.audio_done || entry.cut_at_ms.is_some())) {
+        let heard = entry.heard?;
+        if entry.stored || !entry.text_final {
             return None;
         }
         entry.stored = true;
-        let text = match entry.cut_at_ms {
-            Some(played) => cut_to_played(&entry.text, played, entry.audio_ms),
-            None => entry.text.clone(),
+        let text = match heard {
+            Heard::Cut { heard_ms, total_ms } => cut_to_played(&entry.text, heard_ms, total_ms),
+            Heard::Whole => std::mem::take(&mut entry.text),
         };
         let line = FinalLine {
             role: TranscriptRole::Agent,
@@ -178,25 +161,31 @@ mod tests {
     }
 
     #[test]
-    fn a_line_is_stored_once_its_audio_has_played() {
+    fn a_line_is_stored_once_its_audio_has_been_heard() {
         let mut t = Transcript::default();
         let a = item("a");
         t.agent_started(&a, 100);
-        t.agent_audio(&a, 1500);
         assert_eq!(t.agent_text(&a, "Hello there", true), None, "text is ahead of the audio");
-        assert_eq!(t.agent_audio_done(&a), None, "still playing");
-        let line = t.agent_played_out(&a).unwrap();
+        let line = t.agent_heard(&a, Heard::Whole).unwrap();
         assert_eq!((line.text.as_str(), line.offset_ms), ("Hello there", 100));
         assert_eq!(t.agent_text(&a, "Hello there", true), None, "stored once");
+    }
+
+    #[test]
+    fn a_line_heard_before_its_text_is_final_waits_for_the_text() {
+        let mut t = Transcript::default();
+        let a = item("a");
+        t.agent_text(&a, "Hello", false);
+        assert_eq!(t.agent_heard(&a, Heard::Whole), None);
+        assert_eq!(t.agent_text(&a, "Hello there", true).unwrap().text, "Hello there");
     }
 
     #[test]
     fn an_interrupted_line_is_cut_to_what_was_heard() {
         let mut t = Transcript::default();
         let a = item("a");
-        t.agent_audio(&a, 2000);
-        t.agent_text(&a, "one two three four five six seven eight", true);
-        let line = t.agent_interrupted(&a, 1000).unwrap();
+        t.agent_text(&a, "one two three four five six seven eight", false);
+        let line = t.agent_heard(&a, Heard::Cut { heard_ms: 1000, total_ms: 2000 }).unwrap();
         assert_eq!(line.text, "one two three four…");
     }
 
@@ -210,13 +199,13 @@ mod tests {
     }
 
     #[test]
-    fn pending_lines_are_flushed_at_the_end() {
+    fn text_whose_audio_never_came_is_flushed_whole_at_the_end() {
         let mut t = Transcript::default();
         let a = item("a");
-        t.agent_audio(&a, 1000);
         t.agent_text(&a, "partial words here", false);
         let lines = t.flush();
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].text, "partial words here");
+        assert!(t.flush().is_empty());
     }
 }

@@ -36,7 +36,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
-use super::{ProviderCommand, ProviderError, ProviderEvent, ProviderSession, SessionSpec};
+use super::{
+    AgentAudio, AudioFormat, Capabilities, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, SessionSpec,
+    TextFrames,
+};
 use crate::store::AiModel;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -44,6 +47,16 @@ type Attempt = Pin<Box<dyn Future<Output = Result<Socket, ProviderError>> + Send
 
 const INPUT_RATE: SampleRate = SampleRate::Hz16000;
 const OUTPUT_RATE: SampleRate = SampleRate::Hz24000;
+
+/// Gemini Live takes PCM16 at 16 kHz and gives PCM16 at 24 kHz. It has no speech-start
+/// event: a barge-in is confirmed by `interrupted` or the caller's first transcribed
+/// words, which come later than OpenAI's `speech_started`; and it cannot truncate.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    input: &[AudioFormat::Pcm16(INPUT_RATE)],
+    output: &[AudioFormat::Pcm16(OUTPUT_RATE)],
+    barge_in_confirm: Duration::from_millis(1500),
+    truncates: false,
+};
 /// The Live API version when the model does not name one (`ai_models.settings.liveApiVersion`).
 const DEFAULT_API_VERSION: &str = "v1beta";
 /// How long connecting, `setup` and `setupComplete` may take.
@@ -62,8 +75,6 @@ const RESUME_BACKOFF: Duration = Duration::from_millis(250);
 /// After `goAway` the session moves when the agent's turn is over, but at the latest this
 /// long (or half the time left, if less) before the server closes the connection.
 const GO_AWAY_MARGIN: Duration = Duration::from_secs(2);
-/// Peak above which a caller frame counts as speech for rollover timing (about -30 dBFS).
-const LOUD_PEAK: u16 = 1000;
 /// Quiet the caller must have kept before the session moves: words still on their way to
 /// the server's VAD would otherwise be cut in two across connections.
 const QUIET_BEFORE_ROLLOVER: Duration = Duration::from_millis(700);
@@ -92,9 +103,10 @@ pub async fn connect(
         resumption: Resumption::default(),
         backlog: Backlog::default(),
         last_loud: None,
+        frames: TextFrames::default(),
     };
     tokio::spawn(shell.run(ws, commands_rx).in_current_span());
-    Ok(ProviderSession { commands: commands_tx, events: events_rx, input_rate: INPUT_RATE, output_rate: OUTPUT_RATE })
+    Ok(ProviderSession { commands: commands_tx, events: events_rx })
 }
 
 // --- setup ---------------------------------------------------------------------------------
@@ -243,26 +255,24 @@ fn gemini_schema(schema: &Value) -> Value {
 
 // --- client messages -----------------------------------------------------------------------
 
-/// `realtimeInput.audio` for one frame, built by hand: it is the hot path.
-fn audio_message(pcm: &[u8]) -> String {
-    const HEAD: &str = r#"{"realtimeInput":{"audio":{"data":""#;
-    const TAIL: &str = r#"","mimeType":"audio/pcm;rate=16000"}}}"#;
-    let mut frame = String::with_capacity(HEAD.len() + pcm.len().div_ceil(3) * 4 + TAIL.len());
-    frame.push_str(HEAD);
-    STANDARD.encode_string(pcm, &mut frame);
-    frame.push_str(TAIL);
-    frame
-}
-
-/// Whether a frame of PCM16 holds sound above `LOUD_PEAK`.
-fn is_loud(pcm: &[u8]) -> bool {
-    pcm.chunks_exact(2).any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > LOUD_PEAK)
+/// `realtimeInput.audio` for one frame, built by hand in a reused buffer: it is the hot path.
+fn audio_message(frames: &mut TextFrames, pcm: &[u8]) -> Message {
+    frames.begin(1000);
+    frames.push_str(r#"{"realtimeInput":{"audio":{"data":""#);
+    frames.push_base64(pcm);
+    frames.push_str(r#"","mimeType":"audio/pcm;rate=16000"}}}"#);
+    frames.take()
 }
 
 /// A user turn asking the model to say `text`.
 fn say_message(text: &str) -> Value {
+    user_turn(&format!("{SAY_PROMPT}{text}"))
+}
+
+/// A user turn of text (what a key press becomes).
+fn user_turn(text: &str) -> Value {
     json!({"clientContent": {
-        "turns": [{"role": "user", "parts": [{"text": format!("{SAY_PROMPT}{text}")}]}],
+        "turns": [{"role": "user", "parts": [{"text": text}]}],
         "turnComplete": true,
     }})
 }
@@ -527,7 +537,11 @@ impl Translator {
                 }
                 let turn = self.agent_turn(out);
                 if turn.ended.is_none() {
-                    out.push(ProviderEvent::Audio { item_id: turn.item.clone(), pcm, received });
+                    out.push(ProviderEvent::Audio {
+                        item_id: turn.item.clone(),
+                        audio: AgentAudio::Pcm16(pcm),
+                        received,
+                    });
                 }
             }
         }
@@ -785,15 +799,15 @@ struct Backlog {
 
 impl Backlog {
     fn push(&mut self, command: ProviderCommand) {
-        if let ProviderCommand::Audio { pcm, .. } = &command {
-            self.audio_bytes += pcm.len();
+        if let ProviderCommand::Audio(frame) = &command {
+            self.audio_bytes += frame.bytes().len();
             while self.audio_bytes > BACKLOG_AUDIO_BYTES {
-                let Some(oldest) = self.commands.iter().position(|c| matches!(c, ProviderCommand::Audio { .. })) else {
+                let Some(oldest) = self.commands.iter().position(|c| matches!(c, ProviderCommand::Audio(_))) else {
                     break;
                 };
-                if let Some(ProviderCommand::Audio { pcm, .. }) = self.commands.remove(oldest) {
-                    self.audio_bytes -= pcm.len();
-                    self.dropped_bytes += pcm.len();
+                if let Some(ProviderCommand::Audio(frame)) = self.commands.remove(oldest) {
+                    self.audio_bytes -= frame.bytes().len();
+                    self.dropped_bytes += frame.bytes().len();
                 }
             }
         } else if self.others >= BACKLOG_COMMANDS {
@@ -808,7 +822,7 @@ impl Backlog {
     fn pop(&mut self) -> Option<ProviderCommand> {
         let command = self.commands.pop_front()?;
         match &command {
-            ProviderCommand::Audio { pcm, .. } => self.audio_bytes -= pcm.len(),
+            ProviderCommand::Audio(frame) => self.audio_bytes -= frame.bytes().len(),
             _ => self.others -= 1,
         }
         Some(command)
@@ -860,6 +874,8 @@ struct Shell {
     backlog: Backlog,
     /// When caller audio was last loud (see `QUIET_BEFORE_ROLLOVER`).
     last_loud: Option<Instant>,
+    /// Caller audio frames are built here without allocating.
+    frames: TextFrames,
 }
 
 impl Shell {
@@ -935,7 +951,7 @@ impl Shell {
                 self.emit(events).await;
                 return Flow::Continue;
             }
-            ProviderCommand::Audio { pcm, arrival } if is_loud(pcm) => self.last_loud = Some(*arrival),
+            ProviderCommand::Audio(frame) if frame.loud => self.last_loud = Some(frame.arrival),
             _ => {}
         }
         let sent = match link {
@@ -953,9 +969,9 @@ impl Shell {
 
     async fn send(&mut self, ws: &mut Socket, command: ProviderCommand) -> Result<(), tungstenite::Error> {
         match command {
-            ProviderCommand::Audio { pcm, arrival } => {
-                ws.send(Message::text(audio_message(&pcm))).await?;
-                crate::metrics::inbound_latency(arrival.elapsed());
+            ProviderCommand::Audio(frame) => {
+                ws.send(audio_message(&mut self.frames, frame.bytes())).await?;
+                crate::metrics::inbound_latency(frame.arrival.elapsed());
             }
             ProviderCommand::Say { text } => {
                 // New client content ends a model turn in progress (the server says
@@ -963,6 +979,11 @@ impl Shell {
                 let events = self.translator.cancel_turn();
                 self.emit(events).await;
                 ws.send(Message::text(say_message(&text).to_string())).await?;
+            }
+            ProviderCommand::UserText { text } => {
+                let events = self.translator.cancel_turn();
+                self.emit(events).await;
+                ws.send(Message::text(user_turn(&text).to_string())).await?;
             }
             ProviderCommand::ToolResult { call_id, name, output } => {
                 if self.translator.take_call(&call_id) {
@@ -1097,6 +1118,8 @@ mod tests {
             allow_interruption: true,
             transcription: true,
             noise_reduction: true,
+            input: AudioFormat::Pcm16(INPUT_RATE),
+            output: AudioFormat::Pcm16(OUTPUT_RATE),
             tools: vec![ToolSpec {
                 name: "search_knowledge_base".into(),
                 description: "Search the company knowledge base for an answer to the caller's question.".into(),
@@ -1206,7 +1229,10 @@ mod tests {
 
     #[test]
     fn audio_goes_out_as_16_khz_realtime_input() {
-        let frame: Value = serde_json::from_str(&audio_message(&[0xf3, 0xff, 0xf6, 0xff])).unwrap();
+        let Message::Text(text) = audio_message(&mut TextFrames::default(), &[0xf3, 0xff, 0xf6, 0xff]) else {
+            panic!("a text frame")
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             frame,
             json!({"realtimeInput": {"audio": {"data": "8//2/w==", "mimeType": "audio/pcm;rate=16000"}}})
@@ -1278,7 +1304,7 @@ mod tests {
 
     fn describe(event: &ProviderEvent) -> String {
         match event {
-            ProviderEvent::Audio { item_id, pcm, .. } => format!("audio {item_id} {}", pcm.len()),
+            ProviderEvent::Audio { item_id, audio, .. } => format!("audio {item_id} {}", audio.len()),
             ProviderEvent::AudioDone { item_id } => format!("audio done {item_id}"),
             ProviderEvent::SpeechStarted => "speech started".into(),
             ProviderEvent::SpeechStopped => "speech stopped".into(),
@@ -1446,14 +1472,6 @@ mod tests {
     }
 
     #[test]
-    fn caller_frames_above_about_minus_30_dbfs_count_as_talking() {
-        let frame = |peak: i16| [0i16, peak, -peak, 0].iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>();
-        assert!(is_loud(&frame(2000)));
-        assert!(!is_loud(&frame(300)), "comfort noise");
-        assert!(!is_loud(&[]));
-    }
-
-    #[test]
     fn protobuf_durations_parse() {
         assert_eq!(proto_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(proto_duration("0.500s"), Some(Duration::from_millis(500)));
@@ -1509,7 +1527,7 @@ mod tests {
     #[test]
     fn the_backlog_keeps_the_newest_two_seconds_of_audio_and_every_other_command() {
         let mut backlog = Backlog::default();
-        let frame = || ProviderCommand::Audio { pcm: vec![0; 640], arrival: Instant::now() };
+        let frame = || ProviderCommand::Audio(super::super::InputFrame::new(&[0; 640], false, Instant::now()));
         backlog.push(ProviderCommand::Say { text: "hi".into() });
         for _ in 0..150 {
             backlog.push(frame());
@@ -1518,7 +1536,7 @@ mod tests {
         assert!(matches!(backlog.pop(), Some(ProviderCommand::Say { .. })), "order kept");
         let mut frames = 0;
         while let Some(command) = backlog.pop() {
-            assert!(matches!(command, ProviderCommand::Audio { .. }));
+            assert!(matches!(command, ProviderCommand::Audio(_)));
             frames += 1;
         }
         assert_eq!(frames, 100);

@@ -2,9 +2,11 @@
 //!
 //! A provider session is a task that owns the provider's WebSocket. The call session
 //! talks to it with [`ProviderCommand`]s and hears back [`ProviderEvent`]s; it never sees
-//! the wire protocol. Audio crosses as PCM16 at the provider's own rates
-//! ([`ProviderSession::input_rate`] / [`ProviderSession::output_rate`]), so the media path
-//! decodes straight to, and encodes straight from, those rates.
+//! the wire protocol. A provider says what it can do ([`Capabilities`]: the audio formats
+//! it takes and gives, how long its barge-in confirmation takes); the call picks the
+//! formats that suit its caller's leg ([`negotiate`]) and audio crosses in exactly those
+//! formats, so a WebRTC leg decodes straight to the provider's rate and a phone leg's
+//! μ-law passes through untouched where the provider speaks it.
 //!
 //! - [`openai`]: OpenAI Realtime, GA and beta dialects
 //! - [`gemini`]: Gemini Live, with session resumption across connections
@@ -20,7 +22,182 @@ use std::time::{Duration, Instant};
 use media::SampleRate;
 use tokio::sync::mpsc;
 
-use crate::store::{AiModel, Provider, RealtimeDialect};
+use crate::domain::{Provider, RealtimeDialect};
+use crate::store::AiModel;
+
+/// An audio encoding on the provider's wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioFormat {
+    /// Linear PCM, 16-bit little-endian, mono, at the given rate.
+    Pcm16(SampleRate),
+    /// G.711 μ-law, 8 kHz mono.
+    Mulaw,
+    /// G.711 A-law, 8 kHz mono.
+    Alaw,
+}
+
+impl AudioFormat {
+    /// The sample rate.
+    pub fn rate(self) -> SampleRate {
+        match self {
+            Self::Pcm16(rate) => rate,
+            Self::Mulaw | Self::Alaw => SampleRate::Hz8000,
+        }
+    }
+
+    /// Bytes of one 20 ms frame.
+    pub fn frame_bytes(self) -> usize {
+        match self {
+            Self::Pcm16(rate) => rate.samples_per_frame() * 2,
+            Self::Mulaw | Self::Alaw => SampleRate::Hz8000.samples_per_frame(),
+        }
+    }
+
+    /// Whether this is one of the G.711 codes (one byte per sample).
+    pub fn is_g711(self) -> bool {
+        matches!(self, Self::Mulaw | Self::Alaw)
+    }
+}
+
+/// What a provider can do.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    /// Formats it takes, most preferred first.
+    pub input: &'static [AudioFormat],
+    /// Formats it gives, most preferred first.
+    pub output: &'static [AudioFormat],
+    /// How long after the caller starts talking over the agent the provider's own
+    /// confirmation (speech started, interrupted, or first transcribed words) may take.
+    pub barge_in_confirm: Duration,
+    /// Whether the provider can cut an agent item at the point the caller heard
+    /// (OpenAI `conversation.item.truncate`).
+    pub truncates: bool,
+}
+
+/// What a provider can do, known before connecting so the caller's codec chain can be set
+/// up in parallel with the provider session.
+pub fn capabilities(provider: Provider) -> Capabilities {
+    match provider {
+        Provider::OpenAi => openai::CAPABILITIES,
+        Provider::Google => gemini::CAPABILITIES,
+        Provider::Echo => echo::CAPABILITIES,
+    }
+}
+
+/// The formats a call uses with its provider, given the format on the caller's wire:
+/// that format itself where the provider speaks it (μ-law passes straight through),
+/// else the provider's preferred linear PCM, which the caller's leg converts to and from.
+pub fn negotiate(caller_wire: Option<AudioFormat>, caps: &Capabilities) -> (AudioFormat, AudioFormat) {
+    let pick = |offered: &[AudioFormat]| {
+        caller_wire
+            .filter(|wire| offered.contains(wire))
+            .or_else(|| offered.iter().copied().find(|f| matches!(f, AudioFormat::Pcm16(_))))
+            .unwrap_or(offered[0])
+    };
+    (pick(caps.input), pick(caps.output))
+}
+
+/// The most a 20 ms input frame can take in any supported format (PCM16 at 24 kHz).
+pub const MAX_INPUT_FRAME_BYTES: usize = 960;
+
+/// One 20 ms frame of caller audio in the provider's input format, held inline so a
+/// frame crosses to the provider task without an allocation.
+#[derive(Clone, Copy)]
+pub struct InputFrame {
+    bytes: [u8; MAX_INPUT_FRAME_BYTES],
+    len: u16,
+    /// The gateway's VAD heard speech in it (for rollover timing; measured once, by the
+    /// call session).
+    pub loud: bool,
+    /// When its packet reached the gateway (for the added-latency measurement).
+    pub arrival: Instant,
+}
+
+impl InputFrame {
+    /// A frame of `bytes` (at most [`MAX_INPUT_FRAME_BYTES`]; longer input is cut).
+    pub fn new(bytes: &[u8], loud: bool, arrival: Instant) -> Self {
+        let len = bytes.len().min(MAX_INPUT_FRAME_BYTES);
+        let mut frame = Self { bytes: [0; MAX_INPUT_FRAME_BYTES], len: len as u16, loud, arrival };
+        frame.bytes[..len].copy_from_slice(&bytes[..len]);
+        frame
+    }
+
+    /// The frame's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for InputFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputFrame").field("len", &self.len).field("loud", &self.loud).finish_non_exhaustive()
+    }
+}
+
+/// Builds WebSocket text frames in one reused buffer: once the buffer is warm (and the
+/// previous frame has been written out and dropped), a frame costs no allocation.
+#[derive(Debug, Default)]
+pub(crate) struct TextFrames {
+    buf: bytes::BytesMut,
+}
+
+impl TextFrames {
+    /// Starts a frame of about `size` bytes. Call it after the previous frame was sent:
+    /// its buffer is then free again and is reused rather than reallocated.
+    pub(crate) fn begin(&mut self, size: usize) {
+        self.buf.clear();
+        self.buf.reserve(size);
+    }
+
+    /// Appends `text`.
+    pub(crate) fn push_str(&mut self, text: &str) {
+        self.buf.extend_from_slice(text.as_bytes());
+    }
+
+    /// Appends the standard base64 of `data`.
+    pub(crate) fn push_base64(&mut self, data: &[u8]) {
+        use base64::Engine;
+        let start = self.buf.len();
+        let encoded = base64::encoded_len(data.len(), true).unwrap_or(0);
+        self.buf.resize(start + encoded, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(data, &mut self.buf[start..])
+            .expect("sized for the encoding");
+        self.buf.truncate(start + written);
+    }
+
+    /// Takes the frame built so far; the buffer is reclaimed for the next one.
+    pub(crate) fn take(&mut self) -> tokio_tungstenite::tungstenite::Message {
+        let frame = self.buf.split().freeze();
+        let text =
+            tokio_tungstenite::tungstenite::Utf8Bytes::try_from(frame).expect("frames are built from str and base64");
+        tokio_tungstenite::tungstenite::Message::Text(text)
+    }
+}
+
+/// Agent audio in the provider's output format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentAudio {
+    /// Linear PCM samples at the output rate.
+    Pcm16(Vec<i16>),
+    /// G.711 codes (μ-law or A-law, as negotiated).
+    G711(Vec<u8>),
+}
+
+impl AgentAudio {
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Pcm16(pcm) => pcm.len(),
+            Self::G711(codes) => codes.len(),
+        }
+    }
+
+    /// Whether it holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// What the agent should be like on this call (from the chatbot's call settings).
 #[derive(Debug, Clone)]
@@ -37,6 +214,10 @@ pub struct SessionSpec {
     pub transcription: bool,
     pub noise_reduction: bool,
     pub tools: Vec<ToolSpec>,
+    /// The caller audio format the provider is sent.
+    pub input: AudioFormat,
+    /// The agent audio format the provider is asked for.
+    pub output: AudioFormat,
 }
 
 /// A function the agent may call.
@@ -49,13 +230,18 @@ pub struct ToolSpec {
 }
 
 /// What the call session asks of the provider.
+// Audio frames travel inline (about 1 KiB) so that a frame costs no allocation; the other
+// commands are rare, and the channel's slots are allocated in blocks and reused.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ProviderCommand {
-    /// One frame of caller audio at the input rate, PCM16 little-endian; `arrival` is when
-    /// its packet reached the gateway (for the added-latency measurement).
-    Audio { pcm: Vec<u8>, arrival: Instant },
+    /// One 20 ms frame of caller audio in the input format.
+    Audio(InputFrame),
     /// Speak this text now (greeting, check-ins, goodbyes), as a new response.
     Say { text: String },
+    /// Tell the model something the caller did that it cannot hear (a key press), as a
+    /// short user message it may answer.
+    UserText { text: String },
     /// The caller heard only `audio_end_ms` of an agent item: cut it there.
     Truncate { item_id: Arc<str>, audio_end_ms: u64 },
     /// Stop the response being generated (used when the provider does not do it itself).
@@ -69,8 +255,8 @@ pub enum ProviderCommand {
 /// What the provider tells the call session.
 #[derive(Debug)]
 pub enum ProviderEvent {
-    /// Agent audio at the output rate.
-    Audio { item_id: Arc<str>, pcm: Vec<i16>, received: Instant },
+    /// Agent audio in the output format.
+    Audio { item_id: Arc<str>, audio: AgentAudio, received: Instant },
     /// The agent item's audio is complete.
     AudioDone { item_id: Arc<str> },
     /// The provider heard the caller start speaking (its VAD).
@@ -99,8 +285,6 @@ pub enum ProviderEvent {
 pub struct ProviderSession {
     pub commands: mpsc::Sender<ProviderCommand>,
     pub events: mpsc::Receiver<ProviderEvent>,
-    pub input_rate: SampleRate,
-    pub output_rate: SampleRate,
 }
 
 /// Why a provider session could not be opened.
@@ -143,15 +327,6 @@ impl ProviderSettings {
             Provider::OpenAi => self.openai_key.is_some(),
             Provider::Google => self.gemini_key.is_some(),
             Provider::Echo => true,
-        }
-    }
-
-    /// The (input, output) PCM rates of the model's provider, known before connecting so the
-    /// caller's codec chain can be set up in parallel with the provider session.
-    pub fn rates(&self, model: &AiModel) -> (SampleRate, SampleRate) {
-        match model.provider {
-            Provider::OpenAi | Provider::Echo => (SampleRate::Hz24000, SampleRate::Hz24000),
-            Provider::Google => (SampleRate::Hz16000, SampleRate::Hz24000),
         }
     }
 

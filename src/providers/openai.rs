@@ -1,6 +1,11 @@
 //! OpenAI Realtime over WebSocket, GA and beta dialects
-//! (shared/protocols/realtime-protocols.md §1). Audio is PCM16 24 kHz both ways.
+//! (shared/protocols/realtime-protocols.md §1). Audio is PCM16 24 kHz, or G.711 μ-law /
+//! A-law 8 kHz (a phone caller's audio then passes through untouched), as negotiated.
+//!
+//! Server events are read into one typed, borrowing struct ([`ServerEvent`]): an audio
+//! delta is decoded straight from the frame's text, without building a JSON tree.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::{SinkExt, StreamExt};
 use media::SampleRate;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -17,8 +23,21 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{ProviderCommand, ProviderError, ProviderEvent, ProviderSession, SessionSpec};
-use crate::store::RealtimeDialect;
+use super::{
+    AgentAudio, AudioFormat, Capabilities, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, SessionSpec,
+    TextFrames,
+};
+use crate::domain::RealtimeDialect;
+
+/// OpenAI Realtime takes and gives PCM16 at 24 kHz or G.711 at 8 kHz; its server VAD
+/// confirms a barge-in (`speech_started`) within a few hundred milliseconds, and an
+/// item can be truncated at what the caller heard.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    input: &[AudioFormat::Pcm16(SampleRate::Hz24000), AudioFormat::Mulaw, AudioFormat::Alaw],
+    output: &[AudioFormat::Pcm16(SampleRate::Hz24000), AudioFormat::Mulaw, AudioFormat::Alaw],
+    barge_in_confirm: Duration::from_millis(700),
+    truncates: true,
+};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -58,22 +77,17 @@ pub async fn connect(base: &url::Url, key: &str, spec: &SessionSpec) -> Result<P
         endpoint,
         spec: spec.clone(),
         events: events_tx,
-        state: ReadState::default(),
+        state: ReadState { g711_output: spec.output.is_g711(), ..ReadState::default() },
         history: History::default(),
         response_active: false,
         turn_open: false,
         pending_say: None,
         last_say: None,
         last_loud: None,
-        frame: String::with_capacity(4096),
+        frames: TextFrames::default(),
     };
     tokio::spawn(worker.run(connection, commands_rx));
-    Ok(ProviderSession {
-        commands: commands_tx,
-        events: events_rx,
-        input_rate: SampleRate::Hz24000,
-        output_rate: SampleRate::Hz24000,
-    })
+    Ok(ProviderSession { commands: commands_tx, events: events_rx })
 }
 
 /// Opens and configures one Realtime session.
@@ -158,7 +172,7 @@ pub fn session_update(spec: &SessionSpec) -> Value {
     let session = match spec.dialect {
         RealtimeDialect::Ga => {
             let mut input = json!({
-                "format": {"type": "audio/pcm", "rate": 24000},
+                "format": ga_format(spec.input),
                 "turn_detection": turn_detection,
             });
             if spec.transcription {
@@ -174,7 +188,7 @@ pub fn session_update(spec: &SessionSpec) -> Value {
                 "instructions": spec.instructions,
                 "audio": {
                     "input": input,
-                    "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": spec.voice, "speed": spec.speed},
+                    "output": {"format": ga_format(spec.output), "voice": spec.voice, "speed": spec.speed},
                 },
             });
             if !tools.is_empty() {
@@ -188,8 +202,8 @@ pub fn session_update(spec: &SessionSpec) -> Value {
                 "modalities": ["text", "audio"],
                 "instructions": spec.instructions,
                 "voice": spec.voice,
-                "input_audio_format": "pcm16",
-                "output_audio_format": "pcm16",
+                "input_audio_format": beta_format(spec.input),
+                "output_audio_format": beta_format(spec.output),
                 "turn_detection": turn_detection,
             });
             if spec.transcription {
@@ -211,6 +225,24 @@ pub fn session_update(spec: &SessionSpec) -> Value {
     json!({"type": "session.update", "session": session})
 }
 
+/// An audio format as the GA dialect names it.
+fn ga_format(format: AudioFormat) -> Value {
+    match format {
+        AudioFormat::Mulaw => json!({"type": "audio/pcmu"}),
+        AudioFormat::Alaw => json!({"type": "audio/pcma"}),
+        AudioFormat::Pcm16(rate) => json!({"type": "audio/pcm", "rate": rate.hz()}),
+    }
+}
+
+/// An audio format as the beta dialect names it (PCM16 is always 24 kHz there).
+fn beta_format(format: AudioFormat) -> &'static str {
+    match format {
+        AudioFormat::Mulaw => "g711_ulaw",
+        AudioFormat::Alaw => "g711_alaw",
+        AudioFormat::Pcm16(_) => "pcm16",
+    }
+}
+
 /// Per-session state of the reader: partial transcripts and tool names by item.
 #[derive(Default)]
 struct ReadState {
@@ -221,6 +253,8 @@ struct ReadState {
     /// Interned item ids, so audio events share one allocation per item.
     items: HashMap<String, Arc<str>>,
     audio: Vec<u8>,
+    /// Whether agent audio arrives as G.711 codes rather than PCM16.
+    g711_output: bool,
 }
 
 impl ReadState {
@@ -292,11 +326,9 @@ struct Worker {
     /// When the caller's audio was last loud: their words may not have reached the
     /// provider's VAD yet, so a rollover waits for a quiet moment.
     last_loud: Option<Instant>,
-    frame: String,
+    /// Caller audio frames are built here without allocating.
+    frames: TextFrames,
 }
-
-/// Peak above which a caller frame counts as speech for rollover timing (about -30 dBFS).
-const LOUD_PEAK: u16 = 1000;
 /// Quiet the caller must have kept before the call moves to a new session.
 const QUIET_BEFORE_ROLLOVER: Duration = Duration::from_millis(700);
 
@@ -444,16 +476,16 @@ impl Worker {
         sink: &mut futures::stream::SplitSink<Socket, Message>,
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         match command {
-            ProviderCommand::Audio { pcm, arrival } => {
-                if pcm.chunks_exact(2).any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > LOUD_PEAK) {
-                    self.last_loud = Some(arrival);
+            ProviderCommand::Audio(frame) => {
+                if frame.loud {
+                    self.last_loud = Some(frame.arrival);
                 }
-                self.frame.clear();
-                self.frame.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
-                STANDARD.encode_string(&pcm, &mut self.frame);
-                self.frame.push_str("\"}");
-                sink.send(Message::text(self.frame.clone())).await?;
-                crate::metrics::inbound_latency(arrival.elapsed());
+                self.frames.begin(1400);
+                self.frames.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+                self.frames.push_base64(frame.bytes());
+                self.frames.push_str("\"}");
+                sink.send(self.frames.take()).await?;
+                crate::metrics::inbound_latency(frame.arrival.elapsed());
             }
             ProviderCommand::Say { text } if self.response_active => {
                 // One response at a time: cancel the current one, speak when it is done.
@@ -465,6 +497,18 @@ impl Worker {
                 self.last_say = Some(text.clone());
                 for event in client_events(ProviderCommand::Say { text }) {
                     sink.send(Message::text(event.to_string())).await?;
+                }
+            }
+            ProviderCommand::UserText { text } => {
+                let item = json!({
+                    "type": "conversation.item.create",
+                    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+                });
+                sink.send(Message::text(item.to_string())).await?;
+                // Let the agent react, unless it is answering already (it sees the note then).
+                if !self.response_active {
+                    self.response_active = true;
+                    sink.send(Message::text(json!({"type": "response.create"}).to_string())).await?;
                 }
             }
             command @ ProviderCommand::ToolResult { .. } => {
@@ -490,17 +534,21 @@ impl Worker {
         sink: &mut futures::stream::SplitSink<Socket, Message>,
     ) -> Result<(), ()> {
         let received = Instant::now();
-        let Ok(event) = serde_json::from_str::<Value>(text) else {
-            tracing::warn!("ignoring a non-JSON frame from OpenAI");
-            return Ok(());
+        let event = match serde_json::from_str::<ServerEvent>(text) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(error = %err, "ignoring a frame from OpenAI that is not a server event");
+                return Ok(());
+            }
         };
-        match event["type"].as_str() {
-            Some("response.created") => {
+        let error_code = event.error.as_ref().and_then(|e| e.code.as_deref());
+        match &*event.kind {
+            "response.created" => {
                 self.response_active = true;
                 self.last_say = None;
             }
-            Some("input_audio_buffer.speech_started") => self.turn_open = true,
-            Some("response.done") => {
+            "input_audio_buffer.speech_started" => self.turn_open = true,
+            "response.done" => {
                 self.response_active = false;
                 self.turn_open = false;
                 if let Some(text) = self.pending_say.take() {
@@ -515,7 +563,7 @@ impl Worker {
             }
             // A response started by the server (its VAD) raced our `response.create`: say the
             // text once that response is done.
-            Some("error") if event["error"]["code"] == "conversation_already_has_active_response" => {
+            "error" if error_code == Some("conversation_already_has_active_response") => {
                 if let Some(text) = self.last_say.take() {
                     self.pending_say = Some(text);
                 }
@@ -524,7 +572,7 @@ impl Worker {
             }
             // The session is about to end (time limit): the close that follows triggers
             // the reconnect; the call need not hear about it.
-            Some("error") if event["error"]["code"] == "session_expired" => return Ok(()),
+            "error" if error_code == Some("session_expired") => return Ok(()),
             _ => {}
         }
         for out in translate(&event, &mut self.state, received) {
@@ -565,24 +613,86 @@ fn client_events(command: ProviderCommand) -> Vec<Value> {
             }),
             json!({"type": "response.create"}),
         ],
-        ProviderCommand::Audio { .. } | ProviderCommand::Close => unreachable!("handled by the caller"),
+        ProviderCommand::Audio(_) | ProviderCommand::UserText { .. } | ProviderCommand::Close => {
+            unreachable!("handled by the caller")
+        }
     }
 }
 
+/// A server event of either dialect, as far as the gateway reads it. Strings borrow from
+/// the frame where they can (no escapes), so an audio delta is decoded from the frame's
+/// own text.
+#[derive(Debug, Deserialize)]
+struct ServerEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    transcript: Option<String>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+    #[serde(default)]
+    item: Option<OutputItem>,
+    #[serde(default)]
+    response: Option<ResponseInfo>,
+    #[serde(default)]
+    error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OutputItem {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResponseInfo {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    output: Vec<OutputItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorInfo {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
 /// Translates one server event (either dialect) into provider events.
-fn translate(event: &Value, state: &mut ReadState, received: Instant) -> Vec<ProviderEvent> {
-    let kind = event["type"].as_str().unwrap_or_default();
-    let item_id = event["item_id"].as_str().unwrap_or_default();
-    match kind {
+fn translate(event: &ServerEvent<'_>, state: &mut ReadState, received: Instant) -> Vec<ProviderEvent> {
+    let item_id = event.item_id.as_deref().unwrap_or_default();
+    match &*event.kind {
         "response.output_audio.delta" | "response.audio.delta" => {
-            let Some(delta) = event["delta"].as_str() else { return vec![] };
+            let Some(delta) = event.delta.as_deref() else { return vec![] };
             state.audio.clear();
             if STANDARD.decode_vec(delta, &mut state.audio).is_err() {
                 tracing::warn!("ignoring an audio delta that is not base64");
                 return vec![];
             }
-            let pcm = state.audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-            vec![ProviderEvent::Audio { item_id: state.item(item_id), pcm, received }]
+            let audio = if state.g711_output {
+                AgentAudio::G711(state.audio.clone())
+            } else {
+                AgentAudio::Pcm16(state.audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+            };
+            vec![ProviderEvent::Audio { item_id: state.item(item_id), audio, received }]
         }
         "response.output_audio.done" | "response.audio.done" => {
             vec![ProviderEvent::AudioDone { item_id: state.item(item_id) }]
@@ -591,13 +701,13 @@ fn translate(event: &Value, state: &mut ReadState, received: Instant) -> Vec<Pro
         "input_audio_buffer.speech_stopped" => vec![ProviderEvent::SpeechStopped],
         "conversation.item.input_audio_transcription.delta" => {
             let line = state.user_lines.entry(item_id.to_owned()).or_default();
-            line.push_str(event["delta"].as_str().unwrap_or_default());
+            line.push_str(event.delta.as_deref().unwrap_or_default());
             let text = line.clone();
             vec![ProviderEvent::UserTranscript { item_id: state.item(item_id), text, is_final: false }]
         }
         "conversation.item.input_audio_transcription.completed" => {
             state.user_lines.remove(item_id);
-            let text = event["transcript"].as_str().unwrap_or_default().trim().to_owned();
+            let text = event.transcript.as_deref().unwrap_or_default().trim().to_owned();
             // The caller's line is complete: forget its interned id.
             let item = state.items.remove(item_id).unwrap_or_else(|| item_id.into());
             vec![ProviderEvent::UserTranscript { item_id: item, text, is_final: true }]
@@ -605,59 +715,56 @@ fn translate(event: &Value, state: &mut ReadState, received: Instant) -> Vec<Pro
         "conversation.item.input_audio_transcription.failed" => {
             state.user_lines.remove(item_id);
             state.items.remove(item_id);
+            let message = event.error.as_ref().and_then(|e| e.message.clone());
             vec![ProviderEvent::Error {
                 code: "transcription_failed".into(),
-                message: event["error"]["message"].as_str().unwrap_or("input transcription failed").to_owned(),
+                message: message.unwrap_or_else(|| "input transcription failed".to_owned()),
             }]
         }
         "response.output_audio_transcript.delta" | "response.audio_transcript.delta" => {
             let line = state.agent_lines.entry(item_id.to_owned()).or_default();
-            line.push_str(event["delta"].as_str().unwrap_or_default());
+            line.push_str(event.delta.as_deref().unwrap_or_default());
             let text = line.clone();
             vec![ProviderEvent::AgentTranscript { item_id: state.item(item_id), text, is_final: false }]
         }
         "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
             state.agent_lines.remove(item_id);
-            let text = event["transcript"].as_str().unwrap_or_default().to_owned();
+            let text = event.transcript.clone().unwrap_or_default();
             vec![ProviderEvent::AgentTranscript { item_id: state.item(item_id), text, is_final: true }]
         }
         "response.output_item.added" => {
-            let item = &event["item"];
-            if item["type"] == "function_call"
-                && let (Some(call_id), Some(name)) = (item["call_id"].as_str(), item["name"].as_str())
+            if let Some(item) = &event.item
+                && item.kind.as_deref() == Some("function_call")
+                && let (Some(call_id), Some(name)) = (&item.call_id, &item.name)
             {
-                state.tool_names.insert(call_id.to_owned(), name.to_owned());
+                state.tool_names.insert(call_id.clone(), name.clone());
             }
             vec![]
         }
         "response.function_call_arguments.done" => {
-            let call_id = event["call_id"].as_str().unwrap_or_default().to_owned();
-            let name = event["name"]
-                .as_str()
-                .map(str::to_owned)
-                .or_else(|| state.tool_names.get(&call_id).cloned())
-                .unwrap_or_default();
+            let call_id = event.call_id.clone().unwrap_or_default();
+            let name = event.name.clone().or_else(|| state.tool_names.get(&call_id).cloned()).unwrap_or_default();
             state.tool_names.remove(&call_id);
-            let arguments = event["arguments"].as_str().unwrap_or("{}").to_owned();
+            let arguments = event.arguments.clone().unwrap_or_else(|| "{}".to_owned());
             vec![ProviderEvent::ToolCall { call_id, name, arguments }]
         }
         "response.done" => {
-            let status = event["response"]["status"].as_str().unwrap_or("completed").to_owned();
+            let response = event.response.as_ref();
+            let status = response.and_then(|r| r.status.clone()).unwrap_or_else(|| "completed".to_owned());
             // Forget the items of finished responses so the interning map stays small.
-            if let Some(output) = event["response"]["output"].as_array() {
-                for item in output {
-                    if let Some(id) = item["id"].as_str() {
-                        state.items.remove(id);
-                        state.agent_lines.remove(id);
-                    }
+            for item in response.map(|r| r.output.as_slice()).unwrap_or_default() {
+                if let Some(id) = &item.id {
+                    state.items.remove(id);
+                    state.agent_lines.remove(id);
                 }
             }
             vec![ProviderEvent::ResponseDone { status }]
         }
         "error" => {
-            let error = &event["error"];
-            let code = error["code"].as_str().or(error["type"].as_str()).unwrap_or("error").to_owned();
-            let message = error["message"].as_str().unwrap_or_default().to_owned();
+            let error = event.error.as_ref();
+            let code =
+                error.and_then(|e| e.code.clone().or_else(|| e.kind.clone())).unwrap_or_else(|| "error".to_owned());
+            let message = error.and_then(|e| e.message.clone()).unwrap_or_default();
             tracing::warn!(code = %code, message = %message, "OpenAI reported an error");
             vec![ProviderEvent::Error { code, message }]
         }
@@ -680,12 +787,21 @@ mod tests {
             allow_interruption: false,
             transcription: true,
             noise_reduction: true,
+            input: AudioFormat::Pcm16(SampleRate::Hz24000),
+            output: AudioFormat::Pcm16(SampleRate::Hz24000),
             tools: vec![super::super::ToolSpec {
                 name: "search_knowledge_base".into(),
                 description: "Search".into(),
                 parameters: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
             }],
         }
+    }
+
+    /// Translates a JSON event as the worker does.
+    fn translate_json(event: Value, state: &mut ReadState) -> Vec<ProviderEvent> {
+        let text = event.to_string();
+        let event: ServerEvent = serde_json::from_str(&text).unwrap();
+        translate(&event, state, Instant::now())
     }
 
     #[test]
@@ -718,25 +834,42 @@ mod tests {
         let mut state = ReadState::default();
         for kind in ["response.output_audio.delta", "response.audio.delta"] {
             let event = json!({"type": kind, "item_id": "item_1", "delta": "8//2//v/9//q/+//"});
-            let out = translate(&event, &mut state, Instant::now());
-            let [ProviderEvent::Audio { item_id, pcm, .. }] = out.as_slice() else { panic!("{out:?}") };
+            let out = translate_json(event, &mut state);
+            let [ProviderEvent::Audio { item_id, audio: AgentAudio::Pcm16(pcm), .. }] = out.as_slice() else {
+                panic!("{out:?}")
+            };
             assert_eq!(&**item_id, "item_1");
             assert_eq!(pcm.len(), 6);
         }
     }
 
     #[test]
+    fn g711_sessions_ask_for_mulaw_in_both_dialects_and_pass_its_codes_through() {
+        let mut g711 = spec(RealtimeDialect::Ga);
+        (g711.input, g711.output) = (AudioFormat::Mulaw, AudioFormat::Mulaw);
+        let update = session_update(&g711);
+        assert_eq!(update["session"]["audio"]["input"]["format"], json!({"type": "audio/pcmu"}));
+        assert_eq!(update["session"]["audio"]["output"]["format"], json!({"type": "audio/pcmu"}));
+        g711.dialect = RealtimeDialect::Beta;
+        let update = session_update(&g711);
+        assert_eq!(update["session"]["input_audio_format"], "g711_ulaw");
+        let mut state = ReadState { g711_output: true, ..ReadState::default() };
+        let out =
+            translate_json(json!({"type": "response.output_audio.delta", "item_id": "i", "delta": "f/9+"}), &mut state);
+        let [ProviderEvent::Audio { audio: AgentAudio::G711(codes), .. }] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(codes, &[0x7f, 0xff, 0x7e]);
+    }
+
+    #[test]
     fn beta_function_calls_get_their_name_from_the_output_item() {
         let mut state = ReadState::default();
-        translate(
-            &json!({"type": "response.output_item.added", "item": {"type": "function_call", "call_id": "call_1", "name": "search_knowledge_base"}}),
+        translate_json(
+            json!({"type": "response.output_item.added", "item": {"type": "function_call", "call_id": "call_1", "name": "search_knowledge_base"}}),
             &mut state,
-            Instant::now(),
         );
-        let out = translate(
-            &json!({"type": "response.function_call_arguments.done", "call_id": "call_1", "arguments": "{\"query\":\"hours\"}"}),
+        let out = translate_json(
+            json!({"type": "response.function_call_arguments.done", "call_id": "call_1", "arguments": "{\"query\":\"hours\"}"}),
             &mut state,
-            Instant::now(),
         );
         let [ProviderEvent::ToolCall { name, arguments, .. }] = out.as_slice() else { panic!() };
         assert_eq!((name.as_str(), arguments.as_str()), ("search_knowledge_base", "{\"query\":\"hours\"}"));
@@ -746,16 +879,14 @@ mod tests {
     fn transcript_deltas_accumulate_into_whole_lines() {
         let mut state = ReadState::default();
         for delta in ["Sure", "!", " I'd"] {
-            translate(
-                &json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": delta}),
+            translate_json(
+                json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": delta}),
                 &mut state,
-                Instant::now(),
             );
         }
-        let out = translate(
-            &json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": " be"}),
+        let out = translate_json(
+            json!({"type": "response.output_audio_transcript.delta", "item_id": "i", "delta": " be"}),
             &mut state,
-            Instant::now(),
         );
         let [ProviderEvent::AgentTranscript { text, is_final: false, .. }] = out.as_slice() else { panic!() };
         assert_eq!(text, "Sure! I'd be");

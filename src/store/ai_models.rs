@@ -6,20 +6,9 @@ use utoipa::ToSchema;
 
 use super::companies::json;
 use super::{Store, StoreResult, parse_enum, parse_id, parse_json};
+use crate::domain::{Provider, RealtimeDialect};
 use crate::ids::ModelId;
 use crate::time::{UnixMs, now_ms};
-
-text_enum!(
-    /// Who serves the model.
-    Provider {
-        /// OpenAI (Realtime API for calls).
-        OpenAi = "openai",
-        /// Google (Gemini Live API for calls).
-        Google = "google",
-        /// Built in: plays the caller's voice back. For demos and diagnostics.
-        Echo = "echo",
-    }
-);
 
 text_enum!(
     /// What a model may be used for.
@@ -38,17 +27,6 @@ impl ModelType {
     pub fn is_call_capable(self) -> bool {
         matches!(self, Self::Call | Self::Both)
     }
-}
-
-/// The two wire dialects of the OpenAI Realtime API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum RealtimeDialect {
-    /// The generally available API (the default).
-    #[default]
-    Ga,
-    /// The 2024–2025 beta (header `OpenAI-Beta: realtime=v1`), needed by preview models.
-    Beta,
 }
 
 /// Provider details of a model (`ai_models.settings`).

@@ -3,93 +3,9 @@
 use sqlx::Row;
 
 use super::{Store, StoreResult, parse_enum, parse_id};
+use crate::domain::{CallSource, CallStatus, EndReason, TranscriptRole};
 use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, TranscriptLineId};
 use crate::time::{UnixMs, now_ms};
-
-text_enum!(
-    /// Where the caller came from.
-    CallSource {
-        /// The website widget (WebRTC).
-        Web = "web",
-        /// WhatsApp Business calling.
-        WhatsApp = "whatsapp",
-        /// A phone call through Twilio.
-        Twilio = "twilio",
-    }
-);
-
-text_enum!(
-    /// Lifecycle of a call: pending → connecting → active → completed | failed.
-    CallStatus {
-        /// Session created; the caller has not connected yet.
-        Pending = "pending",
-        /// The caller is connecting (signaling, ICE, DTLS; the provider session opening).
-        Connecting = "connecting",
-        /// Audio flows both ways.
-        Active = "active",
-        /// Ended normally.
-        Completed = "completed",
-        /// Ended by a failure (network, provider, ...).
-        Failed = "failed",
-    }
-);
-
-impl CallStatus {
-    /// Whether the call is over.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
-    }
-}
-
-text_enum!(
-    /// Why a call ended.
-    EndReason {
-        /// The caller hung up.
-        CallerHangup = "caller_hangup",
-        /// A human agent or admin ended it.
-        AgentHangup = "agent_hangup",
-        /// The caller's network went away (ICE failed or stayed disconnected).
-        NetworkLost = "network_lost",
-        /// The AI provider could not be reached or failed mid-call.
-        ProviderError = "provider_error",
-        /// The caller stayed silent past the silence timeout.
-        SilenceTimeout = "silence_timeout",
-        /// The call reached its maximum duration.
-        MaxDuration = "max_duration",
-        /// The caller said the end-call phrase (or the agent ended the call).
-        EndPhrase = "end_phrase",
-        /// The caller never connected before the session expired.
-        Expired = "expired",
-        /// The gateway shut down (or a node holding the call was lost).
-        Shutdown = "shutdown",
-        /// Handed over to a human agent.
-        Transferred = "transferred",
-        /// An internal error.
-        Error = "error",
-    }
-);
-
-impl EndReason {
-    /// The final status a call ending for this reason gets.
-    pub fn final_status(self) -> CallStatus {
-        match self {
-            Self::NetworkLost | Self::ProviderError | Self::Error | Self::Shutdown => CallStatus::Failed,
-            _ => CallStatus::Completed,
-        }
-    }
-}
-
-text_enum!(
-    /// Who said a transcript line.
-    TranscriptRole {
-        /// The caller.
-        User = "user",
-        /// The AI agent (or the human agent who took over).
-        Agent = "agent",
-        /// The system: tool calls, their results, notices.
-        System = "system",
-    }
-);
 
 /// A call.
 #[derive(Debug, Clone)]

@@ -6,41 +6,6 @@
 //! every query of a tenant's data filters by `company_id`. SQL lives only in this module,
 //! one file per table family.
 
-/// Declares a string enum stored as TEXT with a CHECK constraint: `as_str`, `FromStr`,
-/// serde and OpenAPI as the same snake_case strings.
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// The stored and wire form.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-
-            /// Every value, in declaration order.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $($text => Ok(Self::$variant),)+ _ => Err(()) }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 mod ai_models;
 mod calls;
 mod chatbots;
@@ -55,14 +20,16 @@ use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 
-pub use ai_models::{AiModel, ModelPatch, ModelSettings, ModelType, NewModel, Provider, RealtimeDialect};
+pub use ai_models::{AiModel, ModelPatch, ModelSettings, ModelType, NewModel};
+// The domain's values, persisted here as TEXT (re-exported for the store's callers).
+pub use crate::domain::{CallSource, CallStatus, EndReason, Provider, RealtimeDialect, TranscriptRole};
 
 /// Model settings naming a Realtime dialect (tests of other modules).
 #[cfg(test)]
 pub(crate) fn ai_models_settings(dialect: Option<RealtimeDialect>) -> ModelSettings {
     ModelSettings { realtime_dialect: dialect, live_api_version: None }
 }
-pub use calls::{Call, CallSource, CallStatus, EndReason, NewCall, TranscriptLine, TranscriptRole};
+pub use calls::{Call, NewCall, TranscriptLine};
 pub use chatbots::{Chatbot, ChatbotType, NewChatbot};
 pub use companies::Company;
 pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegrationAccount};
