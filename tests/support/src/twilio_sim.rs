@@ -492,6 +492,11 @@ impl PhoneCall {
         self.record.read(|r| r.heard.clone())
     }
 
+    /// Frames heard louder than `dbfs`.
+    pub fn loud_frames(&self, dbfs: f32) -> Vec<HeardFrame> {
+        self.record.read(|r| r.heard.iter().filter(|f| f.dbfs > dbfs).cloned().collect())
+    }
+
     /// What the caller heard from `from_ms` to `to_ms` of the stream clock, as 8 kHz PCM.
     pub fn heard_pcm(&self, from_ms: u64, to_ms: u64) -> Vec<i16> {
         self.record.read(|r| {
@@ -759,7 +764,7 @@ pub fn tone_hz(pcm: &[i16]) -> f32 {
         .windows(2)
         .enumerate()
         .filter(|(_, pair)| pair[0] < 0 && pair[1] >= 0)
-        .map(|(i, pair)| i as f32 + f32::from(-pair[0]) / (f32::from(pair[1]) - f32::from(pair[0])))
+        .map(|(i, pair)| i as f32 - f32::from(pair[0]) / (f32::from(pair[1]) - f32::from(pair[0])))
         .collect();
     match (crossings.first(), crossings.last()) {
         (Some(first), Some(last)) if crossings.len() > 1 => (crossings.len() - 1) as f32 * 8000.0 / (last - first),

@@ -28,10 +28,12 @@ use crate::twilio_webhook::signature;
 
 const PARAMETERS: [(&str, &str); 2] = [("callId", "call-1"), ("note", "Tom & \"Jerry\"")];
 
+/// A webhook as the stand-in received it: signature header, form (or query), status answered.
+type SeenWebhook = (Option<String>, Vec<(String, String)>, u16);
+
 #[derive(Default)]
 struct Seen {
-    /// (signature header, form or query, status answered)
-    webhooks: Vec<(Option<String>, Vec<(String, String)>, u16)>,
+    webhooks: Vec<SeenWebhook>,
     upgrades: Vec<(Option<String>, u16)>,
     /// Every text frame from the simulator, with when it arrived.
     frames: Vec<(Instant, Value)>,
@@ -247,7 +249,8 @@ async fn a_call_posts_a_signed_webhook_then_streams_start_and_media_every_20_ms(
     // Real time: 50 frames take about a second.
     assert!(media.len() >= 51);
     let span = media[50].0 - media[0].0;
-    assert!((Duration::from_millis(900)..Duration::from_millis(1150)).contains(&span), "{span:?}");
+    // (Generous bounds: the machine running the tests may be busy.)
+    assert!((Duration::from_millis(850)..Duration::from_millis(1300)).contains(&span), "{span:?}");
 
     let dtmf = gateway.events("dtmf");
     assert_eq!(dtmf.len(), 1);
@@ -307,6 +310,8 @@ async fn gateway_audio_plays_in_real_time_and_each_mark_is_echoed_after_its_audi
     assert_eq!(second.stream_ms - audio_start, 1000);
     assert!(!first.cleared && !second.cleared);
     assert_eq!(call.heard_audio_ms(), 1000);
+    let loud = call.loud_frames(-20.0).len();
+    assert!((48..=51).contains(&loud), "about 50 loud frames of tone, got {loud}");
 
     // What was heard, and when: 440 Hz then 1 kHz.
     let low = tone_hz(&call.heard_pcm(audio_start + 100, audio_start + 500));
@@ -342,19 +347,20 @@ async fn clear_drops_the_queued_audio_at_once_and_echoes_the_pending_marks() {
     let clear = &call.clears()[0];
     assert_eq!(clear.marks, vec!["a".to_owned(), "b".to_owned()]);
     let dropped_ms = clear.dropped_bytes as u64 / 8;
-    assert!((2300..=2520).contains(&dropped_ms), "dropped {dropped_ms} ms");
+    assert!((2000..=2520).contains(&dropped_ms), "dropped {dropped_ms} ms");
     let marks = call.marks();
     assert!(marks.iter().all(|m| m.cleared && m.stream_ms == clear.stream_ms), "{marks:?}");
     gateway.wait_for(|s| s.frames.iter().filter(|(_, v)| v["event"] == "mark").count() == 2).await;
     let echoed_in = gateway.frames().iter().rfind(|(_, v)| v["event"] == "mark").map(|(at, _)| *at - sent_clear);
-    assert!(echoed_in.is_some_and(|d| d < Duration::from_millis(100)), "{echoed_in:?}");
+    assert!(echoed_in.is_some_and(|d| d < Duration::from_millis(250)), "{echoed_in:?}");
 
     // Nothing more plays: the agent was cut where the clear landed.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let heard = call.heard();
     let last_audio = heard.iter().rfind(|f| f.audio_bytes > 0).expect("heard audio");
     assert!(last_audio.stream_ms <= clear.stream_ms, "{} > {}", last_audio.stream_ms, clear.stream_ms);
-    assert!((480..=720).contains(&call.heard_audio_ms()), "{}", call.heard_audio_ms());
+    assert!((480..=1000).contains(&call.heard_audio_ms()), "{}", call.heard_audio_ms());
+    assert_eq!(call.heard_audio_ms() + dropped_ms, 3000, "every byte was either played or dropped");
 }
 
 #[tokio::test]

@@ -396,7 +396,7 @@ mod tests {
         let code = |text: String| check_outbound(&text, SID).map(|_| 0).unwrap_or_else(|fault| fault.code);
         assert_eq!(code("not json".into()), 31951);
         assert_eq!(code(format!(r#"{{"event":"start","streamSid":"{SID}"}}"#)), 31951);
-        assert_eq!(code(format!(r#"{{"event":"clear","streamSid":"MZother"}}"#)), 31951);
+        assert_eq!(code(r#"{"event":"clear","streamSid":"MZother"}"#.to_owned()), 31951);
         assert_eq!(code(format!(r#"{{"event":"clear","streamSid":"{SID}","sequenceNumber":"1"}}"#)), 31951);
         assert_eq!(
             code(format!(r#"{{"event":"media","streamSid":"{SID}","media":{{"payload":"/38A","track":"outbound"}}}}"#)),
