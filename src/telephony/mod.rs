@@ -1,6 +1,8 @@
 //! The telephony edges: Twilio (phone calls through Media Streams) and WhatsApp Business
-//! calling. For now: their REST clients, used to verify an integration account's
-//! credentials ("Test connection").
+//! calling.
+//! - [`twilio`]: the Twilio protocol pieces (webhook signature, TwiML, Media Streams
+//!   messages) and its REST client (credential checks, hanging up a call)
+//! - [`whatsapp`]: the Graph API client behind "Test connection"
 
 pub mod twilio;
 pub mod whatsapp;

@@ -8,7 +8,12 @@
 //! - [`mock_gemini_live`]: Gemini Live `BidiGenerateContent`; the pure state
 //!   is in `live_session`.
 //! - [`mock_twilio_rest`] and [`mock_graph`]: the REST calls behind the
-//!   "Test connection" buttons (Twilio account + number, WhatsApp number).
+//!   "Test connection" buttons (Twilio account + number, WhatsApp number), and
+//!   Twilio's call hang-up.
+//! - [`twilio_sim`]: Twilio placing phone calls: the signed Voice webhook, the
+//!   TwiML read as Twilio reads it, the Media Streams WebSocket paced in real
+//!   time with playback, marks and clear; its pure parts are in
+//!   `twilio_webhook` and `twilio_stream`.
 //! - [`script`]: what the speech mocks say and do (replies, tool calls,
 //!   pacing, fault injection), shared by both.
 //! - [`audio`] and [`energy_vad`]: test audio (tones, G.711, PCM16) and the
@@ -30,22 +35,28 @@ pub mod mock_openai_realtime;
 pub mod mock_twilio_rest;
 pub mod recorder;
 pub mod script;
+pub mod twilio_sim;
 
 mod ids;
 mod live_session;
 mod realtime_schema;
 mod realtime_session;
 mod server;
+mod twilio_stream;
+mod twilio_webhook;
 
 #[cfg(test)]
 mod fixture_replay_tests;
 #[cfg(test)]
 mod test_client;
+#[cfg(test)]
+mod twilio_sim_tests;
 
 pub use caller::{Caller, Heard, utterance};
 pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
 pub use mock_graph::{GraphConfig, GraphPhoneNumber, MockGraph};
 pub use mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
-pub use mock_twilio_rest::{MockTwilioRest, TwilioAccount, TwilioRestConfig};
+pub use mock_twilio_rest::{LiveCalls, MockTwilioRest, TwilioAccount, TwilioRestConfig};
 pub use recorder::WaitTimeout;
 pub use script::{HandshakeRejection, MockReply, Pacing, ScriptedToolCall};
+pub use twilio_sim::{PhoneCall, Signing, TwilioSim, TwilioSimConfig};

@@ -11,7 +11,13 @@
 //! still authenticates and is fetched with its `status` (the gateway must
 //! treat `status != "active"` as a failure); credentials valid for one
 //! account but a path naming another get 404 / 20404; completing a call
-//! that is unknown or already completed gets 404 / 20404.
+//! that is unknown or already completed gets 404 / 20404; `Status=canceled`
+//! on a call in progress answers 200 with the call still `in-progress`
+//! (Twilio cancels only queued or ringing calls), so only
+//! `Status=completed` hangs up; any other `Status` is 400 / 21218.
+//!
+//! The Twilio simulator (`twilio_sim`) registers the calls it places through
+//! [`LiveCalls`] and ends its stream when the gateway completes one here.
 
 use std::collections::HashMap;
 use std::io;
@@ -110,6 +116,9 @@ pub struct TwilioState {
     /// Live accounts (calls are added and completed at run time).
     #[serde(skip)]
     pub accounts: Vec<TwilioAccount>,
+    /// Who is on each call the simulator placed: Call SID -> (From, To).
+    #[serde(skip)]
+    pub parties: HashMap<String, (String, String)>,
 }
 
 struct Templates {
@@ -196,6 +205,11 @@ impl MockTwilioRest {
         });
     }
 
+    /// A handle on the live calls, which the Twilio simulator keeps up to date.
+    pub fn live_calls(&self) -> LiveCalls {
+        LiveCalls { shared: self.shared.clone() }
+    }
+
     pub async fn wait_for(
         &self,
         condition: impl FnMut(&TwilioState) -> bool,
@@ -206,6 +220,41 @@ impl MockTwilioRest {
 
     pub async fn shutdown(mut self) {
         self.server.shutdown().await;
+    }
+}
+
+/// The calls in progress on the mock's accounts, shared with the Twilio simulator: it
+/// adds a call when the stream opens, ends it when the caller hangs up, and learns here
+/// when the gateway completed it through the REST API.
+#[derive(Clone)]
+pub struct LiveCalls {
+    shared: Arc<Shared>,
+}
+
+impl LiveCalls {
+    /// A call from `from` to `to` is in progress on `account_sid`.
+    pub fn start(&self, account_sid: &str, call_sid: &str, from: &str, to: &str) {
+        self.shared.recorder.update(|s| {
+            if let Some(account) = s.accounts.iter_mut().find(|a| a.sid == account_sid) {
+                account.calls.push(call_sid.to_owned());
+            }
+            s.parties.insert(call_sid.to_owned(), (from.to_owned(), to.to_owned()));
+        });
+    }
+
+    /// The call ended by itself (the caller hung up): it is no longer live.
+    pub fn end(&self, call_sid: &str) {
+        self.shared.recorder.update(|s| {
+            for account in &mut s.accounts {
+                account.calls.retain(|c| c != call_sid);
+            }
+        });
+    }
+
+    /// Waits until a REST request completed `call_sid`.
+    pub async fn completed(&self, call_sid: &str) {
+        let done = |s: &TwilioState| s.hangups.iter().any(|h| h.call_sid == call_sid);
+        while self.shared.recorder.wait_for(done, Duration::from_secs(3600)).await.is_err() {}
     }
 }
 
@@ -278,6 +327,86 @@ impl Shared {
         body["friendly_name"] = json!(friendly_number(number));
         body
     }
+}
+
+impl Shared {
+    /// A call resource as `POST …/Calls/{CallSid}.json` returns it (twilio-oai
+    /// `api.v2010.account.call`).
+    fn call_body(&self, account_sid: &str, call_sid: &str, status: &str) -> Value {
+        let (from, to) = self.recorder.read(|s| s.parties.get(call_sid).cloned()).unwrap_or_default();
+        let now = rfc2822_now();
+        let uri = format!("/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}");
+        let ended = status == "completed";
+        json!({
+            "sid": call_sid,
+            "date_created": now,
+            "date_updated": now,
+            "parent_call_sid": null,
+            "account_sid": account_sid,
+            "to": to,
+            "to_formatted": friendly_number(&to),
+            "from": from,
+            "from_formatted": friendly_number(&from),
+            "phone_number_sid": format!("PN{:032x}", fnv1a(to.as_bytes())),
+            "status": status,
+            "start_time": now,
+            "end_time": if ended { json!(now) } else { Value::Null },
+            "duration": if ended { json!("0") } else { Value::Null },
+            "price": null,
+            "price_unit": "USD",
+            "direction": "inbound",
+            "answered_by": null,
+            "api_version": "2010-04-01",
+            "forwarded_from": to,
+            "group_sid": null,
+            "caller_name": null,
+            "queue_time": "0",
+            "trunk_sid": null,
+            "uri": format!("{uri}.json"),
+            "subresource_uris": {
+                "notifications": format!("{uri}/Notifications.json"),
+                "recordings": format!("{uri}/Recordings.json"),
+                "payments": format!("{uri}/Payments.json"),
+                "events": format!("{uri}/Events.json"),
+                "siprec": format!("{uri}/Siprec.json"),
+                "streams": format!("{uri}/Streams.json"),
+                "transcriptions": format!("{uri}/Transcriptions.json"),
+                "user_defined_message_subscriptions": format!("{uri}/UserDefinedMessageSubscriptions.json"),
+                "user_defined_messages": format!("{uri}/UserDefinedMessages.json"),
+            },
+        })
+    }
+}
+
+/// Now as Twilio writes dates: `Thu, 30 Jul 2015 20:00:00 +0000`.
+fn rfc2822_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    rfc2822(secs)
+}
+
+fn rfc2822(unix_secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = (unix_secs / 86_400) as i64;
+    let secs = unix_secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// A stable 128-bit hash, so a number keeps its PN SID across runs.
@@ -398,6 +527,8 @@ async fn update_call(
                 )
             } else if !live {
                 shared.not_found(uri.path())
+            } else if status == "canceled" {
+                json_response(StatusCode::OK, shared.call_body(&account.sid, call_sid, "in-progress"))
             } else {
                 shared.recorder.update(|s| {
                     if let Some(a) = s.accounts.iter_mut().find(|a| a.sid == account.sid) {
@@ -409,14 +540,7 @@ async fn update_call(
                         status: status.clone(),
                     });
                 });
-                json_response(
-                    StatusCode::OK,
-                    json!({
-                        "sid": call_sid, "account_sid": account.sid, "status": status,
-                        "api_version": "2010-04-01",
-                        "uri": format!("/2010-04-01/Accounts/{}/Calls/{call_sid}.json", account.sid),
-                    }),
-                )
+                json_response(StatusCode::OK, shared.call_body(&account.sid, call_sid, "completed"))
             }
         }
     };
@@ -546,5 +670,57 @@ mod tests {
             }]
         );
         assert_eq!(mock.requests()[0].body, "Status=completed");
+    }
+
+    #[test]
+    fn dates_are_written_like_twilios() {
+        assert_eq!(rfc2822(1_438_286_400), "Thu, 30 Jul 2015 20:00:00 +0000");
+        assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[tokio::test]
+    async fn a_completed_call_comes_back_as_a_call_resource_and_wakes_the_simulator() {
+        let mock = MockTwilioRest::start(TwilioRestConfig::default()).await;
+        let call = "CAbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        let live = mock.live_calls();
+        live.start(TEST_ACCOUNT_SID, call, "+14155550100", TEST_NUMBER);
+        let waiter = tokio::spawn({
+            let live = live.clone();
+            async move { live.completed(call).await }
+        });
+        let url = format!("{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls/{call}.json", mock.base_url());
+        let update = |status: &'static str| {
+            client().post(&url).form(&[("Status", status)]).basic_auth(TEST_ACCOUNT_SID, Some(TEST_AUTH_TOKEN)).send()
+        };
+        let canceled: Value = update("canceled").await.expect("post").json().await.expect("json");
+        assert_eq!(canceled["status"], "in-progress", "canceling does not end a call in progress");
+        assert!(mock.hangups().is_empty());
+        let bad = update("busy").await.expect("post");
+        assert_eq!(bad.status(), 400);
+        assert_eq!(bad.json::<Value>().await.expect("json")["code"], 21218);
+
+        let done = update("completed").await.expect("post");
+        assert_eq!(done.status(), 200);
+        let body: Value = done.json().await.expect("json");
+        assert_eq!(body["sid"], call);
+        assert_eq!(body["status"], "completed");
+        assert_eq!(body["from"], "+14155550100");
+        assert_eq!(body["to"], TEST_NUMBER);
+        assert_eq!(body["direction"], "inbound");
+        assert_eq!(body["uri"], format!("/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls/{call}.json"));
+        tokio::time::timeout(Duration::from_secs(2), waiter).await.expect("woken").expect("task");
+
+        let other = "CAcccccccccccccccccccccccccccccccc";
+        live.start(TEST_ACCOUNT_SID, other, "+14155550100", TEST_NUMBER);
+        live.end(other);
+        let url = format!("{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls/{other}.json", mock.base_url());
+        let ended = client()
+            .post(&url)
+            .form(&[("Status", "completed")])
+            .basic_auth(TEST_ACCOUNT_SID, Some(TEST_AUTH_TOKEN))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(ended.status(), 404, "a call the caller ended is no longer live");
     }
 }
