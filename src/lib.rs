@@ -16,6 +16,7 @@
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
 //! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP limits
 //! - [`demo`]: the `--demo` company
+//! - [`ws_frames`]: WebSocket text frames without an allocation per frame
 
 pub mod api;
 pub mod app;
@@ -38,3 +39,4 @@ pub mod telephony;
 pub mod time;
 pub mod voice_previews;
 pub mod voices;
+pub mod ws_frames;

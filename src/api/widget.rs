@@ -170,6 +170,8 @@ pub async fn open_session(
             node_id: state.node_id.to_string(),
             token_hash: Some(crypto::token_hash(&token)),
             token_expires_at: Some(expires_at),
+            integration_account_id: None,
+            external_id: None,
         })
         .await?;
     tracing::info!(call_id = %call.id, company_id = %call.company_id, chatbot_id = %call.chatbot_id, test, "call session opened");

@@ -38,9 +38,9 @@ use tracing::Instrument;
 
 use super::{
     AgentAudio, AudioFormat, Capabilities, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, SessionSpec,
-    TextFrames,
 };
 use crate::store::AiModel;
+use crate::ws_frames::TextFrames;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Attempt = Pin<Box<dyn Future<Output = Result<Socket, ProviderError>> + Send>>;
@@ -261,7 +261,7 @@ fn audio_message(frames: &mut TextFrames, pcm: &[u8]) -> Message {
     frames.push_str(r#"{"realtimeInput":{"audio":{"data":""#);
     frames.push_base64(pcm);
     frames.push_str(r#"","mimeType":"audio/pcm;rate=16000"}}}"#);
-    frames.take()
+    frames.take_message()
 }
 
 /// A user turn asking the model to say `text`.

@@ -134,47 +134,6 @@ impl std::fmt::Debug for InputFrame {
     }
 }
 
-/// Builds WebSocket text frames in one reused buffer: once the buffer is warm (and the
-/// previous frame has been written out and dropped), a frame costs no allocation.
-#[derive(Debug, Default)]
-pub(crate) struct TextFrames {
-    buf: bytes::BytesMut,
-}
-
-impl TextFrames {
-    /// Starts a frame of about `size` bytes. Call it after the previous frame was sent:
-    /// its buffer is then free again and is reused rather than reallocated.
-    pub(crate) fn begin(&mut self, size: usize) {
-        self.buf.clear();
-        self.buf.reserve(size);
-    }
-
-    /// Appends `text`.
-    pub(crate) fn push_str(&mut self, text: &str) {
-        self.buf.extend_from_slice(text.as_bytes());
-    }
-
-    /// Appends the standard base64 of `data`.
-    pub(crate) fn push_base64(&mut self, data: &[u8]) {
-        use base64::Engine;
-        let start = self.buf.len();
-        let encoded = base64::encoded_len(data.len(), true).unwrap_or(0);
-        self.buf.resize(start + encoded, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(data, &mut self.buf[start..])
-            .expect("sized for the encoding");
-        self.buf.truncate(start + written);
-    }
-
-    /// Takes the frame built so far; the buffer is reclaimed for the next one.
-    pub(crate) fn take(&mut self) -> tokio_tungstenite::tungstenite::Message {
-        let frame = self.buf.split().freeze();
-        let text =
-            tokio_tungstenite::tungstenite::Utf8Bytes::try_from(frame).expect("frames are built from str and base64");
-        tokio_tungstenite::tungstenite::Message::Text(text)
-    }
-}
-
 /// Agent audio in the provider's output format.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentAudio {

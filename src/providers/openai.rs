@@ -25,9 +25,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{
     AgentAudio, AudioFormat, Capabilities, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, SessionSpec,
-    TextFrames,
 };
 use crate::domain::RealtimeDialect;
+use crate::ws_frames::TextFrames;
 
 /// OpenAI Realtime takes and gives PCM16 at 24 kHz or G.711 at 8 kHz; its server VAD
 /// confirms a barge-in (`speech_started`) within a few hundred milliseconds, and an
@@ -484,7 +484,7 @@ impl Worker {
                 self.frames.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
                 self.frames.push_base64(frame.bytes());
                 self.frames.push_str("\"}");
-                sink.send(self.frames.take()).await?;
+                sink.send(self.frames.take_message()).await?;
                 crate::metrics::inbound_latency(frame.arrival.elapsed());
             }
             ProviderCommand::Say { text } if self.response_active => {

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::{Store, StoreResult, parse_enum, parse_id};
 use crate::domain::{CallSource, CallStatus, EndReason, TranscriptRole};
-use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, TranscriptLineId};
+use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, IntegrationAccountId, TranscriptLineId};
 use crate::time::{UnixMs, now_ms};
 
 /// A call.
@@ -31,6 +31,10 @@ pub struct Call {
     pub rating: Option<i64>,
     pub rating_comment: Option<String>,
     pub error_message: Option<String>,
+    /// The integration account a phone or WhatsApp call came in through.
+    pub integration_account_id: Option<IntegrationAccountId>,
+    /// The carrier's id of the call (Twilio CallSid, Meta call id).
+    pub external_id: Option<String>,
 }
 
 /// A call to create, in status `pending`.
@@ -46,6 +50,10 @@ pub struct NewCall {
     pub node_id: String,
     pub token_hash: Option<String>,
     pub token_expires_at: Option<UnixMs>,
+    /// The integration account a phone or WhatsApp call came in through.
+    pub integration_account_id: Option<IntegrationAccountId>,
+    /// The carrier's id of the call, unique per source.
+    pub external_id: Option<String>,
 }
 
 /// A final line of a call's transcript.
@@ -60,7 +68,8 @@ pub struct TranscriptLine {
 }
 
 const COLUMNS: &str = "id, company_id, chatbot_id, source, status, end_reason, is_test, caller, provider, model_id, node_id, \
-    token_hash, token_expires_at, created_at, connected_at, answered_at, ended_at, duration_ms, rating, rating_comment, error_message";
+    token_hash, token_expires_at, created_at, connected_at, answered_at, ended_at, duration_ms, rating, rating_comment, error_message, \
+    integration_account_id, external_id";
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Call> {
     let reason: Option<String> = row.try_get("end_reason")?;
@@ -86,6 +95,12 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Call> {
         rating: row.try_get("rating")?,
         rating_comment: row.try_get("rating_comment")?,
         error_message: row.try_get("error_message")?,
+        integration_account_id: row
+            .try_get::<Option<String>, _>("integration_account_id")?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
+        external_id: row.try_get("external_id")?,
     })
 }
 
@@ -111,8 +126,8 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO calls (id, company_id, chatbot_id, conversation_id, source, status, is_test, caller, provider, \
-             model_id, node_id, token_hash, token_expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $14, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             model_id, node_id, token_hash, token_expires_at, created_at, updated_at, integration_account_id, external_id) \
+             VALUES ($1, $2, $3, $14, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16)",
         )
         .bind(id.as_string())
         .bind(new.company_id.as_string())
@@ -128,6 +143,8 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(conversation.as_string())
+        .bind(new.integration_account_id.map(|id| id.as_string()))
+        .bind(&new.external_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -141,6 +158,31 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
+    }
+
+    /// The call a carrier knows as `external_id` (its CallSid or call id).
+    pub async fn call_by_external_id(&self, source: CallSource, external_id: &str) -> StoreResult<Option<Call>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE source = $1 AND external_id = $2"))
+            .bind(source.as_str())
+            .bind(external_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Gives a call that is still pending a new session token (a carrier repeated its
+    /// webhook: only the latest answer's token opens the call). False if it is not pending.
+    pub async fn renew_call_token(&self, id: CallId, token_hash: &str, expires_at: UnixMs) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE calls SET token_hash = $1, token_expires_at = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(token_hash)
+        .bind(expires_at)
+        .bind(now_ms())
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// A call of a company.
@@ -377,6 +419,8 @@ mod tests {
             node_id: "node-a".into(),
             token_hash: Some(token.into()),
             token_expires_at: Some(1),
+            integration_account_id: None,
+            external_id: None,
         };
         let call = store.create_call(new_call("h")).await.unwrap();
         assert_eq!(call.status, CallStatus::Pending);

@@ -140,6 +140,16 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// An account by id alone, for a carrier's webhook (the URL names the account; the
+    /// webhook's signature proves the caller is the carrier, not a tenant).
+    pub async fn integration_account_by_id(&self, id: IntegrationAccountId) -> StoreResult<Option<IntegrationAccount>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM call_integration_accounts WHERE id = $1"))
+            .bind(id.as_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
     /// One account of a company.
     pub async fn integration_account(
         &self,
