@@ -95,10 +95,10 @@ pub async fn login(
         }
     };
     // Signing in again replaces the session this browser had.
-    if let Some(old) = session_token(&headers) {
-        if let Some(old) = state.store.session(old, now_ms()).await? {
-            state.store.end_session(old.id).await?;
-        }
+    if let Some(old) = session_token(&headers)
+        && let Some(old) = state.store.session(old, now_ms()).await?
+    {
+        state.store.end_session(old.id).await?;
     }
     let now = now_ms();
     let ttl_ms = i64::try_from(state.sign_in.session_ttl.as_millis()).unwrap_or(i64::MAX);
