@@ -159,6 +159,16 @@ impl Sealer {
     /// The configured keys, or in development a key kept in `<data_dir>/encryption.key`
     /// (generated on first use).
     pub fn load(settings: &KeySettings, data_dir: &Path) -> anyhow::Result<(Self, KeySource)> {
+        Self::load_or_generate(settings, data_dir, true)
+    }
+
+    /// Like [`Sealer::load`], but never generates a development key: for commands that
+    /// work on what is already sealed (`gateway keys rotate`).
+    pub fn load_existing(settings: &KeySettings, data_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self::load_or_generate(settings, data_dir, false)?.0)
+    }
+
+    fn load_or_generate(settings: &KeySettings, data_dir: &Path, generate: bool) -> anyhow::Result<(Self, KeySource)> {
         let key_file = settings.key_file.as_ref().filter(|p| !p.as_os_str().is_empty());
         let (keys, key) = (given(&settings.keys), given(&settings.key));
         let configured = usize::from(keys.is_some()) + usize::from(key_file.is_some()) + usize::from(key.is_some());
@@ -191,6 +201,13 @@ impl Sealer {
         if path.exists() {
             let key = std::fs::read_to_string(&path)?;
             return Ok((Self::new(&key, &previous)?, KeySource::DevelopmentFile));
+        }
+        if !generate {
+            anyhow::bail!(
+                "no encryption keys: set GATEWAY_ENCRYPTION_KEYS, GATEWAY_ENCRYPTION_KEY_FILE or GATEWAY_ENCRYPTION_KEY \
+                 (or run where the development key {} is)",
+                path.display()
+            );
         }
         std::fs::create_dir_all(data_dir)?;
         let mut bytes = [0u8; 32];
@@ -430,6 +447,7 @@ mod tests {
     #[test]
     fn dev_key_is_generated_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(Sealer::load_existing(&KeySettings::default(), dir.path()).is_err(), "only generated when serving");
         let (_, source) = Sealer::load(&KeySettings::default(), dir.path()).unwrap();
         assert_eq!(source, KeySource::GeneratedNow);
         let (_, source) = Sealer::load(&KeySettings::default(), dir.path()).unwrap();

@@ -167,10 +167,10 @@ async fn issue_token(store: &Store, user: UserId, args: &TokenArgs) -> anyhow::R
     Ok(store.create_api_token_until(user, "cli", expires_at).await?)
 }
 
-/// A new password from standard input: one line (its line break dropped), checked
+/// A new password from standard input: its first line (without the line break), checked
 /// against the password rules.
 fn read_password() -> anyhow::Result<String> {
-    use std::io::IsTerminal;
+    use std::io::{BufRead, IsTerminal};
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         // Prompts go to stderr so that stdout stays the command's answer.
@@ -178,18 +178,17 @@ fn read_password() -> anyhow::Result<String> {
         write!(err, "New password (at least {} characters; it is shown as you type): ", password::MIN_PASSWORD_CHARS)?;
         err.flush()?;
     }
-    let mut bytes = Vec::new();
-    stdin.lock().take(password::MAX_PASSWORD_BYTES as u64 + 3).read_to_end(&mut bytes)?;
-    let text = String::from_utf8(bytes).context("the password is not UTF-8")?;
-    let line = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    let mut line = String::new();
+    stdin.lock().take(password::MAX_PASSWORD_BYTES as u64 + 3).read_line(&mut line).context("reading the password")?;
+    let line = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
     password::check_new_password(line)?;
     Ok(line.to_owned())
 }
 
 /// `gateway keys rotate`.
 async fn rotate_keys(args: gateway::config::KeysRotateArgs) -> anyhow::Result<()> {
-    let (sealer, _) =
-        Sealer::load(&args.keys.settings(), &args.store.data_dir).context("loading the encryption keys")?;
+    let sealer =
+        Sealer::load_existing(&args.keys.settings(), &args.store.data_dir).context("loading the encryption keys")?;
     let store = connect(&args.store).await?;
     let rotation = gateway::integrations::reseal_all(&store, &sealer).await?;
     let mut out = std::io::stdout().lock();
