@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::auth::SignIn;
 use crate::call::CallManager;
 use crate::call::session::SessionDeps;
 use crate::config::ServeArgs;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub widget_limiter: Arc<IpRateLimiter>,
     /// Call WebSockets per IP that have not sent an offer yet.
     pub pending_sockets: Arc<crate::rate_limit::PendingPerIp>,
+    /// Sign-in settings and limits.
+    pub sign_in: Arc<SignIn>,
     /// The knowledge-base search, shared by the agent's tool and the admin search route.
     pub knowledge: Arc<dyn crate::knowledge::KnowledgeSearch>,
     /// Spoken samples of the voices.
@@ -58,17 +61,14 @@ pub struct App {
 impl App {
     /// Connects and migrates the database, loads the encryption key, binds the listener.
     pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
-        let (sealer, key_source) = Sealer::from_config_or_dev_file(
-            config.encryption_key.as_deref(),
-            config.previous_encryption_keys.as_deref(),
-            &config.store.data_dir,
-        )
-        .context("loading the encryption key")?;
+        let (sealer, key_source) =
+            Sealer::load(&config.keys.settings(), &config.store.data_dir).context("loading the encryption keys")?;
         match key_source {
             KeySource::Configured => {}
             _ if config.production => {
                 anyhow::bail!(
-                    "--production needs GATEWAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
+                    "--production needs GATEWAY_ENCRYPTION_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`), \
+                     GATEWAY_ENCRYPTION_KEYS or GATEWAY_ENCRYPTION_KEY_FILE"
                 )
             }
             KeySource::GeneratedNow | KeySource::DevelopmentFile => tracing::warn!(
@@ -85,6 +85,16 @@ impl App {
         let orphans = store.fail_orphaned_calls(&node_id).await?;
         if orphans > 0 {
             tracing::warn!(calls = orphans, "marked calls left open by an earlier run of this node as failed");
+        }
+        for account in crate::integrations::unreadable_accounts(&store, &sealer).await? {
+            tracing::warn!(
+                account_id = %account.id,
+                company_id = %account.company_id,
+                account = %account.name,
+                key_id = %account.key_id,
+                "integration account's credentials cannot be opened: {}",
+                account.reason
+            );
         }
 
         let http = reqwest::Client::builder()
@@ -123,9 +133,17 @@ impl App {
             shutdown.clone(),
         ));
         let widget_limiter = Arc::new(IpRateLimiter::per_minute(config.widget_sessions_per_minute));
+        let public_url: url::Url = config.public_base().parse().context("GATEWAY_PUBLIC_URL")?;
+        let sign_in = Arc::new(SignIn::new(
+            &public_url,
+            config.session_ttl(),
+            config.login_attempts_per_ip,
+            config.login_attempts_per_account,
+        ));
         // Housekeeping once a minute: forget idle rate-limit entries, expire call sessions
-        // nobody connected to.
+        // nobody connected to and sign-in sessions past their end.
         let (limiter, sweep, sweep_store) = (widget_limiter.clone(), shutdown.clone(), store.clone());
+        let sweep_sign_in = sign_in.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -133,6 +151,10 @@ impl App {
                     _ = sweep.cancelled() => break,
                     _ = every.tick() => {
                         limiter.forget_idle();
+                        sweep_sign_in.forget_idle();
+                        if let Err(err) = sweep_store.purge_expired_sessions(crate::time::now_ms()).await {
+                            tracing::warn!(error = %err, "could not delete expired sign-in sessions");
+                        }
                         match sweep_store.expire_pending_calls().await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(calls = n, "expired call sessions nobody connected to"),
@@ -154,6 +176,7 @@ impl App {
             calls,
             widget_limiter,
             pending_sockets: Arc::new(crate::rate_limit::PendingPerIp::new(config.max_pending_sockets_per_ip)),
+            sign_in,
             knowledge,
             voice_previews: Arc::new(crate::voice_previews::VoicePreviews::new(&config.store.data_dir)),
             shutdown,

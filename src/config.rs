@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::crypto::KeySettings;
+
 /// `gateway --help`: the voice gateway and its admin commands.
 #[derive(Debug, Parser)]
 #[command(
@@ -37,9 +39,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (the default).
     Serve(ServeArgs),
-    /// Manage users and their API tokens.
+    /// Manage users, their passwords and their API tokens.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the encryption keys that seal stored credentials.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Create the database if needed, apply migrations and exit.
     Migrate(StoreArgs),
 }
@@ -47,10 +52,15 @@ pub enum Command {
 /// User administration.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a user and print a new API token as the last line of standard output.
+    /// Create a user (or, run again for an existing user with the same role, add any
+    /// missing companies) and print a new API token as the last line of standard output.
     Create(UserCreateArgs),
-    /// Issue another API token for an existing user (printed as the last line).
+    /// Issue another API token for an existing user (printed alone on standard output).
     Token(UserTokenArgs),
+    /// Set a user's password, read from standard input; ends the user's sign-in sessions.
+    Passwd(UserEmailArgs),
+    /// Revoke every API token of a user and end their sign-in sessions.
+    RevokeTokens(UserEmailArgs),
 }
 
 /// `gateway user create`.
@@ -62,14 +72,30 @@ pub struct UserCreateArgs {
     /// The user's role.
     #[arg(long, value_enum)]
     pub role: RoleArg,
-    /// The company the user belongs to (required for company_admin and support_agent).
-    #[arg(long, value_name = "COMPANY_ID")]
+    /// A company the user belongs to, by id or exact name (required for company_admin and
+    /// support_agent; repeat for several).
+    #[arg(long, value_name = "COMPANY")]
     pub company: Vec<String>,
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Read a password for signing in from standard input (one line). For an existing
+    /// user it is set only if they have none (`gateway user passwd` changes it).
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub token: TokenArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// How long the API tokens the CLI issues work.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Days an issued API token works (1–3650); expired tokens get 401 `token_expired`.
+    #[arg(long, env = "GATEWAY_API_TOKEN_TTL_DAYS", default_value_t = crate::store::DEFAULT_API_TOKEN_TTL_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub token_ttl_days: u32,
 }
 
 /// `gateway user token`.
@@ -79,7 +105,73 @@ pub struct UserTokenArgs {
     #[arg(long)]
     pub email: String,
     #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// Commands that name one user.
+#[derive(Debug, Args)]
+pub struct UserEmailArgs {
+    /// The user's e-mail address.
+    #[arg(long)]
+    pub email: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Encryption key administration.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Seal every stored credential again with the newest key, so older keys can be
+    /// dropped; prints what it did and names the accounts no configured key opens.
+    Rotate(KeysRotateArgs),
+}
+
+/// `gateway keys rotate`: the same key settings as `gateway serve`.
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The encryption keys that seal stored credentials (docs/deployment.md): one of
+/// GATEWAY_ENCRYPTION_KEYS, GATEWAY_ENCRYPTION_KEY_FILE or GATEWAY_ENCRYPTION_KEY.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Base64 of 32 random bytes: the AES-256-GCM key that seals stored credentials.
+    /// Without a key (this, GATEWAY_ENCRYPTION_KEYS or GATEWAY_ENCRYPTION_KEY_FILE) a
+    /// development key is generated in the data directory (refused with --production).
+    #[arg(long, env = "GATEWAY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// Earlier encryption keys (comma-separated base64) beside GATEWAY_ENCRYPTION_KEY, still
+    /// accepted for reading.
+    #[arg(long, env = "GATEWAY_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub previous_encryption_keys: Option<String>,
+
+    /// Several named keys for rotation, `id:base64` comma-separated, newest last: the newest
+    /// seals, all open (docs/deployment.md). Instead of GATEWAY_ENCRYPTION_KEY.
+    #[arg(long, env = "GATEWAY_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<String>,
+
+    /// A file of `id:base64` lines (newest last, `#` comments), instead of GATEWAY_ENCRYPTION_KEYS.
+    #[arg(long, env = "GATEWAY_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The settings `Sealer::load` takes.
+    pub fn settings(&self) -> KeySettings {
+        KeySettings {
+            keys: self.encryption_keys.clone(),
+            key_file: self.encryption_key_file.clone(),
+            key: self.encryption_key.clone(),
+            previous: self.previous_encryption_keys.clone(),
+        }
+    }
 }
 
 /// Roles as given on the command line.
@@ -147,15 +239,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Base64 of 32 random bytes: the AES-256-GCM key that seals stored credentials.
-    /// Without it a development key is generated in the data directory (refused with --production).
-    #[arg(long, env = "GATEWAY_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
-
-    /// Earlier encryption keys (comma-separated base64), still accepted for reading so
-    /// keys can be rotated without re-entering credentials.
-    #[arg(long, env = "GATEWAY_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true)]
-    pub previous_encryption_keys: Option<String>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 
     /// Production mode: refuse to start without GATEWAY_ENCRYPTION_KEY.
     #[arg(long, env = "GATEWAY_PRODUCTION")]
@@ -243,6 +328,18 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_WIDGET_SESSION_TTL_SECONDS", default_value_t = 86_400)]
     pub widget_session_ttl_seconds: u64,
 
+    /// Hours a sign-in session lasts (absolute: from sign-in, not from the last request).
+    #[arg(long, env = "GATEWAY_SESSION_TTL_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub session_ttl_hours: u32,
+
+    /// Sign-in attempts allowed per account per 15 minutes (refilling evenly).
+    #[arg(long, env = "GATEWAY_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 10)]
+    pub login_attempts_per_account: u32,
+
+    /// Sign-in attempts allowed per client IP per 15 minutes (refilling evenly).
+    #[arg(long, env = "GATEWAY_LOGIN_ATTEMPTS_PER_IP", default_value_t = 30)]
+    pub login_attempts_per_ip: u32,
+
     /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
     #[arg(long, env = "GATEWAY_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -284,6 +381,11 @@ impl ServeArgs {
             None => format!("http://{}", self.listen),
         };
         url.trim_end_matches('/').to_owned()
+    }
+
+    /// How long a sign-in session lasts.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_ttl_hours) * 3600)
     }
 
     /// How long shutdown waits for live calls.
@@ -386,6 +488,41 @@ mod tests {
         let Some(Command::User(UserCommand::Create(args))) = cli.command else { panic!() };
         assert!(matches!(args.role, RoleArg::CompanyAdmin));
         assert_eq!(args.company, vec!["x".to_owned()]);
+    }
+
+    #[test]
+    fn user_passwords_come_from_stdin_and_tokens_expire_in_ninety_days_by_default() {
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "user",
+            "create",
+            "--email",
+            "a@b.c",
+            "--role",
+            "master_admin",
+            "--password-stdin",
+        ])
+        .unwrap();
+        let Some(Command::User(UserCommand::Create(args))) = cli.command else { panic!() };
+        assert!(args.password_stdin);
+        assert_eq!(args.token.token_ttl_days, 90);
+        let cli = Cli::try_parse_from(["gateway", "user", "passwd", "--email", "a@b.c"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::User(UserCommand::Passwd(_)))));
+        let cli = Cli::try_parse_from(["gateway", "user", "revoke-tokens", "--email", "a@b.c"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::User(UserCommand::RevokeTokens(_)))));
+        assert!(
+            Cli::try_parse_from(["gateway", "user", "token", "--email", "a@b.c", "--token-ttl-days", "0"]).is_err()
+        );
+        let cli = Cli::try_parse_from(["gateway", "keys", "rotate", "--encryption-keys", "a:x"]).unwrap();
+        let Some(Command::Keys(KeysCommand::Rotate(args))) = cli.command else { panic!() };
+        assert_eq!(args.keys.settings().keys.as_deref(), Some("a:x"));
+    }
+
+    #[test]
+    fn sessions_last_twelve_hours_by_default() {
+        let cli = Cli::try_parse_from(["gateway"]).unwrap();
+        assert_eq!(cli.serve.session_ttl(), Duration::from_secs(12 * 3600));
+        assert!(Cli::try_parse_from(["gateway", "--session-ttl-hours", "0"]).is_err());
     }
 
     #[test]

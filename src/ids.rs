@@ -78,6 +78,10 @@ id_type!(
     TokenId
 );
 id_type!(
+    /// A person's sign-in session (not its cookie token).
+    SessionId
+);
+id_type!(
     /// A model in the AI model catalogue.
     ModelId
 );

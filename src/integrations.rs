@@ -1,13 +1,17 @@
 //! Integration accounts (Twilio, WhatsApp Business): what an admin may send, how it is
-//! sealed and shown, and the connection test against the provider's real API.
+//! sealed and shown, and the connection test against the provider's real API. An account
+//! whose credentials this gateway cannot open (sealed with a key it no longer has) is still
+//! listed, as `credentials_unreadable`, and repaired by entering its secrets again;
+//! [`reseal_all`] moves every account to the newest key (`gateway keys rotate`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::crypto::{self, Sealer};
+use crate::ids::{CompanyId, IntegrationAccountId};
 use crate::settings::FieldError;
-use crate::store::{AccountStatus, AccountType, IntegrationAccount};
+use crate::store::{AccountStatus, AccountType, IntegrationAccount, Store, StoreResult};
 use crate::telephony::RestError;
 use crate::telephony::twilio::TwilioRest;
 use crate::telephony::whatsapp::GraphApi;
@@ -70,6 +74,26 @@ impl Secrets {
     pub fn open(sealer: &Sealer, account: &IntegrationAccount) -> Result<Self, crypto::CryptoError> {
         let bytes = sealer.open(&account.credentials, account.id.as_string().as_bytes())?;
         serde_json::from_slice(&bytes).map_err(|_| crypto::CryptoError::Tampered)
+    }
+}
+
+/// Why an account's credentials cannot be opened, in words for its `lastError` and the logs.
+pub fn unreadable_reason(err: &crypto::CryptoError) -> String {
+    match err {
+        crypto::CryptoError::UnknownKey(id) => format!(
+            "the credentials were sealed with encryption key {id}, which is not configured: restore that key, \
+             or enter the secrets again (PATCH)"
+        ),
+        _ => "the credentials cannot be opened with the configured encryption keys: enter the secrets again (PATCH)"
+            .to_owned(),
+    }
+}
+
+/// The secrets an account of this type holds, by field name: what re-entering them means.
+fn secret_fields(account_type: AccountType) -> &'static [&'static str] {
+    match account_type {
+        AccountType::Twilio => &["authToken"],
+        AccountType::WhatsApp => &["accessToken", "appSecret"],
     }
 }
 
@@ -192,22 +216,29 @@ impl IntegrationInput {
         })
     }
 
-    fn refuse_fields(&self, fields: &[&'static str]) -> Result<(), FieldError> {
-        for &field in fields {
-            let present = match field {
-                "accountSid" => self.account_sid.is_some(),
-                "authToken" => self.auth_token.is_some(),
-                "businessAccountId" => self.business_account_id.is_some(),
-                "phoneNumberId" => self.phone_number_id.is_some(),
-                "accessToken" => self.access_token.is_some(),
-                "appSecret" => self.app_secret.is_some(),
-                _ => false,
-            };
-            if present {
-                return Err(invalid(field, "does not apply to this account type"));
-            }
+    fn has_field(&self, field: &str) -> bool {
+        match field {
+            "accountSid" => self.account_sid.is_some(),
+            "authToken" => self.auth_token.is_some(),
+            "businessAccountId" => self.business_account_id.is_some(),
+            "phoneNumberId" => self.phone_number_id.is_some(),
+            "accessToken" => self.access_token.is_some(),
+            "appSecret" => self.app_secret.is_some(),
+            _ => false,
         }
-        Ok(())
+    }
+
+    fn refuse_fields(&self, fields: &[&'static str]) -> Result<(), FieldError> {
+        match fields.iter().find(|f| self.has_field(f)) {
+            Some(field) => Err(invalid(field, "does not apply to this account type")),
+            None => Ok(()),
+        }
+    }
+
+    /// The first secret of an account of this type that the request does not carry: a
+    /// PATCH repairing unreadable credentials must carry them all.
+    pub fn missing_secret(&self, account_type: AccountType) -> Option<&'static str> {
+        secret_fields(account_type).iter().copied().find(|f| !self.has_field(f))
     }
 
     /// Applies a PATCH to a stored account (secrets already opened). Returns whether
@@ -286,7 +317,7 @@ pub struct AccountView {
     pub chatbot_id: Option<String>,
     /// Where to point the provider's webhook.
     pub webhook_url: String,
-    pub status: AccountStatus,
+    pub status: ShownStatus,
     pub last_verified_at: Option<String>,
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -308,6 +339,19 @@ pub struct AccountView {
     pub updated_at: String,
 }
 
+/// An account's status as listed: the stored one, unless its credentials cannot be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShownStatus {
+    /// Verified; calls are accepted.
+    Active,
+    /// Not verified yet, or the last test failed.
+    Inactive,
+    /// Sealed with a key this gateway does not have: `lastError` says which; PATCH the
+    /// secrets to repair it.
+    CredentialsUnreadable,
+}
+
 /// The webhook URL of an account, built from `GATEWAY_PUBLIC_URL`.
 pub fn webhook_url(public_base: &str, account: &IntegrationAccount) -> String {
     match account.account_type {
@@ -317,9 +361,25 @@ pub fn webhook_url(public_base: &str, account: &IntegrationAccount) -> String {
 }
 
 impl AccountView {
-    /// The view of an account; `secrets` (opened) are only used for their masks.
-    pub fn new(account: &IntegrationAccount, secrets: &Secrets, public_base: &str) -> Self {
+    /// The view of an account; `secrets` (opened) are only used for their masks. When they
+    /// could not be opened the account shows as `credentials_unreadable`, with the reason.
+    pub fn new(
+        account: &IntegrationAccount,
+        secrets: Result<&Secrets, &crypto::CryptoError>,
+        public_base: &str,
+    ) -> Self {
         let config = |key: &str| account.public_config.get(key).and_then(Value::as_str).map(str::to_owned);
+        let none = Secrets::default();
+        let (status, last_error, secrets) = match secrets {
+            Ok(secrets) => {
+                let status = match account.status {
+                    AccountStatus::Active => ShownStatus::Active,
+                    AccountStatus::Inactive => ShownStatus::Inactive,
+                };
+                (status, account.last_error.clone(), secrets)
+            }
+            Err(err) => (ShownStatus::CredentialsUnreadable, Some(unreadable_reason(err)), &none),
+        };
         let masked = |secret: &Option<String>| secret.as_deref().map(crypto::mask);
         Self {
             id: account.id.to_string(),
@@ -329,9 +389,9 @@ impl AccountView {
             phone_number: account.phone_number.clone(),
             chatbot_id: account.chatbot_id.map(|c| c.to_string()),
             webhook_url: webhook_url(public_base, account),
-            status: account.status,
+            status,
             last_verified_at: rfc3339_opt(account.last_verified_at),
-            last_error: account.last_error.clone(),
+            last_error,
             account_sid: config("accountSid"),
             auth_token: masked(&secrets.auth_token),
             business_account_id: config("businessAccountId"),
@@ -513,6 +573,75 @@ async fn test_whatsapp(account: &IntegrationAccount, secrets: &Secrets, graph: &
     checks
 }
 
+/// An account whose credentials this gateway cannot open.
+#[derive(Debug, Clone)]
+pub struct UnreadableAccount {
+    pub id: IntegrationAccountId,
+    pub company_id: CompanyId,
+    pub name: String,
+    /// The key its credentials name.
+    pub key_id: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl UnreadableAccount {
+    fn new(account: &IntegrationAccount, err: &crypto::CryptoError) -> Self {
+        Self {
+            id: account.id,
+            company_id: account.company_id,
+            name: account.name.clone(),
+            key_id: account.credentials.key_id.clone(),
+            reason: unreadable_reason(err),
+        }
+    }
+}
+
+/// Every account (of every company) whose credentials the configured keys cannot open:
+/// startup warns about each.
+pub async fn unreadable_accounts(store: &Store, sealer: &Sealer) -> StoreResult<Vec<UnreadableAccount>> {
+    let accounts = store.all_integration_accounts().await?;
+    Ok(accounts
+        .iter()
+        .filter_map(|account| Secrets::open(sealer, account).err().map(|err| UnreadableAccount::new(account, &err)))
+        .collect())
+}
+
+/// What [`reseal_all`] did.
+#[derive(Debug, Default)]
+pub struct Rotation {
+    /// Accounts sealed again with the newest key.
+    pub resealed: u64,
+    /// Accounts that already used it.
+    pub already_current: u64,
+    /// Accounts changed by someone else between reading and re-sealing (sealed with the
+    /// newest key by that change; run again to be sure).
+    pub changed_meanwhile: u64,
+    /// Accounts no configured key opens: they keep their sealed value until repaired.
+    pub unreadable: Vec<UnreadableAccount>,
+}
+
+/// Seals every account's credentials again with the newest key (`gateway keys rotate`), so
+/// that older keys can be dropped. Safe beside a running gateway: a row is only replaced
+/// if it still holds what was read.
+pub async fn reseal_all(store: &Store, sealer: &Sealer) -> StoreResult<Rotation> {
+    let mut rotation = Rotation::default();
+    for account in store.all_integration_accounts().await? {
+        match sealer.reseal(&account.credentials, account.id.as_string().as_bytes()) {
+            Ok(None) => rotation.already_current += 1,
+            Ok(Some(sealed)) => {
+                if store.reseal_integration_credentials(account.id, &account.credentials, &sealed).await? {
+                    rotation.resealed += 1;
+                } else {
+                    rotation.changed_meanwhile += 1;
+                }
+            }
+            Err(err) => rotation.unreadable.push(UnreadableAccount::new(&account, &err)),
+        }
+    }
+    Ok(rotation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,5 +687,51 @@ mod tests {
         assert!(ok.public_config.get("verifyToken").and_then(Value::as_str).is_some_and(|t| t.len() >= 32));
         let bad = IntegrationInput { auth_token: Some("x".repeat(32)), ..input };
         assert_eq!(bad.validate_new().err().unwrap().field, "authToken");
+    }
+
+    #[test]
+    fn a_repair_must_carry_every_secret_of_the_account_type() {
+        let twilio = IntegrationInput { name: Some("x".into()), ..Default::default() };
+        assert_eq!(twilio.missing_secret(AccountType::Twilio), Some("authToken"));
+        let twilio = IntegrationInput { auth_token: Some("t".into()), ..twilio };
+        assert_eq!(twilio.missing_secret(AccountType::Twilio), None);
+        let whatsapp = IntegrationInput { access_token: Some("t".into()), ..Default::default() };
+        assert_eq!(whatsapp.missing_secret(AccountType::WhatsApp), Some("appSecret"));
+    }
+
+    #[test]
+    fn accounts_whose_credentials_cannot_be_opened_show_as_unreadable() {
+        use base64::Engine;
+        let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+        let old = Sealer::from_key_list(&format!("old:{}", key(1))).unwrap();
+        let id = IntegrationAccountId::new();
+        let secrets = Secrets { auth_token: Some("0123456789abcdef0123456789abcdef".into()), ..Default::default() };
+        let account = IntegrationAccount {
+            id,
+            company_id: CompanyId::new(),
+            account_type: AccountType::Twilio,
+            name: "Main".into(),
+            description: String::new(),
+            phone_number: "+15551234567".into(),
+            chatbot_id: None,
+            public_config: Map::new(),
+            credentials: secrets.seal(&old, &id.as_string()),
+            status: AccountStatus::Active,
+            last_verified_at: None,
+            last_error: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let opened = Secrets::open(&old, &account);
+        let view = AccountView::new(&account, opened.as_ref(), "https://gw.example");
+        assert_eq!((view.status, view.auth_token.as_deref()), (ShownStatus::Active, Some("••••cdef")));
+
+        let new = Sealer::from_key_list(&format!("new:{}", key(2))).unwrap();
+        let opened = Secrets::open(&new, &account);
+        let view = AccountView::new(&account, opened.as_ref(), "https://gw.example");
+        assert_eq!(view.status, ShownStatus::CredentialsUnreadable);
+        assert_eq!(view.auth_token, None);
+        assert!(view.last_error.unwrap().contains("encryption key old"));
+        assert_eq!(serde_json::to_value(ShownStatus::CredentialsUnreadable).unwrap(), "credentials_unreadable");
     }
 }

@@ -4,17 +4,17 @@
 //! - [`app`]: the application as a value — build (bind, migrate), run, shut down
 //! - [`config`]: command line and environment
 //! - [`api`]: HTTP routers per audience, the one error type, the JSON extractor
-//! - [`auth`]: bearer tokens, roles, the active company
+//! - [`auth`]: bearer tokens and sign-in sessions (cookie, CSRF), passwords, roles, the active company
 //! - [`domain`]: the call domain's values (sources, end reasons, roles, providers)
 //! - [`store`]: every SQL statement, on SQLite or Postgres
-//! - [`crypto`]: sealing credentials (AES-256-GCM), tokens
+//! - [`crypto`]: sealing credentials (AES-256-GCM, a ring of rotating keys), tokens
 //! - [`settings`]: company and chatbot settings documents and their rules
 //! - [`integrations`], [`telephony`]: Twilio/WhatsApp accounts and their REST checks
 //! - [`knowledge`]: documents cut into passages, and the search the agent's tool runs
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
-//! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP limits
+//! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP and per-account limits
 //! - [`demo`]: the `--demo` company
 //! - [`ws_frames`]: WebSocket text frames without an allocation per frame
 

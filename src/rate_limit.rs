@@ -1,33 +1,46 @@
-//! Per-client-IP rate limiting for the public endpoints (governor's keyed GCRA limiter).
+//! Rate limiting per key (governor's keyed GCRA limiter): call sessions per client IP,
+//! sign-in attempts per IP and per account; plus who the client is, and how long it waits.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
-/// Allows `n` requests per minute per IP, with bursts up to `n`.
-pub struct IpRateLimiter {
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+/// Allows `n` requests per period per key, in bursts of up to `n`, refilling evenly.
+pub struct KeyedRateLimiter<K: Hash + Eq + Clone> {
+    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>,
     clock: DefaultClock,
 }
 
-impl IpRateLimiter {
+/// Per-client-IP limits of the public endpoints.
+pub type IpRateLimiter = KeyedRateLimiter<IpAddr>;
+
+impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// `per_minute` of 0 is treated as 1.
     pub fn per_minute(per_minute: u32) -> Self {
-        let n = NonZeroU32::new(per_minute.max(1)).expect("at least one");
-        Self { limiter: RateLimiter::keyed(Quota::per_minute(n)), clock: DefaultClock::default() }
+        Self::per_period(per_minute, Duration::from_secs(60))
+    }
+
+    /// `n` per `period` (0 is treated as 1), in bursts of up to `n`.
+    pub fn per_period(n: u32, period: Duration) -> Self {
+        let n = NonZeroU32::new(n.max(1)).expect("at least one");
+        let quota = Quota::with_period(period / n.get()).expect("a period over zero").allow_burst(n);
+        Self { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default() }
     }
 
     /// Ok, or how long to wait.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.limiter.check_key(&ip).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    pub fn check(&self, key: K) -> Result<(), Duration> {
+        self.limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Forgets clients that are back to a full allowance (keeps memory bounded).
+    /// Forgets keys that are back to a full allowance (keeps memory bounded).
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
@@ -87,6 +100,31 @@ impl Drop for PendingGuard {
     }
 }
 
+/// The `Retry-After` value for a wait: whole seconds rounded **up** (waiting 1.2 s and
+/// coming back after 1 s would be refused again), at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The client's IP: the socket peer, or, behind one trusted proxy, the address that proxy
+/// appended to `X-Forwarded-For` (the last one: anything before it came from the client and
+/// could be made up to dodge a rate limit).
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded: bool) -> IpAddr {
+    if trust_forwarded {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +153,33 @@ mod tests {
         let wait = limiter.check(a).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(30));
         assert!(limiter.check(b).is_ok());
+    }
+
+    #[test]
+    fn a_period_refills_evenly_after_a_burst() {
+        let limiter = KeyedRateLimiter::<String>::per_period(3, Duration::from_secs(900));
+        let key = "a@example.com".to_owned();
+        for _ in 0..3 {
+            assert!(limiter.check(key.clone()).is_ok());
+        }
+        let wait = limiter.check(key.clone()).unwrap_err();
+        assert!(wait > Duration::from_secs(290) && wait <= Duration::from_secs(300), "{wait:?}");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1200)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn forwarded_for_is_used_only_behind_a_trusted_proxy() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
+        let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        assert_eq!(client_ip(&headers, peer, false), peer.ip());
+        assert_eq!(client_ip(&headers, peer, true).to_string(), "10.0.0.1", "the hop the proxy added");
     }
 }

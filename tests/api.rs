@@ -20,9 +20,18 @@ async fn health_and_openapi_are_served() {
         "/api/admin/companies",
         "/api/company/chatbots/{id}/call-settings",
         "/api/company/integration-accounts/{id}/test",
+        "/api/auth/login",
+        "/api/auth/session",
+        "/api/auth/logout",
+        "/api/admin/users",
+        "/api/admin/users/{id}/tokens",
+        "/api/admin/users/{id}/tokens/{token_id}",
     ] {
         assert!(doc.body["paths"].get(path).is_some(), "{path} documented");
     }
+    let schemes = &doc.body["components"]["securitySchemes"];
+    assert_eq!(schemes["session"]["in"], "cookie");
+    assert_eq!(schemes["session"]["name"], "gw_session");
 }
 
 #[tokio::test]

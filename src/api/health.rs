@@ -42,8 +42,9 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Voice gateway API", description = "Admin, company and widget APIs of the voice gateway. \
-        Authenticate with `Authorization: Bearer <token>` (from `gateway user create`); company routes act on the \
-        company named by `X-Company-Id`."),
+        Authenticate with `Authorization: Bearer <token>` (from `gateway user token`), or sign in with \
+        `POST /api/auth/login` (the `gw_session` cookie; state-changing requests then send `X-CSRF-Token`, see docs/auth.md); \
+        company routes act on the company named by `X-Company-Id`."),
     paths(
         healthz,
         super::admin::list_companies, super::admin::create_company, super::admin::update_company_settings,
@@ -62,10 +63,12 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         super::calls::test_call, super::calls::list_calls, super::calls::get_call,
         super::voices::list_voices, super::voices::preview,
         super::me::me,
+        super::auth::login, super::auth::session, super::auth::logout,
+        super::users::list_users, super::users::list_tokens, super::users::revoke_token, super::users::revoke_all,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("session" = [])),
 )]
 pub struct ApiDoc;
 
@@ -73,11 +76,15 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))),
         );
     }
 }

@@ -11,7 +11,7 @@ use super::path_id;
 use crate::app::AppState;
 use crate::auth::CompanyAdmin;
 use crate::ids::{ChatbotId, CompanyId, IntegrationAccountId};
-use crate::integrations::{AccountView, IntegrationInput, Secrets, TestReport, test_connection};
+use crate::integrations::{AccountView, IntegrationInput, Secrets, TestReport, test_connection, unreadable_reason};
 use crate::store::{AccountStatus, ChatbotType, IntegrationAccount, NewIntegrationAccount};
 
 pub fn router() -> Router<AppState> {
@@ -21,15 +21,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/company/integration-accounts/{id}/test", post(test_account))
 }
 
-fn view(state: &AppState, account: &IntegrationAccount) -> ApiResult<AccountView> {
-    let secrets = open(state, account)?;
-    Ok(AccountView::new(account, &secrets, &state.public_base))
+/// The view of an account; one this gateway cannot open still shows, as `credentials_unreadable`.
+fn view(state: &AppState, account: &IntegrationAccount) -> AccountView {
+    AccountView::new(account, Secrets::open(&state.sealer, account).as_ref(), &state.public_base)
 }
 
-fn open(state: &AppState, account: &IntegrationAccount) -> ApiResult<Secrets> {
-    Secrets::open(&state.sealer, account).map_err(|e| {
-        ApiError::internal(format!("cannot open the credentials of integration account {}: {e}", account.id))
-    })
+fn unreadable(err: &crate::crypto::CryptoError) -> ApiError {
+    ApiError::conflict("credentials_unreadable", unreadable_reason(err))
 }
 
 async fn load(state: &AppState, company: CompanyId, raw_id: &str) -> ApiResult<IntegrationAccount> {
@@ -54,7 +52,7 @@ async fn check_chatbot(state: &AppState, company: CompanyId, raw: Option<&str>) 
     responses((status = 200, body = [AccountView]), (status = 403, body = ErrorBody)))]
 pub async fn list_accounts(admin: CompanyAdmin, State(state): State<AppState>) -> ApiResult<Json<Vec<AccountView>>> {
     let accounts = state.store.list_integration_accounts(admin.company_id).await?;
-    Ok(Json(accounts.iter().map(|a| view(&state, a)).collect::<ApiResult<_>>()?))
+    Ok(Json(accounts.iter().map(|a| view(&state, a)).collect()))
 }
 
 /// Adds a Twilio or WhatsApp account. It stays inactive until a connection test passes.
@@ -85,7 +83,7 @@ pub async fn create_account(
         )
         .await?;
     tracing::info!(company_id = %admin.company_id, account_id = %id, kind = %account.account_type, "integration account created");
-    Ok((StatusCode::CREATED, Json(view(&state, &account)?)))
+    Ok((StatusCode::CREATED, Json(view(&state, &account))))
 }
 
 /// One account.
@@ -97,14 +95,17 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> ApiResult<Json<AccountView>> {
     let account = load(&state, admin.company_id, &id).await?;
-    Ok(Json(view(&state, &account)?))
+    Ok(Json(view(&state, &account)))
 }
 
 /// Changes an account. Secrets are replaced only when given; changing what the connection
-/// test checks makes the account inactive until it is tested again.
+/// test checks makes the account inactive until it is tested again. An account whose
+/// credentials cannot be opened (`credentials_unreadable`) is repaired by a PATCH carrying
+/// all its secrets; without them it is 409 `credentials_unreadable` and nothing changes.
 #[utoipa::path(patch, path = "/api/company/integration-accounts/{id}", tag = "integrations", request_body = IntegrationInput,
     params(("id" = String, Path)),
-    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "credentials_unreadable: send every secret of the account"), (status = 422, body = ErrorBody)))]
 pub async fn update_account(
     admin: CompanyAdmin,
     State(state): State<AppState>,
@@ -112,7 +113,16 @@ pub async fn update_account(
     ApiJson(input): ApiJson<IntegrationInput>,
 ) -> ApiResult<Json<AccountView>> {
     let mut account = load(&state, admin.company_id, &id).await?;
-    let mut secrets = open(&state, &account)?;
+    let mut secrets = match Secrets::open(&state.sealer, &account) {
+        Ok(secrets) => secrets,
+        Err(err) => {
+            if let Some(field) = input.missing_secret(account.account_type) {
+                return Err(unreadable(&err).with_field(field));
+            }
+            tracing::info!(company_id = %admin.company_id, account_id = %account.id, "unreadable credentials re-entered");
+            Secrets::default()
+        }
+    };
     let reverify = input.apply_patch(&mut account, &mut secrets)?;
     if let Some(chatbot) = &input.chatbot_id {
         account.chatbot_id = check_chatbot(&state, admin.company_id, chatbot.as_deref()).await?;
@@ -124,7 +134,7 @@ pub async fn update_account(
     account.credentials = secrets.seal(&state.sealer, &account.id.as_string());
     state.store.update_integration_account(&account).await?;
     let account = load(&state, admin.company_id, &id).await?;
-    Ok(Json(view(&state, &account)?))
+    Ok(Json(view(&state, &account)))
 }
 
 /// Deletes an account.
@@ -146,14 +156,15 @@ pub async fn delete_account(
 /// Tests the account's credentials against Twilio or the Graph API, for real, and
 /// records the outcome (status, lastVerifiedAt, lastError).
 #[utoipa::path(post, path = "/api/company/integration-accounts/{id}/test", tag = "integrations", params(("id" = String, Path)),
-    responses((status = 200, body = TestReport), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TestReport), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "credentials_unreadable")))]
 pub async fn test_account(
     admin: CompanyAdmin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TestReport>> {
     let mut account = load(&state, admin.company_id, &id).await?;
-    let secrets = open(&state, &account)?;
+    let secrets = Secrets::open(&state.sealer, &account).map_err(|err| unreadable(&err))?;
     let report = test_connection(&mut account, &secrets, &state.twilio, &state.graph).await;
     state.store.update_integration_account(&account).await?;
     tracing::info!(company_id = %admin.company_id, account_id = %account.id, ok = report.ok, "integration account tested");

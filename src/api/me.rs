@@ -1,5 +1,6 @@
-//! `GET /api/me`: who the token belongs to and which companies it may act on (for company
-//! pickers: a user in several companies names one with `X-Company-Id`).
+//! `GET /api/me`: who the token (or sign-in session) belongs to and which companies it may
+//! act on (for company pickers: a user in several companies names one with `X-Company-Id`).
+//! The sign-in routes answer with the same body ([`me_view`]).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -39,6 +40,11 @@ pub struct CompanyRef {
 /// Who the token belongs to and which companies it may act on.
 #[utoipa::path(get, path = "/api/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = super::error::ErrorBody)))]
 pub async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Me>> {
+    Ok(Json(me_view(&state, user).await?))
+}
+
+/// The body of `GET /api/me` for a user.
+pub async fn me_view(state: &AppState, user: AuthUser) -> ApiResult<Me> {
     let companies = if user.role == Role::MasterAdmin {
         state.store.list_companies().await?
     } else {
@@ -52,7 +58,7 @@ pub async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json
     };
     let mut companies = companies;
     companies.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    Ok(Json(Me {
+    Ok(Me {
         id: user.id,
         email: user.email,
         role: user.role,
@@ -60,5 +66,5 @@ pub async fn me(user: AuthUser, State(state): State<AppState>) -> ApiResult<Json
             .into_iter()
             .map(|c| CompanyRef { id: c.id, call_enabled: c.settings.features.call_enabled, name: c.name })
             .collect(),
-    }))
+    })
 }

@@ -1,6 +1,7 @@
 //! The HTTP API, one router per audience, merged once here.
 //!
-//! - `admin`: master admins (companies, AI models)
+//! - `auth`: sign-in for people (the `gw_session` cookie)
+//! - `admin`: master admins (companies, AI models); `users`: their users and API tokens
 //! - `company`: company admins (chatbots and their settings, integration accounts)
 //! - `calls`: company admins' test calls and call history
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
@@ -10,6 +11,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod auth;
 pub mod calls;
 pub mod company;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod integrations;
 pub mod json;
 pub mod knowledge;
 pub mod me;
+pub mod users;
 pub mod voices;
 pub mod widget;
 
@@ -48,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(widget::router())
         .merge(calls::router())
         .merge(me::router())
+        .merge(auth::router())
+        .merge(users::router())
         .merge(voices::router())
         .merge(assets::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

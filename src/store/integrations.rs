@@ -191,6 +191,39 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Every account of every company, for maintenance across tenants only (the startup
+    /// check of the encryption keys, `gateway keys rotate`); never for serving a request.
+    pub async fn all_integration_accounts(&self) -> StoreResult<Vec<IntegrationAccount>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM call_integration_accounts ORDER BY company_id, created_at, id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Replaces an account's sealed credentials with the same secrets sealed under another
+    /// key, if the row still holds `old` (a concurrent edit wins); returns whether it did.
+    pub async fn reseal_integration_credentials(
+        &self,
+        id: IntegrationAccountId,
+        old: &Sealed,
+        new: &Sealed,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE call_integration_accounts SET sealed_credentials = $1, credentials_key_id = $2 \
+             WHERE id = $3 AND sealed_credentials = $4 AND credentials_key_id = $5",
+        )
+        .bind(&new.blob)
+        .bind(&new.key_id)
+        .bind(id.as_string())
+        .bind(&old.blob)
+        .bind(&old.key_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Deletes an account of a company.
     pub async fn delete_integration_account(&self, company: CompanyId, id: IntegrationAccountId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM call_integration_accounts WHERE id = $1 AND company_id = $2")
@@ -252,5 +285,46 @@ mod tests {
             .unwrap();
         assert!(!dump.iter().any(|d| d.contains(secret)));
         assert!(store.delete_integration_account(acme.id, id).await.unwrap());
+    });
+
+    store_test!(credentials_are_resealed_only_if_unchanged_since_read, |store| {
+        use crate::crypto::Sealer;
+        use crate::ids::IntegrationAccountId;
+        use crate::settings::CompanySettings;
+        use crate::store::{AccountType, NewIntegrationAccount};
+        use base64::Engine;
+        let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+        let old = Sealer::from_key_list(&format!("k1:{}", key(1))).unwrap();
+        let new = Sealer::from_key_list(&format!("k1:{},k2:{}", key(1), key(2))).unwrap();
+        let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
+        let globex = store.create_company("Globex", &CompanySettings::default()).await.unwrap();
+        let mut ids = Vec::new();
+        for company in [acme.id, globex.id] {
+            let id = IntegrationAccountId::new();
+            let account = NewIntegrationAccount {
+                id,
+                account_type: AccountType::Twilio,
+                name: "Main".into(),
+                description: String::new(),
+                phone_number: "+15551234567".into(),
+                chatbot_id: None,
+                public_config: serde_json::Map::new(),
+                credentials: old.seal(b"{}", id.as_string().as_bytes()),
+            };
+            store.create_integration_account(company, account).await.unwrap();
+            ids.push(id);
+        }
+        let all = store.all_integration_accounts().await.unwrap();
+        assert_eq!(all.len(), 2, "across companies");
+        let first = &all[0];
+        let resealed = new.reseal(&first.credentials, first.id.as_string().as_bytes()).unwrap().unwrap();
+        assert!(store.reseal_integration_credentials(first.id, &first.credentials, &resealed).await.unwrap());
+        assert!(
+            !store.reseal_integration_credentials(first.id, &first.credentials, &resealed).await.unwrap(),
+            "the row no longer holds what was read"
+        );
+        let stored = store.integration_account(first.company_id, first.id).await.unwrap().unwrap();
+        assert_eq!(stored.credentials, resealed);
+        assert_eq!(stored.credentials.key_id, "k2");
     });
 }

@@ -36,7 +36,9 @@ pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegr
 pub use knowledge::{
     Category, ContentType, Document, DocumentSummary, MAX_SEARCH_RESULTS, NewCategory, NewDocument, Passage,
 };
-pub use users::{Role, User};
+pub use users::{
+    ApiToken, DAY_MS, DEFAULT_API_TOKEN_TTL_DAYS, NewSession, Role, Session, TokenCheck, TokenStatus, User,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -102,7 +102,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         database_max_connections: 4,
     };
     let mut args = ServeArgs::for_tests(store);
-    args.encryption_key = Some(test_key());
+    args.keys.encryption_key = Some(test_key());
     args.node_id = Some("test-node".into());
     configure(&mut args);
     let app = App::build(args).await.expect("gateway builds");

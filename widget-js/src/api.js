@@ -25,8 +25,11 @@ const FINAL_CODES = new Set([
   'invalid_value',
 ]);
 
-/** `fetch` returning parsed JSON (or null for 204), throwing `ApiError`. */
-export async function request(url, { method = 'GET', body, headers = {}, signal } = {}) {
+/**
+ * `fetch` returning parsed JSON (or null for 204), throwing `ApiError`. Without cookies
+ * unless `credentials` says otherwise (the signed-in Test Call page).
+ */
+export async function request(url, { method = 'GET', body, headers = {}, signal, credentials = 'omit' } = {}) {
   let response;
   try {
     response = await fetch(url, {
@@ -34,7 +37,7 @@ export async function request(url, { method = 'GET', body, headers = {}, signal 
       signal,
       headers: body === undefined ? headers : { 'Content-Type': 'application/json', ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'omit',
+      credentials,
     });
   } catch (err) {
     if (err?.name === 'AbortError') throw err;

@@ -354,9 +354,21 @@ test('a call goes on while the panel is closed, and leaving the page ends it', a
 
 test('the Test Call page places a preview call and shows the stored transcript and a summary', async () => {
   const page = await newPage(browser);
+  // A second company, so that the master admin picks one.
+  await stack.api('/api/admin/companies', { method: 'POST', body: { name: 'Another Company' } });
   await page.goto(`${stack.url}/test-call`);
-  await page.getByLabel('Admin API token').fill(stack.token);
-  await page.getByRole('button', { name: 'Load chatbots' }).click();
+  await page.getByLabel('E-mail').fill(stack.admin.email);
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('Wrong e-mail or password.').waitFor();
+  await page.getByLabel('Password').fill(stack.admin.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText(`Signed in as ${stack.admin.email}`).waitFor();
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'gw_session');
+  assert.ok(session && session.httpOnly && session.sameSite === 'Strict', `the session cookie: ${JSON.stringify(session)}`);
+  await page.reload();
+  await page.getByText(`Signed in as ${stack.admin.email}`).waitFor();
   await page.getByLabel('Company', { exact: true }).selectOption({ label: 'Demo Company' });
   await page.getByLabel('Chatbot', { exact: true }).selectOption({ label: 'Demo Voice Agent' });
   assert.match(await page.locator('#embed-snippet').textContent(), new RegExp(`data-chatbot-id="${stack.chatbotId}"`));
@@ -388,10 +400,14 @@ test('the Test Call page places a preview call and shows the stored transcript a
   assert.equal(row.isTest, true);
   assert.equal(row.transcript.length, lines.length);
   await screenshot(page, 'test-call-page', { fullPage: true });
-  // Loading chatbots first asks without a company: a master admin's 400 (company_required)
-  // is how the page learns to offer the company picker; the browser logs it.
-  const probe = /status of 400 .*\/api\/company\/chatbots\)$/;
-  assert.deepEqual(page.problems.filter((p) => !probe.test(p)), []);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('E-mail').waitFor();
+  await page.reload();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  // The browser logs the answers the page expects: 401 from /api/auth/session before
+  // signing in (how it learns to show the form) and from the wrong password.
+  const expected = /status of 401 .*\/api\/auth\/(session|login)\)$/;
+  assert.deepEqual(page.problems.filter((p) => !expected.test(p)), []);
   await page.context().close();
 });
 

@@ -119,9 +119,13 @@ export async function startStack({ name = 'stack', mockArgs = [], openai = true,
       baseEnv.OPENAI_API_KEY = mocks.openai.api_key;
       baseEnv.OPENAI_REALTIME_URL = `${mocks.openai.ws_base_url}/realtime`;
     }
-    const { stdout } = await promisify(execFile)(gatewayBin, ['user', 'create', '--email', 'admin@widget.test', '--role', 'master_admin'], {
+    // A master admin with a password (for the signed-in Test Call page) and an API token.
+    const admin = { email: 'admin@widget.test', password: 'widget-test-password' };
+    const created = promisify(execFile)(gatewayBin, ['user', 'create', '--email', admin.email, '--role', 'master_admin', '--password-stdin'], {
       env: baseEnv,
     });
+    created.child.stdin.end(`${admin.password}\n`);
+    const { stdout } = await created;
     const token = stdout.trim().split('\n').pop().trim();
 
     const gateway = track(spawn(gatewayBin, ['serve', '--demo', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], env: baseEnv }));
@@ -139,7 +143,7 @@ export async function startStack({ name = 'stack', mockArgs = [], openai = true,
       'the gateway to listen',
     );
     const url = `http://${address}`;
-    const stack = { url, token, dataDir, mocks, stop };
+    const stack = { url, token, admin, dataDir, mocks, stop };
     stack.api = (path, options) => adminApi(url, token, path, options);
     const [company] = await stack.api('/api/admin/companies');
     stack.companyId = company.id;
