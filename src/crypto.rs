@@ -40,6 +40,9 @@ struct SealingKey {
     /// 8 hex digits of the key's SHA-256: how records sealed before keys had names find it.
     fingerprint: String,
     cipher: Aes256Gcm,
+    /// A key for MACs (signed links, one-time stream tokens), derived from the sealing key
+    /// so that the two uses never share a key.
+    mac_key: [u8; 32],
 }
 
 impl SealingKey {
@@ -52,7 +55,8 @@ impl SealingKey {
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey(what.to_owned()))?;
         let fingerprint = hex::encode(&Sha256::digest(&bytes)[..4]);
         let id = name.map_or_else(|| fingerprint.clone(), str::to_owned);
-        Ok(Self { id, fingerprint, cipher })
+        let mac_key = hmac_sha256(&bytes, b"voice-gateway mac key v1");
+        Ok(Self { id, fingerprint, cipher, mac_key })
     }
 }
 
@@ -271,6 +275,19 @@ impl Sealer {
             .map_err(|_| CryptoError::Tampered)
     }
 
+    /// A MAC of `message` for the purpose `label` (distinct labels never validate each
+    /// other's MACs), with the newest key: base64url, 43 characters.
+    pub fn mac(&self, label: &str, message: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(labelled_mac(&self.newest().mac_key, label, message))
+    }
+
+    /// Whether `mac` is [`Self::mac`] of `message` for `label` under any key of the ring
+    /// (so MACs made before a key rotation stay valid until they expire); constant-time.
+    pub fn verify_mac(&self, label: &str, message: &[u8], mac: &str) -> bool {
+        let Ok(given) = URL_SAFE_NO_PAD.decode(mac.trim()) else { return false };
+        self.keys.iter().rev().any(|key| constant_time_eq(&labelled_mac(&key.mac_key, label, message), &given))
+    }
+
     /// The record sealed again with the newest key, or `None` when it already is.
     pub fn reseal(&self, sealed: &Sealed, aad: &[u8]) -> Result<Option<Sealed>, CryptoError> {
         if sealed.key_id == self.key_id() {
@@ -292,6 +309,22 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+fn labelled_mac(key: &[u8; 32], label: &str, message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(label.as_bytes());
+    mac.update(&[0]);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// A new random secret token: `prefix` followed by 43 characters of base64url (256 bits).
@@ -322,6 +355,22 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_are_bound_to_their_label_and_message_and_survive_a_key_rotation() {
+        let old_key = STANDARD.encode([1u8; 32]);
+        let new_key = STANDARD.encode([2u8; 32]);
+        let old = Sealer::from_key_list(&format!("a:{old_key}")).unwrap();
+        let rotated = Sealer::from_key_list(&format!("a:{old_key},b:{new_key}")).unwrap();
+        let mac = old.mac("stream", b"call-1");
+        assert_eq!(mac.len(), 43);
+        assert!(old.verify_mac("stream", b"call-1", &mac));
+        assert!(!old.verify_mac("stream", b"call-2", &mac), "another message");
+        assert!(!old.verify_mac("link", b"call-1", &mac), "another purpose");
+        assert!(!old.verify_mac("stream", b"call-1", "not base64!"));
+        assert!(rotated.verify_mac("stream", b"call-1", &mac), "made before the rotation");
+        assert_ne!(rotated.mac("stream", b"call-1"), mac, "new MACs use the newest key");
+    }
 
     fn key() -> String {
         STANDARD.encode([7u8; 32])

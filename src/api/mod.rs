@@ -20,7 +20,8 @@ pub mod integrations;
 pub mod json;
 pub mod knowledge;
 pub mod me;
-pub mod users;
+pub mod twilio;
+mod users;
 pub mod voices;
 pub mod widget;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(knowledge::router())
         .merge(widget::router())
         .merge(calls::router())
+        .merge(twilio::router())
         .merge(me::router())
         .merge(auth::router())
         .merge(users::router())

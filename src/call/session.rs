@@ -228,6 +228,7 @@ pub async fn run(
             duration_ms: None,
             message: None,
         });
+        session.leg_connected = session.caller.is_connected();
         if session.caller.is_ringing() {
             session.open_provider();
         }
@@ -901,11 +902,9 @@ impl CallSession {
             self.to_provider.flush(&provider.commands);
             let _ = provider.commands.try_send(ProviderCommand::Close);
         }
-        let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
-        self.caller.close(reason, by_gateway).await;
         let ended_at = now_ms();
         let duration_ms = self.answered.map_or(0, |(_, at)| ended_at - at);
-        let CallSession { recorder, client, .. } = self;
+        let CallSession { recorder, client, mut caller, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
         recorder.finish().await;
         tracing::info!(reason = %reason, duration_ms, error = error.as_deref().unwrap_or(""), "call ended");
@@ -920,5 +919,9 @@ impl CallSession {
             // The last word may wait a little for room behind earlier messages, not forever.
             client.send_last(ended, FAREWELL_SEND_LIMIT).await;
         }
+        // The row is final and the client told; now the caller's channel is hung up (on a
+        // phone line the gateway ends the call through the carrier when it ends it).
+        let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
+        caller.close(reason, by_gateway).await;
     }
 }

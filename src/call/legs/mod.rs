@@ -13,6 +13,7 @@
 //! hands what came to [`CallerLeg::handle`], which runs to completion outside the
 //! session's `select!` so an answer being computed is never dropped halfway.
 
+pub mod twilio;
 pub mod webrtc;
 
 use std::time::Instant;
@@ -21,6 +22,7 @@ use crate::call::heard::Delivery;
 use crate::domain::EndReason;
 use crate::providers::AudioFormat;
 
+pub use twilio::TwilioLeg;
 pub use webrtc::WebRtcLeg;
 
 /// What a leg tells the session.
@@ -85,11 +87,13 @@ pub enum AgentFrame<'a> {
 /// What a leg got, before it is handled (opaque to the session).
 pub enum LegInput {
     WebRtc(webrtc::Input),
+    Twilio(twilio::Input),
 }
 
 /// The caller's leg of a call.
 pub enum CallerLeg {
     WebRtc(Box<WebRtcLeg>),
+    Twilio(Box<TwilioLeg>),
 }
 
 impl CallerLeg {
@@ -97,6 +101,7 @@ impl CallerLeg {
     pub fn wire_format(&self) -> Option<AudioFormat> {
         match self {
             Self::WebRtc(_) => None,
+            Self::Twilio(_) => Some(AudioFormat::Mulaw),
         }
     }
 
@@ -105,6 +110,16 @@ impl CallerLeg {
     pub fn is_ringing(&self) -> bool {
         match self {
             Self::WebRtc(leg) => leg.is_ringing(),
+            Self::Twilio(_) => true,
+        }
+    }
+
+    /// Whether media already flows both ways when the call starts (a phone stream that
+    /// started); otherwise the leg reports [`LegEvent::Connected`] when it does.
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Self::WebRtc(_) => false,
+            Self::Twilio(leg) => leg.can_send(),
         }
     }
 
@@ -112,6 +127,7 @@ impl CallerLeg {
     pub async fn next_input(&mut self) -> LegInput {
         match self {
             Self::WebRtc(leg) => LegInput::WebRtc(leg.next_input().await),
+            Self::Twilio(leg) => LegInput::Twilio(leg.next_input().await),
         }
     }
 
@@ -119,6 +135,8 @@ impl CallerLeg {
     pub async fn handle(&mut self, input: LegInput, now: Instant) -> LegEvent {
         match (self, input) {
             (Self::WebRtc(leg), LegInput::WebRtc(input)) => leg.handle(input, now).await,
+            (Self::Twilio(leg), LegInput::Twilio(input)) => leg.handle(input, now).await,
+            _ => LegEvent::Nothing,
         }
     }
 
@@ -126,6 +144,7 @@ impl CallerLeg {
     pub fn take_caller_audio(&mut self, now: Instant, sink: impl FnMut(CallerFrame<'_>)) {
         match self {
             Self::WebRtc(leg) => leg.take_caller_audio(now, sink),
+            Self::Twilio(leg) => leg.take_caller_audio(now, sink),
         }
     }
 
@@ -133,6 +152,7 @@ impl CallerLeg {
     pub fn can_send(&self) -> bool {
         match self {
             Self::WebRtc(leg) => leg.can_send(),
+            Self::Twilio(leg) => leg.can_send(),
         }
     }
 
@@ -141,6 +161,7 @@ impl CallerLeg {
     pub async fn send_agent_frame(&mut self, frame: AgentFrame<'_>, silent: bool, now: Instant) -> Option<Delivery> {
         match self {
             Self::WebRtc(leg) => leg.send_agent_frame(frame, silent, now).await,
+            Self::Twilio(leg) => leg.send_agent_frame(frame, silent).await,
         }
     }
 
@@ -148,14 +169,16 @@ impl CallerLeg {
     pub async fn clear_agent_audio(&mut self) {
         match self {
             Self::WebRtc(_) => {}
+            Self::Twilio(leg) => leg.clear_agent_audio().await,
         }
     }
 
     /// Ends the leg. `by_gateway` when the call ends from this side (a policy, the
     /// `end_call` tool, an agent, a shutdown): the leg then hangs up by its channel's means.
-    pub async fn close(&mut self, _reason: EndReason, _by_gateway: bool) {
+    pub async fn close(&mut self, reason: EndReason, by_gateway: bool) {
         match self {
             Self::WebRtc(leg) => leg.close().await,
+            Self::Twilio(leg) => leg.close(reason, by_gateway).await,
         }
     }
 }
