@@ -453,6 +453,8 @@ impl CallSession {
                 }
                 self.forward_caller_audio().await;
             }
+            // Browser answers do not negotiate telephone-event, so no key press comes here.
+            Some(PeerEvent::Dtmf { .. }) => {}
             Some(PeerEvent::Lost { reason }) => {
                 tracing::info!(?reason, "caller media lost");
                 self.end(EndReason::NetworkLost, Some(format!("{reason:?}")));

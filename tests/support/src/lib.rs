@@ -24,12 +24,14 @@ pub mod audio;
 pub mod caller;
 pub mod energy_vad;
 pub mod fixtures;
+pub mod graph_calls;
 pub mod mock_gemini_live;
 pub mod mock_graph;
 pub mod mock_openai_realtime;
 pub mod mock_twilio_rest;
 pub mod recorder;
 pub mod script;
+pub mod whatsapp_webhook;
 
 mod ids;
 mod live_session;
