@@ -8,7 +8,11 @@
 //! - [`mock_gemini_live`]: Gemini Live `BidiGenerateContent`; the pure state
 //!   is in `live_session`.
 //! - [`mock_twilio_rest`] and [`mock_graph`]: the REST calls behind the
-//!   "Test connection" buttons (Twilio account + number, WhatsApp number).
+//!   "Test connection" buttons (Twilio account + number, WhatsApp number);
+//!   [`mock_graph`] also takes WhatsApp call actions, checked by [`graph_calls`].
+//! - [`whatsapp_sim`]: Meta's side of WhatsApp calls — signed webhooks
+//!   ([`whatsapp_webhook`]), the Graph mock, an ICE-lite WebRTC peer per call
+//!   ([`meta_peer`]) and Meta's timers.
 //! - [`script`]: what the speech mocks say and do (replies, tool calls,
 //!   pacing, fault injection), shared by both.
 //! - [`audio`] and [`energy_vad`]: test audio (tones, G.711, PCM16) and the
@@ -25,12 +29,14 @@ pub mod caller;
 pub mod energy_vad;
 pub mod fixtures;
 pub mod graph_calls;
+pub mod meta_peer;
 pub mod mock_gemini_live;
 pub mod mock_graph;
 pub mod mock_openai_realtime;
 pub mod mock_twilio_rest;
 pub mod recorder;
 pub mod script;
+pub mod whatsapp_sim;
 pub mod whatsapp_webhook;
 
 mod ids;
@@ -43,6 +49,8 @@ mod server;
 mod fixture_replay_tests;
 #[cfg(test)]
 mod test_client;
+#[cfg(test)]
+mod whatsapp_sim_tests;
 
 pub use caller::{Caller, Heard, utterance};
 pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
@@ -51,3 +59,5 @@ pub use mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
 pub use mock_twilio_rest::{MockTwilioRest, TwilioAccount, TwilioRestConfig};
 pub use recorder::WaitTimeout;
 pub use script::{HandshakeRejection, MockReply, Pacing, ScriptedToolCall};
+pub use whatsapp_sim::{CallEnd, CallOutcome, PlaceCall, WhatsAppCall, WhatsAppSim, WhatsAppSimConfig};
+pub use whatsapp_webhook::{CallParties, WebhookResponse, WebhookSender, WebhookTarget};

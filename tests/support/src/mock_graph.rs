@@ -273,6 +273,11 @@ impl GraphCallHandle {
         self.shared.recorder.read(|s| s.calls.call(&self.call_id).and_then(|c| c.accepted_at))
     }
 
+    /// The user hung up or Meta ended the call: later business actions are refused.
+    pub fn end_by_user(&self) {
+        self.shared.recorder.update(|s| s.calls.end_by_user(&self.call_id, Instant::now()));
+    }
+
     /// Records a protocol error seen outside the Graph API (e.g. RTP before accept).
     pub fn record_protocol_error(&self, error: String) {
         let error = format!("call {}: {error}", self.call_id);
