@@ -36,6 +36,11 @@ pub enum PeerError {
     #[error("the remote description offers no Opus audio")]
     NoOpus,
 
+    /// Our answer cannot meet its [`AnswerOptions`](crate::AnswerOptions): no SHA-256
+    /// fingerprint, or no candidate gathered for a non-trickle answer.
+    #[error("cannot answer as required: {0}")]
+    Answer(String),
+
     /// A trickled remote ICE candidate could not be parsed or applied.
     #[error("invalid ICE candidate: {0}")]
     InvalidCandidate(String),

@@ -3,10 +3,12 @@
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -21,12 +23,17 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
 use crate::PeerError;
+use crate::answer::{AnswerOptions, DtlsRole, finish_answer};
 use crate::candidate::advertise_public_ip_in_sdp;
 use crate::config::{IceServer, IceTimers, SignalingConfig};
+use crate::dtmf::DtmfDetector;
 use crate::handler::{Handler, LocalDescription, Shared};
 use crate::peer::{Peer, PeerEvents, PeerInner, RemoteCandidates, RtpClock};
 use crate::port_pool::{PortLease, PortPool};
-use crate::sdp::{has_opus_audio, opus_codec, opus_codec_parameters, sdp_attribute};
+use crate::sdp::{
+    has_opus_audio, opus_codec, opus_codec_parameters, opus_codec_parameters_for_any_offer, sdp_attribute,
+    telephone_event_codec_parameters,
+};
 use crate::supervisor::{EVENTS_CAPACITY, Supervisor};
 use crate::watchdog::Watchdog;
 
@@ -83,20 +90,33 @@ impl PeerFactory {
         self.inner.pool.as_ref().map(PortPool::in_use)
     }
 
-    /// Answers a remote offer (the browser's, or WhatsApp's): builds a peer with one sendrecv
-    /// Opus transceiver, applies the offer, creates and applies the answer and returns it at
-    /// once. Candidates follow as [`PeerEvent::LocalCandidate`](crate::PeerEvent) (trickle
-    /// ICE); the answer itself carries none.
+    /// Answers a browser's offer: builds a peer with one sendrecv Opus transceiver, applies
+    /// the offer, creates and applies the answer and returns it at once. Candidates follow as
+    /// [`PeerEvent::LocalCandidate`](crate::PeerEvent) (trickle ICE); the answer itself
+    /// carries none. Same as [`answer_with`](Self::answer_with) and the default options.
     ///
     /// The offer is checked for an Opus audio section before any port is taken.
     pub async fn answer(&self, offer_sdp: &str) -> Result<(Peer, PeerEvents, String), PeerError> {
+        self.answer_with(offer_sdp, &AnswerOptions::default()).await
+    }
+
+    /// Answers an offer the way `options` say — [`AnswerOptions::whatsapp`] for Meta's
+    /// WhatsApp Calling offers: DTLS client, candidates inside the answer (it returns once
+    /// gathering is complete), one SHA-256 fingerprint, `telephone-event` for DTMF.
+    ///
+    /// The offer is checked for an Opus audio section before any port is taken.
+    pub async fn answer_with(
+        &self,
+        offer_sdp: &str,
+        options: &AnswerOptions,
+    ) -> Result<(Peer, PeerEvents, String), PeerError> {
         let offer =
             RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(|err| PeerError::InvalidSdp(err.to_string()))?;
         if !has_opus_audio(&offer)? {
             return Err(PeerError::NoOpus);
         }
-        let (peer, events) = self.build().await?;
-        match self.negotiate_answer(&peer, offer).await {
+        let (peer, events) = self.build(options).await?;
+        match self.negotiate_answer(&peer, offer, options).await {
             Ok(answer) => Ok((peer, events, answer)),
             Err(err) => {
                 peer.close().await;
@@ -105,22 +125,50 @@ impl PeerFactory {
         }
     }
 
-    async fn negotiate_answer(&self, peer: &Peer, offer: RTCSessionDescription) -> Result<String, PeerError> {
+    async fn negotiate_answer(
+        &self,
+        peer: &Peer,
+        offer: RTCSessionDescription,
+        options: &AnswerOptions,
+    ) -> Result<String, PeerError> {
         let pc = &peer.inner().pc;
         pc.set_remote_description(offer).await.map_err(|err| PeerError::InvalidSdp(err.to_string()))?;
         let answer = pc.create_answer(None).await?;
-        let sdp = answer.sdp.clone();
+        let mut sdp = answer.sdp.clone();
         self.apply_local(peer, answer).await?;
         peer.negotiate_payload_type().await?;
         peer.mark_described().await?;
+        if options.complete_candidates {
+            sdp = self.complete_answer(peer, options.gathering_timeout).await?;
+        }
+        let sdp = finish_answer(&sdp, options)?;
         Ok(advertise_public_ip_in_sdp(&sdp, &self.inner.public_ips))
+    }
+
+    /// Our local description once gathering is complete (or `timeout` passed), with every
+    /// candidate gathered written into it: the answer for a peer that does not trickle.
+    async fn complete_answer(&self, peer: &Peer, timeout: Duration) -> Result<String, PeerError> {
+        let shared = &peer.inner().shared;
+        if tokio::time::timeout(timeout, shared.gathered.notified()).await.is_err() {
+            warn!(parent: &peer.inner().span, ?timeout, "ICE gathering incomplete; answering with what was found");
+        }
+        let description = peer
+            .inner()
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| PeerError::Answer("no local description".to_owned()))?;
+        if !description.sdp.lines().any(|line| line.starts_with("a=candidate:")) {
+            return Err(PeerError::Answer(format!("no ICE candidate gathered within {timeout:?}")));
+        }
+        Ok(description.sdp)
     }
 
     /// The offering side, for the WebRTC test client and the load generator: builds a peer
     /// with one sendrecv Opus transceiver and returns its offer; [`Peer::apply_answer`]
     /// finishes the negotiation.
     pub async fn offer(&self) -> Result<(Peer, PeerEvents, String), PeerError> {
-        let (peer, events) = self.build().await?;
+        let (peer, events) = self.build(&AnswerOptions::default()).await?;
         let result = async {
             let offer = peer.inner().pc.create_offer(None).await?;
             let sdp = offer.sdp.clone();
@@ -151,14 +199,14 @@ impl PeerFactory {
 
     /// A peer bound to a port of its own, with its transceiver and supervisor, not yet
     /// negotiated.
-    async fn build(&self) -> Result<(Peer, PeerEvents), PeerError> {
+    async fn build(&self, options: &AnswerOptions) -> Result<(Peer, PeerEvents), PeerError> {
         let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("peer", peer = id);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (lease, port) = self.reserve_port()?;
-            match self.build_on(id, &span, lease, port).await {
+            match self.build_on(id, &span, lease, port, options).await {
                 Ok(built) => return Ok(built),
                 Err(err) if attempt < BIND_ATTEMPTS => {
                     warn!(parent: &span, port, error = %err, "peer setup failed, trying another port");
@@ -198,6 +246,7 @@ impl PeerFactory {
         span: &tracing::Span,
         lease: Option<PortLease>,
         port: u16,
+        options: &AnswerOptions,
     ) -> Result<(Peer, PeerEvents), PeerError> {
         let config = &self.inner.config;
         let timers = self.inner.timers;
@@ -211,7 +260,17 @@ impl PeerFactory {
         };
 
         let mut media_engine = MediaEngine::default();
-        media_engine.register_codec(opus_codec_parameters(), RtpCodecKind::Audio)?;
+        if options.dtmf {
+            // webrtc-rs keeps only the exact (fmtp-consistent) codec matches of an offer when
+            // there are any: telephone-event always matches exactly, so Opus must too, or it
+            // is dropped. Opus without fmtp constraints matches any Opus offer exactly; the
+            // answer repeats the offer's fmtp either way. Telephone-event is negotiated only
+            // when offered, on the offer's payload type.
+            media_engine.register_codec(opus_codec_parameters_for_any_offer(), RtpCodecKind::Audio)?;
+            media_engine.register_codec(telephone_event_codec_parameters(), RtpCodecKind::Audio)?;
+        } else {
+            media_engine.register_codec(opus_codec_parameters(), RtpCodecKind::Audio)?;
+        }
         // NACK, sender/receiver reports and transport-wide CC feedback: browsers expect RTCP
         // receiver reports for the audio they send, and read our sender reports for sync.
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
@@ -221,14 +280,21 @@ impl PeerFactory {
         } else {
             vec![NetworkType::Udp4, NetworkType::Udp6]
         };
-        let setting_engine = SettingEngineBuilder::new()
+        let mut setting_engine = SettingEngineBuilder::new()
             // A server has nothing to resolve: browsers hiding behind mDNS names reach us
             // first, and we learn their address as peer-reflexive. Enabled, every peer would
             // also bind a socket on 5353.
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_ice_timeouts(Some(timers.ice_disconnected), Some(timers.ice_failed), Some(timers.keepalive))
-            .with_network_types(network_types)
-            .build();
+            .with_network_types(network_types);
+        if let Some(role) = options.dtls_role {
+            // Without it the 0.21 core answers an ICE-lite offer with `setup:passive`.
+            setting_engine = setting_engine.with_answering_dtls_role(match role {
+                DtlsRole::Client => RTCDtlsRole::Client,
+                DtlsRole::Server => RTCDtlsRole::Server,
+            });
+        }
+        let setting_engine = setting_engine.build();
         let configuration = RTCConfigurationBuilder::new().with_ice_servers(self.inner.own_ice_servers.clone()).build();
 
         let bind = SocketAddr::new(config.bind_ip, port);
@@ -289,6 +355,7 @@ impl PeerFactory {
             control: control_rx,
             watchdog: Watchdog::new(now, timers.connect, timers.grace),
             cancel: cancel.clone(),
+            dtmf: DtmfDetector::default(),
         };
         tokio::spawn(supervisor.run().instrument(span.clone()));
         debug!(parent: span, port, ssrc, "peer created");

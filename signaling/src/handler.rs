@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -45,6 +45,12 @@ pub(crate) struct Shared {
     /// The negotiated Opus payload type: what we stamp on outgoing packets and accept on
     /// incoming ones.
     pub payload_type: OnceLock<u8>,
+    /// The negotiated 8 kHz `telephone-event` payload type, when DTMF was asked for and
+    /// offered: packets of this type are read as key presses, not audio.
+    pub dtmf_payload_type: OnceLock<u8>,
+    /// Signalled (one stored permit) when ICE gathering completes; a non-trickle answer
+    /// waits for it before it is written.
+    pub gathered: Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +111,7 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
+            self.shared.gathered.notify_one();
             self.send(Control::GatheringComplete);
         }
     }

@@ -12,14 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription, StatsSelector};
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::PeerError;
+use crate::answer::{DtlsRole, IceRole, PeerRoles};
 use crate::candidate::IceCandidate;
 use crate::handler::Shared;
 use crate::port_pool::PortLease;
-use crate::sdp::{has_opus_audio, opus_payload_type};
+use crate::sdp::{has_opus_audio, opus_payload_type, telephone_event_payload_type};
 use crate::watchdog::LostReason;
 
 /// RTP clock ticks per 20 ms Opus frame (Opus always uses a 48 kHz RTP clock).
@@ -35,6 +36,13 @@ pub enum PeerEvent {
     Connected,
     /// One Opus packet of the caller's audio.
     Rtp(RtpAudio),
+    /// The caller pressed a key (RFC 4733 `telephone-event`, negotiated with
+    /// [`AnswerOptions::dtmf`](crate::AnswerOptions::dtmf)): `0`–`9`, `*`, `#` or `A`–`D`.
+    /// Reported once per press, whatever the number of packets that carried it.
+    Dtmf {
+        /// The key.
+        digit: char,
+    },
     /// The remote side is gone (ICE failed, disconnected too long, or never connected).
     /// Reported at most once; end the call with [`LostReason::END_REASON`] and close the peer.
     Lost {
@@ -189,6 +197,11 @@ impl Peer {
         let payload_type = opus_payload_type(&parameters.rtp_parameters.codecs).ok_or(PeerError::NoOpus)?;
         let _ = self.inner.shared.payload_type.set(payload_type);
         debug!(payload_type, "Opus negotiated");
+        // Only present when the factory registered it (DTMF asked for) and the offer had it.
+        if let Some(dtmf) = telephone_event_payload_type(&parameters.rtp_parameters.codecs) {
+            let _ = self.inner.shared.dtmf_payload_type.set(dtmf);
+            debug!(payload_type = dtmf, "telephone-event negotiated");
+        }
         Ok(())
     }
 
@@ -287,6 +300,27 @@ impl Peer {
     /// The local port the peer's sockets are bound to; `None` once closed.
     pub fn local_port(&self) -> Option<u16> {
         (!self.inner.shared.closed.load(Ordering::Acquire)).then_some(self.inner.port)
+    }
+
+    /// The ICE and DTLS roles this peer's transport took, as webrtc-rs reports them
+    /// (its W3C transport stats). `None` fields until that part of the transport started.
+    pub async fn roles(&self) -> PeerRoles {
+        use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceRole};
+        let report = self.inner.pc.get_stats(tokio::time::Instant::now().into_std(), StatsSelector::None).await;
+        let Some(transport) = report.transport() else {
+            return PeerRoles { ice: None, dtls: None };
+        };
+        let ice = match transport.ice_role {
+            RTCIceRole::Controlling => Some(IceRole::Controlling),
+            RTCIceRole::Controlled => Some(IceRole::Controlled),
+            _ => None,
+        };
+        let dtls = match transport.dtls_role {
+            RTCDtlsRole::Client => Some(DtlsRole::Client),
+            RTCDtlsRole::Server => Some(DtlsRole::Server),
+            _ => None,
+        };
+        PeerRoles { ice, dtls }
     }
 
     /// Caller RTP packets received so far.

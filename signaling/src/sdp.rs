@@ -1,7 +1,7 @@
 //! The little SDP knowledge this crate needs beyond webrtc-rs: Opus as browsers describe it,
 //! and reading a few attributes back out of a description.
 
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
 use webrtc::peer_connection::RTCSessionDescription;
 
@@ -24,6 +24,43 @@ pub(crate) fn opus_codec() -> RTCRtpCodec {
 
 pub(crate) fn opus_codec_parameters() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE }
+}
+
+/// Opus with no fmtp parameters: consistent with, hence an exact match for, any offer's Opus
+/// (Meta's says `minptime=20`, ours `minptime=10`).
+pub(crate) fn opus_codec_parameters_for_any_offer() -> RTCRtpCodecParameters {
+    let mut opus = opus_codec_parameters();
+    opus.rtp_codec.sdp_fmtp_line = String::new();
+    opus
+}
+
+/// The payload type we register `telephone-event` on (WhatsApp's choice; answers mirror the
+/// offerer's).
+pub(crate) const TELEPHONE_EVENT_PAYLOAD_TYPE: u8 = 126;
+
+/// RFC 4733 events at the 8 kHz clock, the only rate WhatsApp sends DTMF at.
+pub(crate) fn telephone_event_codec_parameters() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+            clock_rate: 8000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: Vec::new(),
+        },
+        payload_type: TELEPHONE_EVENT_PAYLOAD_TYPE,
+    }
+}
+
+/// The 8 kHz `telephone-event` payload type among negotiated codecs.
+pub(crate) fn telephone_event_payload_type(codecs: &[RTCRtpCodecParameters]) -> Option<u8> {
+    codecs
+        .iter()
+        .find(|codec| {
+            codec.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_TELEPHONE_EVENT)
+                && codec.rtp_codec.clock_rate == 8000
+        })
+        .map(|codec| codec.payload_type)
 }
 
 /// The Opus payload type among negotiated codecs.

@@ -15,6 +15,7 @@ use tracing::{debug, info, trace, warn};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::candidate::IceCandidate;
+use crate::dtmf::DtmfDetector;
 use crate::handler::{Control, Shared};
 use crate::peer::{PeerEvent, RtpAudio};
 use crate::watchdog::{LinkState, Verdict, Watchdog};
@@ -31,6 +32,8 @@ pub(crate) struct Supervisor {
     pub control: mpsc::UnboundedReceiver<Control>,
     pub watchdog: Watchdog,
     pub cancel: CancellationToken,
+    /// Key presses out of the caller's `telephone-event` packets (when negotiated).
+    pub dtmf: DtmfDetector,
 }
 
 fn now() -> std::time::Instant {
@@ -68,7 +71,7 @@ impl Supervisor {
                     None => break,
                 },
                 event = next_track_event(track.as_ref()) => match event {
-                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => self.forward_rtp(packet),
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => self.handle_rtp(packet).await,
                     Some(TrackRemoteEvent::OnEnded) | None => {
                         track = None;
                         // The 0.21 core never ends a remote track on its own; its stream only
@@ -151,9 +154,19 @@ impl Supervisor {
         }
     }
 
-    fn forward_rtp(&self, packet: rtc::rtp::packet::Packet) {
+    /// One packet of the caller's stream: a key press (reported once, like any control
+    /// event) or audio (forwarded, or dropped when the consumer lags).
+    async fn handle_rtp(&mut self, packet: rtc::rtp::packet::Packet) {
         self.shared.rtp_received.fetch_add(1, Ordering::Relaxed);
         let header = &packet.header;
+        if self.shared.dtmf_payload_type.get() == Some(&header.payload_type) {
+            if let Some(digit) = self.dtmf.handle_packet(header.timestamp, &packet.payload) {
+                // The digit itself is what the caller typed: kept out of the logs.
+                debug!("DTMF key press received");
+                self.emit(PeerEvent::Dtmf { digit }).await;
+            }
+            return;
+        }
         if let Some(&payload_type) = self.shared.payload_type.get()
             && header.payload_type != payload_type
         {

@@ -158,6 +158,7 @@ impl WebRtcLeg {
                 self.arrival = Some(rtp.arrival);
                 LegEvent::Audio
             }
+            Input::Peer(Some(PeerEvent::Dtmf { digit })) => LegEvent::Dtmf(digit),
             Input::Peer(Some(PeerEvent::Lost { reason })) => {
                 tracing::info!(?reason, "caller media lost");
                 LegEvent::Lost(format!("{reason:?}"))

@@ -9,11 +9,15 @@
 //!   is in `live_session`.
 //! - [`mock_twilio_rest`] and [`mock_graph`]: the REST calls behind the
 //!   "Test connection" buttons (Twilio account + number, WhatsApp number), and
-//!   Twilio's call hang-up.
+//!   Twilio's call hang-up; [`mock_graph`] also takes WhatsApp call actions,
+//!   checked by [`graph_calls`].
 //! - [`twilio_sim`]: Twilio placing phone calls: the signed Voice webhook, the
 //!   TwiML read as Twilio reads it, the Media Streams WebSocket paced in real
 //!   time with playback, marks and clear; its pure parts are in
 //!   `twilio_webhook` and `twilio_stream`.
+//! - [`whatsapp_sim`]: Meta's side of WhatsApp calls — signed webhooks
+//!   ([`whatsapp_webhook`]), the Graph mock, an ICE-lite WebRTC peer per call
+//!   ([`meta_peer`]) and Meta's timers.
 //! - [`script`]: what the speech mocks say and do (replies, tool calls,
 //!   pacing, fault injection), shared by both.
 //! - [`audio`] and [`energy_vad`]: test audio (tones, G.711, PCM16) and the
@@ -29,6 +33,8 @@ pub mod audio;
 pub mod caller;
 pub mod energy_vad;
 pub mod fixtures;
+pub mod graph_calls;
+pub mod meta_peer;
 pub mod mock_gemini_live;
 pub mod mock_graph;
 pub mod mock_openai_realtime;
@@ -36,6 +42,8 @@ pub mod mock_twilio_rest;
 pub mod recorder;
 pub mod script;
 pub mod twilio_sim;
+pub mod whatsapp_sim;
+pub mod whatsapp_webhook;
 
 mod ids;
 mod live_session;
@@ -51,6 +59,8 @@ mod fixture_replay_tests;
 mod test_client;
 #[cfg(test)]
 mod twilio_sim_tests;
+#[cfg(test)]
+mod whatsapp_sim_tests;
 
 pub use caller::{Caller, Heard, utterance};
 pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
@@ -60,3 +70,5 @@ pub use mock_twilio_rest::{LiveCalls, MockTwilioRest, TwilioAccount, TwilioRestC
 pub use recorder::WaitTimeout;
 pub use script::{HandshakeRejection, MockReply, Pacing, ScriptedToolCall};
 pub use twilio_sim::{PhoneCall, Signing, TwilioSim, TwilioSimConfig};
+pub use whatsapp_sim::{CallOutcome, PlaceCall, WhatsAppCall, WhatsAppSim, WhatsAppSimConfig};
+pub use whatsapp_webhook::{CallParties, WebhookResponse, WebhookSender, WebhookTarget};
