@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use media::test_signal::speech_like;
 use media::{
-    EnergyVad, InboundChain, ItemKey, JitterBuffer, JitterConfig, JitterOutput, LevelMeter, MAX_OPUS_PACKET, Mixer,
-    OpusDecoder, OpusEncoder, OpusEncoderConfig, OutboundChain, Pacer, Resampler, SampleRate, VadConfig, g711,
-    mix_into, pcm16,
+    AlignerConfig, EnergyVad, InboundChain, ItemKey, JitterBuffer, JitterConfig, JitterOutput, LevelMeter,
+    MAX_OPUS_PACKET, Mixer, OpusDecoder, OpusEncoder, OpusEncoderConfig, OutboundChain, Pacer, RecordingConfig,
+    RecordingEncoder, Resampler, SampleRate, Side, VadConfig, g711, mix_into, pcm16,
 };
 
 /// Seconds of speech cycled through by codec benches (varied content, so the
@@ -320,6 +320,64 @@ fn bridge(c: &mut Criterion) {
     group.finish();
 }
 
+/// One 20 ms slot of a call recording: the caller's frame and the agent's
+/// frame pushed, aligned, resampled where needed, encoded as one stereo Opus
+/// packet and laid into Ogg pages; against the stereo encode alone.
+fn recording(c: &mut Criterion) {
+    let mut group = c.benchmark_group("recording");
+    let agent_rate = SampleRate::Hz24000;
+    let agent = frames(agent_rate, 3);
+    for complexity in [5u8, 3] {
+        let config = RecordingConfig {
+            complexity,
+            aligner: AlignerConfig { max_slots: u64::MAX / 2, ..AlignerConfig::default() },
+            ..RecordingConfig::default()
+        };
+        let mut stereo = OpusEncoder::new_stereo(
+            config.rate,
+            OpusEncoderConfig {
+                complexity,
+                bitrate: Some(config.bitrate),
+                fec: false,
+                packet_loss_perc: 0,
+                dtx: false,
+            },
+        )
+        .expect("encoder");
+        let interleaved: Vec<Vec<i16>> = agent
+            .iter()
+            .zip(frames(agent_rate, 4))
+            .map(|(a, b)| a.iter().zip(&b).flat_map(|(&l, &r)| [l, r]).collect())
+            .collect();
+        let mut packet = [0u8; MAX_OPUS_PACKET];
+        let mut i = 0;
+        group.bench_function(format!("stereo_encode_only_c{complexity}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % interleaved.len();
+                black_box(stereo.encode(black_box(&interleaved[i]), &mut packet).expect("encode"))
+            })
+        });
+        for caller_rate in [SampleRate::Hz24000, SampleRate::Hz16000, SampleRate::Hz8000] {
+            let caller = frames(caller_rate, 5);
+            let mut out = Vec::with_capacity(128 * 1024);
+            let mut encoder = RecordingEncoder::new(config, 1, &[], &mut out).expect("recording");
+            let mut slot = 0u64;
+            group.bench_function(format!("slot_caller_{}k_agent_24k_c{complexity}", caller_rate.hz() / 1000), |b| {
+                b.iter(|| {
+                    let i = slot as usize % agent.len();
+                    encoder.push(Side::Left, slot, caller_rate, black_box(&caller[i]), &mut out).expect("push");
+                    encoder.push(Side::Right, slot, agent_rate, black_box(&agent[i]), &mut out).expect("push");
+                    slot += 1;
+                    if out.len() > 64 * 1024 {
+                        out.clear();
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30)
 }
@@ -327,6 +385,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bridge, opus, g711_codec, resampler, jitter_and_pacer, analysis
+    targets = bridge, opus, g711_codec, resampler, jitter_and_pacer, analysis, recording
 }
 criterion_main!(benches);
