@@ -32,6 +32,8 @@ pub enum CryptoError {
 struct SealingKey {
     id: String,
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 keyed with the raw key, for deriving keys for other purposes.
+    deriver: hmac::Hmac<Sha256>,
 }
 
 impl SealingKey {
@@ -42,7 +44,8 @@ impl SealingKey {
         let cipher = Aes256Gcm::new_from_slice(bytes).map_err(|_| CryptoError::BadKey)?;
         // The key id is a fingerprint, not the key: 8 hex digits of its SHA-256.
         let id = hex::encode(&Sha256::digest(bytes)[..4]);
-        Ok(Self { id, cipher })
+        let deriver = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(bytes).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self { id, cipher, deriver })
     }
 
     fn from_base64(text: &str) -> Result<Self, CryptoError> {
@@ -115,6 +118,17 @@ impl Sealer {
         let key = STANDARD.encode(bytes);
         write_private_file(&path, &key)?;
         Ok((Self::new(&key, &previous)?, KeySource::GeneratedNow))
+    }
+
+    /// A 32-byte key for another purpose (e.g. signing recording links), derived from the
+    /// current encryption key as HMAC-SHA256(key, `label`): one configured secret serves
+    /// several uses without any two of them sharing a key, and the derived key reveals
+    /// nothing about the encryption key.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = self.current.deriver.clone();
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Id of the key new records are sealed with.
@@ -235,6 +249,17 @@ mod tests {
         bytes[14] ^= 1;
         sealed.blob = STANDARD.encode(bytes);
         assert!(matches!(sealer.open(&sealed, b"r"), Err(CryptoError::Tampered)));
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label_and_by_encryption_key() {
+        let sealer = Sealer::new(&key(), &[]).unwrap();
+        let links = sealer.derive_key("recording links");
+        assert_eq!(links, sealer.derive_key("recording links"));
+        assert_ne!(links, sealer.derive_key("something else"));
+        assert_ne!(links, [7u8; 32]);
+        let other = Sealer::new(&STANDARD.encode([9u8; 32]), &[]).unwrap();
+        assert_ne!(links, other.derive_key("recording links"));
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! | `mixer` | [`Mixer`], [`mix_into`]: 2-3 streams without wrap-around |
 //! | `slot_aligner` | [`SlotAligner`]: two sides' frames lined up on the call's 20 ms slots |
 //! | [`ogg_opus`] | [`OggOpusWriter`], [`decode_ogg_opus`], [`seal_truncated_stream`]: Opus in Ogg (RFC 7845) |
-//! | `recording_encoder` | [`RecordingEncoder`]: two sides in, stereo Ogg Opus pages out |
+//! | `recording_encoder` | [`RecordingEncoder`]: two sides in, two-channel Ogg Opus pages out (a mono Opus stream per side) |
 //! | `noise_suppressor` | `NoiseSuppressor` (feature `denoise`): RNNoise |
 //! | `inbound_chain`, `outbound_chain` | [`InboundChain`], [`OutboundChain`]: the per-call bridges |
 //! | [`test_signal`] | synthetic speech-like signals and comparison helpers for tests and benches |

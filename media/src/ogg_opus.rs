@@ -32,21 +32,36 @@ pub const GRANULE_PER_FRAME: u64 = 960;
 const PACKETS_PER_PAGE: usize = 50;
 /// Page body size beyond which a page is written early (high bitrates).
 const PAGE_BODY_LIMIT: usize = 16 * 1024;
+/// Largest packet written: two streams' worth of Opus (a multistream packet frames every
+/// stream but the last with its length, a few bytes each).
+pub const MAX_PACKET: usize = 2 * crate::MAX_OPUS_PACKET + 8;
 /// Ogg page header size before the segment table.
 const PAGE_HEADER: usize = 27;
 /// Header type flags.
 const FLAG_BOS: u8 = 0x02;
 const FLAG_EOS: u8 = 0x04;
 
+/// How a stream's channels are coded (RFC 7845 §5.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelMapping {
+    /// Family 0: one Opus stream, mono or coupled stereo.
+    Single,
+    /// Family 1 with two channels, each its own mono Opus stream (stream 0 left, stream 1
+    /// right, none coupled): two voices kept strictly apart, as call recordings want.
+    TwoMono,
+}
+
 /// What the `OpusHead` packet says about the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpusHead {
-    /// 1 or 2 (channel mapping family 0).
+    /// 1 or 2.
     pub channels: u8,
     /// Samples at 48 kHz the decoder drops from the start: the encoder's look-ahead.
     pub pre_skip: u16,
     /// The rate of the audio that was encoded (informational: Opus decodes at any rate).
     pub input_rate: u32,
+    /// How the channels are coded.
+    pub mapping: ChannelMapping,
 }
 
 impl OpusHead {
@@ -57,7 +72,11 @@ impl OpusHead {
         out.extend_from_slice(&self.pre_skip.to_le_bytes());
         out.extend_from_slice(&self.input_rate.to_le_bytes());
         out.extend_from_slice(&0i16.to_le_bytes()); // output gain
-        out.push(0); // channel mapping family 0: mono or stereo, no table
+        match self.mapping {
+            ChannelMapping::Single => out.push(0),
+            // Family 1, two streams, none coupled, channel i from stream i.
+            ChannelMapping::TwoMono => out.extend_from_slice(&[1, 2, 0, 0, 1]),
+        }
     }
 
     fn parse(packet: &[u8]) -> Result<Self, MediaError> {
@@ -68,13 +87,18 @@ impl OpusHead {
             return Err(invalid("unsupported OpusHead version"));
         }
         let channels = packet[9];
-        if !(1..=2).contains(&channels) || packet[18] != 0 {
-            return Err(invalid("only mono and stereo streams (mapping family 0) are supported"));
-        }
+        let mapping = match (packet[18], channels, &packet[19..]) {
+            (0, 1 | 2, _) => ChannelMapping::Single,
+            (1, 2, [2, 0, 0, 1, ..]) => ChannelMapping::TwoMono,
+            _ => {
+                return Err(invalid("only mono or stereo streams, and two mono streams in family 1, are supported"));
+            }
+        };
         Ok(OpusHead {
             channels,
             pre_skip: u16::from_le_bytes([packet[10], packet[11]]),
             input_rate: u32::from_le_bytes([packet[12], packet[13], packet[14], packet[15]]),
+            mapping,
         })
     }
 }
@@ -109,9 +133,9 @@ fn crc_update(mut crc: u32, bytes: &[u8]) -> u32 {
 
 /// Lays Opus packets into Ogg pages, appending finished pages to a caller's buffer.
 ///
-/// Packets never straddle pages (an Opus packet is at most 1275 bytes, six
-/// lacing values, so it always fits an empty page), which keeps every page's
-/// granule position exact.
+/// Packets never straddle pages (a packet here is at most [`MAX_PACKET`]
+/// bytes, eleven lacing values, so it always fits an empty page), which keeps
+/// every page's granule position exact.
 pub struct OggOpusWriter {
     serial: u32,
     sequence: u32,
@@ -150,7 +174,7 @@ impl OggOpusWriter {
         serial: u32,
         out: &mut Vec<u8>,
     ) -> Result<Self, MediaError> {
-        if !(1..=2).contains(&head.channels) {
+        if !(1..=2).contains(&head.channels) || (head.mapping == ChannelMapping::TwoMono && head.channels != 2) {
             return Err(MediaError::InvalidConfig("Ogg Opus streams here are mono or stereo"));
         }
         let mut writer = OggOpusWriter {
@@ -162,7 +186,7 @@ impl OggOpusWriter {
             lacing: [0; 255],
             segments: 0,
             packets: 0,
-            body: Vec::with_capacity(PAGE_BODY_LIMIT + crate::MAX_OPUS_PACKET),
+            body: Vec::with_capacity(PAGE_BODY_LIMIT + MAX_PACKET),
             finished: false,
         };
         let mut packet = Vec::with_capacity(64);
@@ -196,8 +220,8 @@ impl OggOpusWriter {
         if self.finished {
             return Err(MediaError::InvalidConfig("the Ogg stream has ended"));
         }
-        if packet.len() > crate::MAX_OPUS_PACKET {
-            return Err(MediaError::BufferTooSmall { needed: packet.len(), actual: crate::MAX_OPUS_PACKET });
+        if packet.len() > MAX_PACKET {
+            return Err(MediaError::BufferTooSmall { needed: packet.len(), actual: MAX_PACKET });
         }
         let needed = packet.len() / 255 + 1;
         if self.packets > 0
@@ -404,12 +428,41 @@ impl DecodedOggOpus {
     }
 }
 
-/// Decodes an Ogg Opus stream (mono or stereo) to 48 kHz PCM with libopus,
-/// checking its structure on the way: page checksums (the `ogg` crate's
-/// reader), `OpusHead` then `OpusTags`, and granule positions.
-pub fn decode_ogg_opus(bytes: &[u8]) -> Result<DecodedOggOpus, MediaError> {
-    use opusic_c::{Channels, Decoder, SampleRate as OpusRate};
+/// The decoder a stream's `OpusHead` calls for.
+enum StreamDecoder {
+    Single(opusic_c::Decoder),
+    TwoMono(opusic_c::multistream::Decoder),
+}
 
+impl StreamDecoder {
+    fn new(head: &OpusHead) -> Result<Self, MediaError> {
+        use opusic_c::{Channels, SampleRate as OpusRate};
+        let create = |e: opusic_c::ErrorCode| MediaError::Opus { op: "decoder create", message: e.message() };
+        Ok(match head.mapping {
+            ChannelMapping::Single => {
+                let channels = if head.channels == 2 { Channels::Stereo } else { Channels::Mono };
+                StreamDecoder::Single(opusic_c::Decoder::new(channels, OpusRate::Hz48000).map_err(create)?)
+            }
+            ChannelMapping::TwoMono => {
+                let config = opusic_c::multistream::Config::<2>::new(2, 0, [0, 1]);
+                StreamDecoder::TwoMono(opusic_c::multistream::Decoder::new(config, OpusRate::Hz48000).map_err(create)?)
+            }
+        })
+    }
+
+    fn decode(&mut self, packet: &[u8], out: &mut [u16]) -> Result<usize, MediaError> {
+        let result = match self {
+            StreamDecoder::Single(d) => d.decode_to_slice(packet, out, false),
+            StreamDecoder::TwoMono(d) => d.decode_to_slice(packet, out, false),
+        };
+        result.map_err(|e| MediaError::Opus { op: "decode", message: e.message() })
+    }
+}
+
+/// Decodes an Ogg Opus stream (mono, stereo, or two mono streams) to 48 kHz PCM
+/// with libopus, checking its structure on the way: page checksums (the `ogg`
+/// crate's reader), `OpusHead` then `OpusTags`, and granule positions.
+pub fn decode_ogg_opus(bytes: &[u8]) -> Result<DecodedOggOpus, MediaError> {
     let mut reader = ogg::PacketReader::new(Cursor::new(bytes));
     let mut next = || reader.read_packet().map_err(|e| MediaError::InvalidStream(e.to_string()));
     let first = next()?.ok_or_else(|| invalid("empty stream"))?;
@@ -423,16 +476,13 @@ pub fn decode_ogg_opus(bytes: &[u8]) -> Result<DecodedOggOpus, MediaError> {
         return Err(invalid("OpusTags must end its page, at granule position 0"));
     }
     let channels = usize::from(head.channels);
-    let mut decoder = Decoder::new(if channels == 2 { Channels::Stereo } else { Channels::Mono }, OpusRate::Hz48000)
-        .map_err(|e| MediaError::Opus { op: "decoder create", message: e.message() })?;
+    let mut decoder = StreamDecoder::new(&head)?;
     let mut frame = vec![0u16; 5_760 * channels];
     let mut pcm: Vec<i16> = Vec::new();
     let mut last_granule = 0u64;
     let mut ended = false;
     while let Some(packet) = next()? {
-        let n = decoder
-            .decode_to_slice(&packet.data, &mut frame, false)
-            .map_err(|e| MediaError::Opus { op: "decode", message: e.message() })?;
+        let n = decoder.decode(&packet.data, &mut frame)?;
         pcm.extend(frame[..n * channels].iter().map(|&s| s as i16));
         if packet.last_in_page() {
             let granule = packet.absgp_page();
@@ -480,7 +530,22 @@ mod tests {
     use super::*;
 
     fn head() -> OpusHead {
-        OpusHead { channels: 2, pre_skip: 312, input_rate: 24_000 }
+        OpusHead { channels: 2, pre_skip: 312, input_rate: 24_000, mapping: ChannelMapping::TwoMono }
+    }
+
+    #[test]
+    fn opus_head_round_trips_in_both_families() {
+        for mapping in [ChannelMapping::Single, ChannelMapping::TwoMono] {
+            let head = OpusHead { mapping, ..head() };
+            let mut packet = Vec::new();
+            head.write(&mut packet);
+            assert_eq!(packet.len(), if mapping == ChannelMapping::Single { 19 } else { 23 });
+            assert_eq!(OpusHead::parse(&packet).unwrap(), head);
+        }
+        let mut three = Vec::new();
+        OpusHead { channels: 2, ..head() }.write(&mut three);
+        three[19] = 3;
+        assert!(OpusHead::parse(&three).is_err(), "other layouts are refused");
     }
 
     #[test]

@@ -39,9 +39,7 @@ impl Default for OpusEncoderConfig {
     }
 }
 
-/// An Opus encoder in VOIP mode, fed one 20 ms frame per call: mono for
-/// peers ([`OpusEncoder::new`]), or stereo for recordings
-/// ([`OpusEncoder::new_stereo`]).
+/// A mono Opus encoder in VOIP mode, fed one 20 ms frame per call.
 ///
 /// It takes PCM at its own rate, so the provider's 24 kHz audio is encoded
 /// directly (libopus resamples internally, better and cheaper than a separate
@@ -49,18 +47,12 @@ impl Default for OpusEncoderConfig {
 pub struct OpusEncoder {
     inner: Encoder,
     rate: SampleRate,
-    /// 1 (mono) or 2 (stereo, samples interleaved left/right).
-    channels: usize,
     config: OpusEncoderConfig,
 }
 
 impl std::fmt::Debug for OpusEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusEncoder")
-            .field("rate", &self.rate)
-            .field("channels", &self.channels)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("OpusEncoder").field("rate", &self.rate).field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -78,27 +70,8 @@ pub(crate) fn opus_error(op: &'static str) -> impl Fn(opusic_c::ErrorCode) -> Me
 }
 
 impl OpusEncoder {
-    /// Builds a mono encoder for `rate` with `config`.
+    /// Builds an encoder for `rate` with `config`.
     pub fn new(rate: SampleRate, config: OpusEncoderConfig) -> Result<Self, MediaError> {
-        Self::build(rate, Channels::Mono, config)
-    }
-
-    /// Builds a stereo encoder for `rate` with `config`: [`OpusEncoder::encode`]
-    /// then takes interleaved left/right samples, two per sample instant.
-    ///
-    /// Made for recordings that carry a different voice on each side: libopus is
-    /// told to keep both channels (never to fold them into mono when bits are
-    /// short) and not to use phase inversion, so a player that downmixes the
-    /// file to mono still hears both voices clearly.
-    pub fn new_stereo(rate: SampleRate, config: OpusEncoderConfig) -> Result<Self, MediaError> {
-        let mut encoder = Self::build(rate, Channels::Stereo, config)?;
-        let set = opus_error("encoder configure");
-        encoder.inner.set_force_channels(Some(Channels::Stereo)).map_err(&set)?;
-        encoder.inner.set_phase_inversion_disabled(true).map_err(&set)?;
-        Ok(encoder)
-    }
-
-    fn build(rate: SampleRate, channels: Channels, config: OpusEncoderConfig) -> Result<Self, MediaError> {
         if config.complexity > 10 {
             return Err(MediaError::InvalidConfig("opus complexity must be 0..=10"));
         }
@@ -111,7 +84,7 @@ impl OpusEncoder {
             return Err(MediaError::InvalidConfig("opus bitrate must be 500..=512000 bit/s"));
         }
         let mut inner =
-            Encoder::new(channels, opus_rate(rate), Application::Voip).map_err(opus_error("encoder create"))?;
+            Encoder::new(Channels::Mono, opus_rate(rate), Application::Voip).map_err(opus_error("encoder create"))?;
         let set = opus_error("encoder configure");
         inner.set_complexity(config.complexity).map_err(&set)?;
         inner.set_bitrate(config.bitrate.map_or(Bitrate::Auto, Bitrate::Value)).map_err(&set)?;
@@ -119,18 +92,14 @@ impl OpusEncoder {
         inner.set_packet_loss(config.packet_loss_perc).map_err(&set)?;
         inner.set_dtx(config.dtx).map_err(&set)?;
         inner.set_signal(Signal::Voice).map_err(&set)?;
-        let channels = match channels {
-            Channels::Mono => 1,
-            Channels::Stereo => 2,
-        };
-        Ok(OpusEncoder { inner, rate, channels, config })
+        Ok(OpusEncoder { inner, rate, config })
     }
 
-    /// Encodes one 20 ms frame (`rate.samples_per_frame()` samples per
-    /// channel, interleaved for stereo) into `out` and returns the packet
-    /// length. [`MAX_OPUS_PACKET`] bytes of `out` are always enough.
+    /// Encodes one 20 ms frame (`rate.samples_per_frame()` samples) into
+    /// `out` and returns the packet length. [`MAX_OPUS_PACKET`] bytes of `out`
+    /// are always enough.
     pub fn encode(&mut self, pcm_20ms: &[i16], out: &mut [u8]) -> Result<usize, MediaError> {
-        let expected = self.rate.samples_per_frame() * self.channels;
+        let expected = self.rate.samples_per_frame();
         if pcm_20ms.len() != expected {
             return Err(MediaError::FrameSize { expected, actual: pcm_20ms.len() });
         }
@@ -140,11 +109,6 @@ impl OpusEncoder {
     /// The input sample rate.
     pub fn rate(&self) -> SampleRate {
         self.rate
-    }
-
-    /// 1 for mono, 2 for stereo.
-    pub fn channels(&self) -> usize {
-        self.channels
     }
 
     /// The settings in force.
@@ -223,16 +187,6 @@ mod tests {
             let kbps = bytes as f64 * 8.0 / 2.0 / 1000.0;
             assert!((10.0..=40.0).contains(&kbps), "{rate}: {kbps} kbit/s");
         }
-    }
-
-    #[test]
-    fn stereo_encoder_takes_interleaved_frames_of_both_channels() {
-        let rate = SampleRate::Hz24000;
-        let mut enc = OpusEncoder::new_stereo(rate, OpusEncoderConfig::default()).unwrap();
-        assert_eq!(enc.channels(), 2);
-        let mut out = [0u8; MAX_OPUS_PACKET];
-        assert_eq!(enc.encode(&[0; 480], &mut out), Err(MediaError::FrameSize { expected: 960, actual: 480 }));
-        assert!(enc.encode(&[0; 960], &mut out).unwrap() > 0);
     }
 
     #[test]

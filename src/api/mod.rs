@@ -2,7 +2,8 @@
 //!
 //! - `admin`: master admins (companies, AI models)
 //! - `company`: company admins (chatbots and their settings, integration accounts)
-//! - `calls`: company admins' test calls and call history
+//! - `calls`: company admins' test calls, call history, transcript downloads, call deletion
+//! - `recordings`: links to call recordings, their signed download route, retention settings
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
 //! - `assets`: the widget's files, the Test Call page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
@@ -18,6 +19,7 @@ pub mod integrations;
 pub mod json;
 pub mod knowledge;
 pub mod me;
+pub mod recordings;
 pub mod voices;
 pub mod widget;
 
@@ -47,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(knowledge::router())
         .merge(widget::router())
         .merge(calls::router())
+        .merge(recordings::router())
         .merge(me::router())
         .merge(voices::router())
         .merge(assets::router())

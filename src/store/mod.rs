@@ -47,6 +47,7 @@ mod chatbots;
 mod companies;
 mod integrations;
 mod knowledge;
+mod recordings;
 mod users;
 
 use std::str::FromStr;
@@ -69,6 +70,7 @@ pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegr
 pub use knowledge::{
     Category, ContentType, Document, DocumentSummary, MAX_SEARCH_RESULTS, NewCategory, NewDocument, Passage,
 };
+pub use recordings::{NewRecording, RECORDING_FORMAT, Recording};
 pub use users::{Role, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -16,6 +16,8 @@
 //! - [`fixtures`]: loads the shared wire samples and strips their `_` meta keys.
 //! - [`recorder`]: the state every mock records, with `wait_for` so tests
 //!   await a condition instead of sleeping.
+//! - [`local_s3`]: a local S3-compatible server (moto) for the recordings storage.
+//! - [`recording`]: decode a call recording and find its tones, channel by channel.
 //!
 //! Every mock binds `127.0.0.1`, records what clients sent, and stops when
 //! dropped (or on `shutdown().await`).
@@ -24,11 +26,13 @@ pub mod audio;
 pub mod caller;
 pub mod energy_vad;
 pub mod fixtures;
+pub mod local_s3;
 pub mod mock_gemini_live;
 pub mod mock_graph;
 pub mod mock_openai_realtime;
 pub mod mock_twilio_rest;
 pub mod recorder;
+pub mod recording;
 pub mod script;
 
 mod ids;
@@ -43,6 +47,7 @@ mod fixture_replay_tests;
 mod test_client;
 
 pub use caller::{Caller, Heard, utterance};
+pub use local_s3::LocalS3;
 pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
 pub use mock_graph::{GraphConfig, GraphPhoneNumber, MockGraph};
 pub use mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
