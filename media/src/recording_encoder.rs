@@ -321,6 +321,61 @@ mod tests {
         assert!(spans(&r, 440.0).is_empty(), "no left tone on the right");
     }
 
+    /// Ten minutes of a jittery call (caller frames 0-2 slots late and in bunches, 1 %
+    /// lost; the agent steady): beeps placed at known slots near the start, the middle
+    /// and the end come out at exactly those times on their own channel, so nothing
+    /// accumulates over the call.
+    #[test]
+    fn beeps_at_the_end_of_a_ten_minute_call_are_where_they_were_put() {
+        use crate::test_signal::Xorshift;
+        const SLOTS: u64 = 10 * 60 * 50;
+        let rate = SampleRate::Hz24000;
+        let beep = |hz: f64| sine(rate, hz, 0.5, 480 * 10);
+        let (left_beep, right_beep) = (beep(440.0), beep(1_000.0));
+        // Beeps of 10 slots (200 ms) at these slots: caller, then agent 100 ms later.
+        let starts = [50u64, SLOTS / 2, SLOTS - 100];
+        let frame_of = |pcm: &[i16], start: u64, slot: u64| -> Option<Vec<i16>> {
+            (start..start + 10).contains(&slot).then(|| {
+                let i = (slot - start) as usize * 480;
+                pcm[i..i + 480].to_vec()
+            })
+        };
+        let silence = vec![0i16; 480];
+        let mut rng = Xorshift::new(10);
+        let mut deliveries: Vec<(u64, u64, Side, u64)> = Vec::new();
+        for slot in 0..SLOTS {
+            if rng.below(100) != 0 {
+                deliveries.push((slot + rng.below(3), rng.next_u64(), Side::Left, slot));
+            }
+            deliveries.push((slot, rng.next_u64(), Side::Right, slot));
+        }
+        deliveries.sort_unstable_by_key(|&(at, tie, _, _)| (at, tie));
+        let mut out = Vec::new();
+        let mut rec = RecordingEncoder::new(RecordingConfig::default(), 3, &[], &mut out).unwrap();
+        for (_, _, side, slot) in deliveries {
+            let pcm = match side {
+                Side::Left => starts.iter().find_map(|&s| frame_of(&left_beep, s, slot)),
+                Side::Right => starts.iter().find_map(|&s| frame_of(&right_beep, s + 5, slot)),
+            };
+            rec.push(side, slot, rate, pcm.as_deref().unwrap_or(&silence), &mut out).unwrap();
+        }
+        let summary = rec.finish(SLOTS, &mut out).unwrap();
+        assert_eq!(summary.stats.late, 0);
+        let decoded = decode_ogg_opus(&out).unwrap();
+        assert_eq!(decoded.duration_ms(), SLOTS * 20);
+        let spans = |channel: usize, hz: f64| tone_spans(&decoded.channel(channel), SampleRate::Hz48000, hz);
+        let expected =
+            |offset: u64| starts.iter().map(|&s| ((s + offset) * 20, (s + offset + 10) * 20)).collect::<Vec<_>>();
+        for ((got, want), what) in
+            [(spans(0, 440.0), expected(0)), (spans(1, 1_000.0), expected(5))].into_iter().zip(["left", "right"])
+        {
+            assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+            for ((a, b), (x, y)) in got.iter().zip(&want) {
+                assert!(a.abs_diff(*x) <= 20 && b.abs_diff(*y) <= 20, "{what}: beep at {a}-{b} ms, put at {x}-{y} ms");
+            }
+        }
+    }
+
     #[test]
     fn a_recording_of_nothing_is_a_valid_empty_stream() {
         let mut out = Vec::new();
