@@ -13,7 +13,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
 /// Files up to this size are stored in one request; larger ones in parts of this size
@@ -94,14 +94,11 @@ impl RecordingStorage {
         }
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_allow_http(config.allow_http)
-            .with_retry(RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(60), ..Default::default() })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(config.allow_http)
-                    .with_timeout(Duration::from_secs(60))
-                    .with_connect_timeout(Duration::from_secs(5)),
-            );
+            .with_retry(RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(60), ..Default::default() });
+        if config.allow_http {
+            // Only ever switched on here: AWS_ALLOW_HTTP from the environment stands otherwise.
+            builder = builder.with_allow_http(true);
+        }
         if let Some(endpoint) = config.endpoint.as_deref().filter(|e| !e.is_empty()) {
             builder = builder.with_endpoint(endpoint);
         }
