@@ -17,7 +17,7 @@ pub mod link;
 pub mod retention;
 pub mod storage;
 pub mod tap;
-pub mod writer;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

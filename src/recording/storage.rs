@@ -92,9 +92,11 @@ impl RecordingStorage {
         if bucket.is_empty() {
             anyhow::bail!("GATEWAY_RECORDINGS_URL names no bucket: {url}");
         }
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(60), ..Default::default() });
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(RetryConfig {
+            max_retries: 4,
+            retry_timeout: Duration::from_secs(60),
+            ..Default::default()
+        });
         if config.allow_http {
             // Only ever switched on here: AWS_ALLOW_HTTP from the environment stands otherwise.
             builder = builder.with_allow_http(true);

@@ -5,7 +5,7 @@
 //! once complete; it is removed when the recording is stored. Disk writes happen on a task
 //! of their own, so a slow disk holds up neither the call nor the encoding (pages wait in
 //! memory meanwhile). Whatever is left in the spool directory — a file storage refused, or
-//! one a crash cut short — is sealed and stored at the next start ([`recover`]).
+//! one a crash cut short — is sealed and stored at the next start (`recover`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
