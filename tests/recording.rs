@@ -275,6 +275,21 @@ async fn deleting_a_call_deletes_its_transcript_and_recording_but_never_a_live_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_recorded_once_even_if_started_twice() {
+    let app = spawn_app().await;
+    let answered = now_ms() - 10_000;
+    let (company, admin, call) = ended_call(&app, "Acme", answered).await;
+    let tap = app.state.recordings.start(call, company, answered);
+    let again = app.state.recordings.start(call, company, answered);
+    feed(&tap, 240, 50..150, 100..225).await;
+    again.caller(0, &[0; 160], SampleRate::Hz8000);
+    again.finish(EndInfo { end_slot: 10 });
+    tap.finish(EndInfo { end_slot: 250 });
+    app.state.recordings.idle().await;
+    check_recording(&app, &admin, call, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tap_dropped_without_an_end_still_leaves_a_playable_recording() {
     let app = spawn_app().await;
     let answered = now_ms() - 10_000;
@@ -438,6 +453,21 @@ async fn transcripts_download_as_text_or_json_attachments() {
     let (_, other_admin) = app.company_with_admin("Globex", true).await;
     let other = app.get(&format!("/api/company/calls/{call}/transcript?format=txt"), &other_admin, None).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_recording_routes_are_documented() {
+    let app = spawn_app().await;
+    let doc = app.get("/api/openapi.json", "", None).await;
+    for (path, method) in [
+        ("/api/company/calls/{id}", "delete"),
+        ("/api/company/calls/{id}/transcript", "get"),
+        ("/api/company/calls/{id}/recording", "get"),
+        ("/api/recordings/{id}", "get"),
+        ("/api/company/recording-settings", "patch"),
+    ] {
+        assert!(doc.body["paths"][path].get(method).is_some(), "{method} {path} documented");
+    }
 }
 
 #[tokio::test]

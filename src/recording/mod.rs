@@ -19,8 +19,9 @@ pub mod storage;
 pub mod tap;
 mod writer;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media::RecordingConfig;
@@ -63,6 +64,18 @@ pub enum SweepError {
     Store(#[from] StoreError),
 }
 
+/// Marks a call as being recorded while its writer runs.
+struct Active {
+    recordings: Arc<Recordings>,
+    call_id: CallId,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.recordings.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.call_id);
+    }
+}
+
 /// The recordings service; see the module documentation.
 pub struct Recordings {
     store: Store,
@@ -75,6 +88,10 @@ pub struct Recordings {
     config: RecordingConfig,
     /// Writer tasks (and the start-up recovery), waited for at shutdown.
     tracker: TaskTracker,
+    /// Calls being recorded on this node: a second recording of the same call would write
+    /// the same spool file. A std mutex: touched when a recording starts and ends, never
+    /// per frame.
+    active: Mutex<HashSet<CallId>>,
     /// Cancelled at shutdown: stops retries and the sweep, never a writer mid-file.
     shutdown: CancellationToken,
 }
@@ -109,17 +126,31 @@ impl Recordings {
             spool_dir,
             config: RecordingConfig::default(),
             tracker: TaskTracker::new(),
+            active: Mutex::new(HashSet::new()),
             shutdown,
         })
     }
 
     /// Starts recording a call answered at `answered_at` (slot 0 of its clock). The writer
     /// runs on its own task; the returned tap is what the session feeds.
+    ///
+    /// A call is recorded once: starting again while its recording is being written
+    /// returns a tap that records nothing (and says so in the log).
     pub fn start(self: &Arc<Self>, call_id: CallId, company_id: CompanyId, answered_at: UnixMs) -> RecordingTap {
         let shared = Arc::new(tap::TapShared::new());
         let (end_tx, end_rx) = tokio::sync::oneshot::channel();
-        let job = writer::WriterJob { call_id, company_id, answered_at, shared: shared.clone(), end: end_rx };
-        self.tracker.spawn(writer::run(self.clone(), job));
+        let first = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(call_id);
+        if first {
+            let job = writer::WriterJob { call_id, company_id, answered_at, shared: shared.clone(), end: end_rx };
+            let recordings = self.clone();
+            self.tracker.spawn(async move {
+                // Forgotten however the writer ends, a panic included.
+                let _active = Active { recordings: recordings.clone(), call_id };
+                writer::run(recordings, job).await;
+            });
+        } else {
+            tracing::warn!(call_id = %call_id, "this call is already being recorded; the second recording is ignored");
+        }
         RecordingTap::new(call_id, shared, end_tx)
     }
 
