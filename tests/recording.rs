@@ -364,6 +364,18 @@ async fn the_retention_sweep_deletes_due_recordings_and_only_those() {
     let reply = app.patch("/api/company/recording-settings", &acme_admin, None, json!({"retentionDays": 0})).await;
     assert_eq!((reply.status, reply.field()), (StatusCode::UNPROCESSABLE_ENTITY, "retentionDays"));
     assert_eq!(app.get("/api/company/recording-settings", &acme_admin, None).await.body["retentionDays"], 7);
+    let master = app
+        .patch(
+            &format!("/api/admin/companies/{globex}/settings"),
+            &app.master,
+            None,
+            json!({"recordings": {"retentionDays": 3651}}),
+        )
+        .await;
+    assert_eq!((master.status, master.field()), (StatusCode::UNPROCESSABLE_ENTITY, "recordings.retentionDays"));
+    let company = app.get("/api/admin/companies", &app.master, None).await;
+    let globex_view = company.body.as_array().unwrap().iter().find(|c| c["id"] == globex.to_string()).unwrap().clone();
+    assert_eq!(globex_view["settings"]["recordings"]["retentionDays"], 90, "unchanged, and the default");
 
     let storage = app.state.recordings.storage().clone();
     let spool = app.data_dir.path().join("file.ogg");
