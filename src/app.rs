@@ -47,6 +47,8 @@ pub struct AppState {
     pub knowledge: Arc<dyn crate::knowledge::KnowledgeSearch>,
     /// Spoken samples of the voices.
     pub voice_previews: Arc<crate::voice_previews::VoicePreviews>,
+    /// Call recordings: taps for sessions, links, deletion, retention.
+    pub recordings: Arc<crate::recording::Recordings>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -164,10 +166,26 @@ impl App {
                 }
             }
         });
+        let sealer = Arc::new(sealer);
+        let recordings = Arc::new(
+            crate::recording::Recordings::new(
+                store.clone(),
+                crate::recording::RecordingStorage::from_config(&recording_storage_config(&config))
+                    .context("setting up recordings storage")?,
+                crate::recording::LinkSigner::new(sealer.clone()),
+                config.public_base().into(),
+                config.store.data_dir.join("recordings-spool"),
+                shutdown.clone(),
+            )
+            .context("setting up recordings")?,
+        );
+        tracing::debug!(storage = %recordings.storage().describe(), "call recordings storage");
+        recordings.spawn_recovery();
+        recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
         crate::metrics::handle();
         let state = AppState {
             store,
-            sealer: Arc::new(sealer),
+            sealer,
             public_base: config.public_base().into(),
             node_id,
             twilio: TwilioRest::new(http.clone(), config.twilio_api_base_url.clone()),
@@ -179,6 +197,7 @@ impl App {
             sign_in,
             knowledge,
             voice_previews: Arc::new(crate::voice_previews::VoicePreviews::new(&config.store.data_dir)),
+            recordings,
             shutdown,
             config: Arc::new(config),
         };
@@ -216,8 +235,23 @@ impl App {
             .await
             .context("serving HTTP")?;
         self.state.calls.shut_down(self.state.config.shutdown_grace()).await;
+        // Calls that ended at shutdown finish their recordings: give storage a little longer.
+        self.state.recordings.shut_down(self.state.config.shutdown_grace().max(Duration::from_secs(10))).await;
         self.state.store.close().await;
         Ok(())
+    }
+}
+
+/// Recordings storage settings from the configuration.
+fn recording_storage_config(config: &ServeArgs) -> crate::recording::StorageConfig {
+    crate::recording::StorageConfig {
+        url: config.recordings_url.clone(),
+        data_dir: config.store.data_dir.clone(),
+        endpoint: config.recordings_endpoint.clone(),
+        allow_http: config.recordings_allow_http,
+        access_key_id: config.recordings_access_key_id.clone(),
+        secret_access_key: config.recordings_secret_access_key.clone(),
+        region: config.recordings_region.clone(),
     }
 }
 

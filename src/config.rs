@@ -364,6 +364,37 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_PROVIDER_BACKOFF_MS", default_value_t = 500)]
     pub provider_backoff_ms: u64,
 
+    /// Where call recordings are stored: `s3://BUCKET/PREFIX` for S3-compatible storage
+    /// (credentials and region from the usual AWS_* variables), or a directory (a path or
+    /// `file:///PATH`). Default: `recordings/` in the data directory.
+    #[arg(long, env = "GATEWAY_RECORDINGS_URL")]
+    pub recordings_url: Option<String>,
+
+    /// Endpoint of S3-compatible storage other than AWS (MinIO, R2, a local test server),
+    /// e.g. `http://127.0.0.1:9000`; AWS_ENDPOINT_URL is read too.
+    #[arg(long, env = "GATEWAY_RECORDINGS_ENDPOINT")]
+    pub recordings_endpoint: Option<String>,
+
+    /// Allow plain-HTTP recordings storage endpoints (tests and local servers only).
+    #[arg(long, env = "GATEWAY_RECORDINGS_ALLOW_HTTP")]
+    pub recordings_allow_http: bool,
+
+    /// Access key id for the recordings bucket (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "GATEWAY_RECORDINGS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub recordings_access_key_id: Option<String>,
+
+    /// Secret access key for the recordings bucket (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "GATEWAY_RECORDINGS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub recordings_secret_access_key: Option<String>,
+
+    /// Region of the recordings bucket (default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, env = "GATEWAY_RECORDINGS_REGION")]
+    pub recordings_region: Option<String>,
+
+    /// Seconds between two runs of the recording retention sweep.
+    #[arg(long, env = "GATEWAY_RECORDING_SWEEP_SECONDS", default_value_t = 3600)]
+    pub recording_sweep_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -113,6 +113,10 @@ id_type!(
     /// A line of a call transcript.
     TranscriptLineId
 );
+id_type!(
+    /// The stored recording of a call.
+    RecordingId
+);
 
 #[cfg(test)]
 mod tests {

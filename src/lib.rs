@@ -13,6 +13,7 @@
 //! - [`knowledge`]: documents cut into passages, and the search the agent's tool runs
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
+//! - [`recording`]: stereo call recordings — the session's tap, storage, links, retention
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
 //! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP and per-account limits
 //! - [`demo`]: the `--demo` company
@@ -33,6 +34,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod providers;
 pub mod rate_limit;
+pub mod recording;
 pub mod settings;
 pub mod store;
 pub mod telephony;

@@ -57,3 +57,21 @@ pub fn call_ended(reason: &'static str) {
 pub fn packets_lost(count: u64) {
     metrics::counter!("gateway_rtp_packets_lost_total").increment(count);
 }
+
+/// Bytes of call recordings written to local disk (the spool file each recording is
+/// encoded into before it is stored).
+pub fn recording_bytes_written(bytes: u64) {
+    metrics::counter!("gateway_recording_bytes_written_total").increment(bytes);
+}
+
+/// Recording frames dropped on the way to the recorder (its queue was full) or by it
+/// (too late, doubled, malformed).
+pub fn recording_frames_dropped(count: u64) {
+    metrics::counter!("gateway_recording_frames_dropped_total").increment(count);
+}
+
+/// A recording finished: `result` is `stored`, `kept_for_retry` (storage unavailable; the
+/// file waits on local disk) or `failed`.
+pub fn recording_finished(result: &'static str) {
+    metrics::counter!("gateway_recordings_total", "result" => result).increment(1);
+}

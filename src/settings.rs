@@ -31,6 +31,59 @@ pub struct CompanySettings {
     /// Feature switches, set by master admins.
     #[serde(default)]
     pub features: CompanyFeatures,
+    /// What happens to the company's call recordings.
+    #[serde(default)]
+    pub recordings: RecordingPolicy,
+}
+
+/// Days a recording is kept when a company has not chosen.
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// Longest retention a company may choose: ten years.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+/// `companies.settings.recordings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingPolicy {
+    /// Days a call recording is kept after it is stored (1–3650, default 90); the
+    /// retention sweep deletes older ones.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
+}
+
+impl Default for RecordingPolicy {
+    fn default() -> Self {
+        Self { retention_days: DEFAULT_RETENTION_DAYS }
+    }
+}
+
+/// Recording rules to change.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordingPolicyPatch {
+    /// Days to keep recordings (1–3650).
+    pub retention_days: Option<u32>,
+}
+
+impl RecordingPolicy {
+    /// Applies a patch; absent fields keep their value.
+    pub fn apply(&mut self, patch: RecordingPolicyPatch) {
+        if let Some(days) = patch.retention_days {
+            self.retention_days = days;
+        }
+    }
+
+    /// Checks the retention range.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.retention_days) {
+            return Err(FieldError::new("retentionDays", format!("must be between 1 and {MAX_RETENTION_DAYS} days")));
+        }
+        Ok(())
+    }
 }
 
 /// `companies.settings.features`.
@@ -48,6 +101,8 @@ pub struct CompanyFeatures {
 pub struct CompanySettingsPatch {
     /// Feature switches to change.
     pub features: Option<CompanyFeaturesPatch>,
+    /// Recording rules to change.
+    pub recordings: Option<RecordingPolicyPatch>,
 }
 
 /// Feature switches to change.
@@ -64,6 +119,14 @@ impl CompanySettings {
         if let Some(on) = patch.features.and_then(|f| f.call_enabled) {
             self.features.call_enabled = on;
         }
+        if let Some(recordings) = patch.recordings {
+            self.recordings.apply(recordings);
+        }
+    }
+
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.recordings.validate().map_err(|e| FieldError { field: "recordings.retentionDays", ..e })
     }
 }
 
@@ -101,8 +164,14 @@ pub struct CallSettings {
     pub max_call_duration_minutes: u32,
     /// Transcribe both sides live and keep the transcript.
     pub realtime_transcription: bool,
-    /// Keep an audio recording of the call.
+    /// Keep an audio recording of the call (the issue's `recordingEnabled`, accepted as
+    /// an alias).
+    #[serde(alias = "recordingEnabled")]
     pub call_recording: bool,
+    /// Spoken before the greeting when the call is recorded (1–300 characters).
+    pub recording_notice: String,
+    /// Whether the recording notice is spoken (when the call is recorded).
+    pub recording_notice_enabled: bool,
     /// Let the caller interrupt the agent mid-sentence.
     pub allow_interruption: bool,
     /// Let the agent search the chatbot's knowledge-base categories.
@@ -117,6 +186,9 @@ pub struct CallSettings {
     pub auto_gain_control: bool,
 }
 
+/// The recording notice a chatbot starts with.
+pub const DEFAULT_RECORDING_NOTICE: &str = "This call may be recorded.";
+
 impl Default for CallSettings {
     fn default() -> Self {
         Self {
@@ -128,6 +200,8 @@ impl Default for CallSettings {
             max_call_duration_minutes: 10,
             realtime_transcription: true,
             call_recording: false,
+            recording_notice: DEFAULT_RECORDING_NOTICE.to_owned(),
+            recording_notice_enabled: true,
             allow_interruption: true,
             knowledge_base_access: true,
             vad_threshold: 0.5,
@@ -151,7 +225,10 @@ pub struct CallSettingsPatch {
     pub silence_timeout_seconds: Option<u32>,
     pub max_call_duration_minutes: Option<u32>,
     pub realtime_transcription: Option<bool>,
+    #[serde(alias = "recordingEnabled")]
     pub call_recording: Option<bool>,
+    pub recording_notice: Option<String>,
+    pub recording_notice_enabled: Option<bool>,
     pub allow_interruption: Option<bool>,
     pub knowledge_base_access: Option<bool>,
     pub vad_threshold: Option<f64>,
@@ -180,6 +257,8 @@ impl CallSettings {
             max_call_duration_minutes,
             realtime_transcription,
             call_recording,
+            recording_notice,
+            recording_notice_enabled,
             allow_interruption,
             knowledge_base_access,
             vad_threshold,
@@ -206,7 +285,21 @@ impl CallSettings {
         check_len("greetingMessage", &self.greeting_message, 1000)?;
         check_len("endCallPhrase", &self.end_call_phrase, 100)?;
         check_len("voice", &self.voice, 100)?;
+        check_len("recordingNotice", &self.recording_notice, 300)?;
+        if self.recording_notice.trim().is_empty() {
+            return Err(FieldError::new(
+                "recordingNotice",
+                "must not be empty (turn recordingNoticeEnabled off to say nothing)",
+            ));
+        }
         Ok(())
+    }
+
+    /// What the agent says before its greeting on this chatbot's calls: the recording
+    /// notice when the call is recorded and the notice is on, otherwise nothing. The call
+    /// session speaks it first, so the caller hears it before anything else.
+    pub fn recording_notice(&self) -> Option<&str> {
+        (self.call_recording && self.recording_notice_enabled).then(|| self.recording_notice.trim())
     }
 
     /// The silence timeout as a duration.
@@ -435,6 +528,46 @@ mod tests {
             s.apply(serde_json::from_str(json).unwrap());
             assert_eq!(s.validate().unwrap_err().field, field, "{json}");
         }
+    }
+
+    #[test]
+    fn a_recorded_call_speaks_its_notice_unless_it_is_switched_off() {
+        let mut s = CallSettings::default();
+        assert_eq!(s.recording_notice(), None, "not recorded by default");
+        s.apply(serde_json::from_str(r#"{"recordingEnabled":true}"#).unwrap());
+        assert!(s.call_recording, "the issue's name is accepted");
+        assert_eq!(s.recording_notice(), Some("This call may be recorded."), "on by default");
+        s.apply(serde_json::from_str(r#"{"recordingNotice":"  Calls are recorded for quality.  "}"#).unwrap());
+        assert_eq!(s.recording_notice(), Some("Calls are recorded for quality."));
+        s.apply(serde_json::from_str(r#"{"recordingNoticeEnabled":false}"#).unwrap());
+        assert_eq!(s.recording_notice(), None);
+        let stored: CallSettings = serde_json::from_str(r#"{"callRecording":true}"#).unwrap();
+        assert_eq!(stored.recording_notice(), Some("This call may be recorded."), "older documents get the default");
+    }
+
+    #[test]
+    fn the_recording_notice_is_bounded_and_not_blank() {
+        for (notice, ok) in [("x".repeat(300), true), ("x".repeat(301), false), ("   ".to_owned(), false)] {
+            let s = CallSettings { recording_notice: notice, ..CallSettings::default() };
+            assert_eq!(s.validate().is_ok(), ok);
+            if !ok {
+                assert_eq!(s.validate().unwrap_err().field, "recordingNotice");
+            }
+        }
+    }
+
+    #[test]
+    fn recordings_are_kept_ninety_days_unless_the_company_chooses() {
+        let mut s: CompanySettings = serde_json::from_str(r#"{"features":{"callEnabled":true}}"#).unwrap();
+        assert_eq!(s.recordings.retention_days, 90);
+        s.apply(serde_json::from_str(r#"{"recordings":{"retentionDays":30}}"#).unwrap());
+        assert_eq!(s.recordings.retention_days, 30);
+        assert!(s.validate().is_ok());
+        for days in [0, 3651] {
+            s.recordings.retention_days = days;
+            assert_eq!(s.validate().unwrap_err().field, "recordings.retentionDays");
+        }
+        assert!(serde_json::from_str::<CompanySettingsPatch>(r#"{"recordings":{"days":3}}"#).is_err());
     }
 
     #[test]

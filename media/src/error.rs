@@ -42,6 +42,9 @@ pub enum MediaError {
         /// libopus's own description of the error.
         message: &'static str,
     },
+    /// An Ogg Opus stream that does not parse, or breaks the format's rules.
+    #[error("invalid Ogg Opus stream: {0}")]
+    InvalidStream(String),
     /// The resampler could not be built or run.
     #[error("resampler: {0}")]
     Resampler(String),

@@ -22,6 +22,9 @@
 //! | `pacer` | [`Pacer`]: bursty provider audio -> one frame per tick, tagged with its item (PCM16 or G.711 codes) |
 //! | `level_meter`, `energy_vad` | [`LevelMeter`], [`EnergyVad`]: levels and speech start/stop |
 //! | `mixer` | [`Mixer`], [`mix_into`]: 2-3 streams without wrap-around |
+//! | `slot_aligner` | [`SlotAligner`]: two sides' frames lined up on the call's 20 ms slots |
+//! | [`ogg_opus`] | [`OggOpusWriter`], [`decode_ogg_opus`], [`seal_truncated_stream`]: Opus in Ogg (RFC 7845) |
+//! | `recording_encoder` | [`RecordingEncoder`]: two sides in, two-channel Ogg Opus pages out (a mono Opus stream per side) |
 //! | `noise_suppressor` | `NoiseSuppressor` (feature `denoise`): RNNoise |
 //! | `inbound_chain` | [`InboundChain`]: a WebRTC leg's inbound path (jitter buffer + Opus decoder, released on arrival) |
 //! | [`test_signal`] | synthetic speech-like signals and comparison helpers for tests and benches |
@@ -39,12 +42,15 @@ mod level_meter;
 mod mixer;
 #[cfg(feature = "denoise")]
 mod noise_suppressor;
+pub mod ogg_opus;
 mod opus_decoder;
 mod opus_encoder;
 mod pacer;
 pub mod pcm16;
+mod recording_encoder;
 mod resampler;
 mod sample_rate;
+mod slot_aligner;
 pub mod test_signal;
 
 pub use crate::audio_frame::AudioFrame;
@@ -58,8 +64,13 @@ pub use crate::level_meter::{LevelMeter, MIN_DBFS, alaw_dbfs, dbfs, rms, ulaw_db
 pub use crate::mixer::{Mixer, mix_into, soft_clip};
 #[cfg(feature = "denoise")]
 pub use crate::noise_suppressor::NoiseSuppressor;
+pub use crate::ogg_opus::{
+    DecodedOggOpus, OggOpusWriter, OpusHead, SealedStream, decode_ogg_opus, seal_truncated_stream,
+};
 pub use crate::opus_decoder::{MAX_OPUS_PACKET_MS, OpusDecoder};
 pub use crate::opus_encoder::{MAX_OPUS_PACKET, OpusEncoder, OpusEncoderConfig, libopus_version};
 pub use crate::pacer::{Cleared, ItemKey, PacedFrame, Pacer};
+pub use crate::recording_encoder::{RecordingConfig, RecordingEncoder, RecordingSummary};
 pub use crate::resampler::Resampler;
 pub use crate::sample_rate::{FRAME_DURATION, FRAME_MS, MAX_FRAME_SAMPLES, SampleRate};
+pub use crate::slot_aligner::{AlignedSlot, AlignerConfig, AlignerStats, Side, SideFrame, SlotAligner, SlotPush};

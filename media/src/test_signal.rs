@@ -204,6 +204,67 @@ impl OutboundPath {
     }
 }
 
+/// Amplitude (0..=1 of full scale) of the `hz` component of `pcm`, sampled
+/// at `rate_hz`: a Hann-windowed Goertzel filter, so a pure tone of amplitude
+/// `a` reads close to `a` whether or not the window holds whole periods.
+pub fn tone_amplitude(pcm: &[i16], rate_hz: u32, hz: f64) -> f64 {
+    let n = pcm.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let coeff = 2.0 * (TAU * hz / f64::from(rate_hz)).cos();
+    let (mut s1, mut s2, mut window_sum) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, &x) in pcm.iter().enumerate() {
+        let w = 0.5 - 0.5 * (TAU * i as f64 / (n - 1) as f64).cos();
+        window_sum += w;
+        let s0 = w * f64::from(x) / 32_768.0 + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / window_sum
+}
+
+/// Where a tone of `hz` sounds in `pcm`: spans `(start_ms, end_ms)` from the
+/// start of `pcm`, each within about 10 ms of the truth.
+///
+/// The signal is cut into 20 ms windows every 10 ms; a window "has" the tone
+/// when the tone is louder than -34 dBFS and carries at least half of the
+/// window's power. Runs of such windows (from the centre of the first to the
+/// centre of the last) less than 30 ms apart are joined (a codec or resampler
+/// change can blur a window or two), and runs shorter than 30 ms are ignored
+/// as transients.
+pub fn tone_spans(pcm: &[i16], rate: SampleRate, hz: f64) -> Vec<(u64, u64)> {
+    let window = rate.samples_per_ms() * 20;
+    let hop = rate.samples_per_ms() * 10;
+    let mut spans = Vec::new();
+    let mut current: Option<(u64, u64)> = None;
+    let mut start = 0;
+    while start + window <= pcm.len() {
+        let w = &pcm[start..start + window];
+        let amplitude = tone_amplitude(w, rate.hz(), hz);
+        let mean_square = w.iter().map(|&x| (f64::from(x) / 32_768.0).powi(2)).sum::<f64>() / window as f64;
+        let present = amplitude > 0.02 && amplitude * amplitude / 2.0 >= 0.5 * mean_square;
+        let centre = ((start + window / 2) / rate.samples_per_ms()) as u64;
+        match (present, current.as_mut()) {
+            (true, Some(span)) => span.1 = centre,
+            (true, None) => current = Some((centre, centre)),
+            (false, _) => spans.extend(current.take()),
+        }
+        start += hop;
+    }
+    spans.extend(current);
+    let mut joined: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match joined.last_mut() {
+            Some(last) if start - last.1 < 30 => last.1 = end,
+            _ => joined.push((start, end)),
+        }
+    }
+    joined.retain(|(a, b)| b - a >= 30);
+    joined
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +298,20 @@ mod tests {
         let high = sine(rate, 2_000.0, 0.5, 16_000);
         assert!(dbfs(&highpass(&low, rate, 300.0)[8_000..]) < dbfs(&low) - 40.0);
         assert!((dbfs(&highpass(&high, rate, 300.0)[8_000..]) - dbfs(&high)).abs() < 0.1);
+    }
+
+    #[test]
+    fn tone_spans_find_a_tone_and_only_that_tone() {
+        let rate = SampleRate::Hz48000;
+        let mut pcm = vec![0i16; 48 * 200];
+        pcm.extend(sine(rate, 440.0, 0.3, 48 * 500));
+        pcm.extend(white_noise(48 * 300, 0.01, 5));
+        let spans = tone_spans(&pcm, rate, 440.0);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let (start, end) = spans[0];
+        assert!(start.abs_diff(200) <= 10 && end.abs_diff(700) <= 10, "{spans:?}");
+        assert!(tone_spans(&pcm, rate, 1_000.0).is_empty());
+        assert!((tone_amplitude(&sine(rate, 1_000.0, 0.25, 960), 48_000, 1_000.0) - 0.25).abs() < 0.02);
     }
 
     #[test]

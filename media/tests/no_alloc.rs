@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use media::test_signal::{OutboundPath, speech_like};
 use media::{
     EnergyVad, InboundChain, ItemKey, JitterConfig, LevelMeter, MAX_OPUS_PACKET, Mixer, OpusEncoder, OpusEncoderConfig,
-    Resampler, SampleRate, VadConfig, g711, pcm16,
+    RecordingConfig, RecordingEncoder, Resampler, SampleRate, Side, VadConfig, g711, pcm16,
 };
 
 struct CountingAllocator;
@@ -193,6 +193,53 @@ fn telephony_and_analysis_paths_do_not_allocate_per_frame() {
         }
     });
     assert_eq!(n, 0, "telephony path allocated {n} times in 500 frames");
+}
+
+#[test]
+fn recording_path_does_not_allocate_per_frame() {
+    // The recorder's writer: a 16 kHz caller (Gemini input) on the left, the
+    // 24 kHz agent on the right, from jittery sources (frames swapped, late by
+    // a slot, missing, doubled), aligned, resampled, encoded as stereo Opus
+    // and laid into Ogg pages in a buffer drained as the writer drains it.
+    let (left_rate, right_rate) = (SampleRate::Hz16000, SampleRate::Hz24000);
+    let caller = speech_like(left_rate, 11_000, 21);
+    let agent = speech_like(right_rate, 11_000, 22);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut recording = RecordingEncoder::new(RecordingConfig::default(), 7, &[("CALL_ID", "x")], &mut out).unwrap();
+    let (lf, rf) = (left_rate.samples_per_frame(), right_rate.samples_per_frame());
+    let frame = |i: usize, recording: &mut RecordingEncoder, out: &mut Vec<u8>| {
+        let left = if i % 10 == 3 {
+            i + 1
+        } else if i % 10 == 4 {
+            i - 1
+        } else {
+            i
+        };
+        if left % 13 != 5 {
+            recording.push(Side::Left, left as u64, left_rate, &caller[left * lf..(left + 1) * lf], out).unwrap();
+        }
+        if i % 7 != 2 {
+            recording.push(Side::Right, i as u64, right_rate, &agent[i * rf..(i + 1) * rf], out).unwrap();
+        }
+        if i.is_multiple_of(29) {
+            recording.push(Side::Right, i as u64, right_rate, &agent[i * rf..(i + 1) * rf], out).unwrap();
+        }
+        if out.len() > 32 * 1024 {
+            out.clear();
+        }
+    };
+    for i in 0..20 {
+        frame(i, &mut recording, &mut out);
+    }
+    let n = allocations_during(|| {
+        for i in 20..520 {
+            frame(i, &mut recording, &mut out);
+        }
+    });
+    let stats = recording.stats();
+    assert!(stats.duplicates > 0 && stats.silent_slots[0] > 0 && stats.silent_slots[1] > 0, "{stats:?}");
+    assert!(recording.slots() >= 510, "{} slots encoded", recording.slots());
+    assert_eq!(n, 0, "recording path allocated {n} times in 500 frames");
 }
 
 #[test]

@@ -81,6 +81,7 @@ pub async fn create_company(
     if let Some(patch) = body.settings {
         settings.apply(patch);
     }
+    settings.validate()?;
     let company = state.store.create_company(name, &settings).await?;
     tracing::info!(company_id = %company.id, "company created");
     Ok((StatusCode::CREATED, Json(company.into())))
@@ -100,6 +101,7 @@ pub async fn update_company_settings(
     let company = state.store.company(id).await?.ok_or_else(|| ApiError::not_found("company"))?;
     let mut settings = company.settings;
     settings.apply(patch);
+    settings.validate()?;
     let company =
         state.store.update_company_settings(id, &settings).await?.ok_or_else(|| ApiError::not_found("company"))?;
     tracing::info!(company_id = %id, call_enabled = company.settings.features.call_enabled, "company settings changed");

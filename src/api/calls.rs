@@ -1,7 +1,9 @@
-//! Company admin API for calls: test calls (spec 2.7) and call history with transcripts.
+//! Company admin API for calls: test calls (spec 2.7), call history with transcripts,
+//! transcript downloads, and deleting a call with everything it left.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/company/chatbots/{id}/test-call", post(test_call))
         .route("/api/company/calls", get(list_calls))
-        .route("/api/company/calls/{id}", get(get_call))
+        .route("/api/company/calls/{id}", get(get_call).delete(delete_call))
+        .route("/api/company/calls/{id}/transcript", get(download_transcript))
 }
 
 /// Opens a test call on one of the company's chatbots: the same session as the widget's,
@@ -135,4 +138,151 @@ pub async fn get_call(
     let call = state.store.call_for_company(admin.company_id, id).await?.ok_or_else(|| ApiError::not_found("call"))?;
     let transcript = state.store.transcript(id).await?;
     Ok(Json(CallView::new(call, Some(transcript))))
+}
+
+/// Deletes one of the company's calls that has ended, with its transcript and its
+/// recording (the stored file first: if storage does not answer, nothing is deleted).
+#[utoipa::path(delete, path = "/api/company/calls/{id}", tag = "calls", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`call_not_ended`: the call is live"),
+        (status = 503, body = ErrorBody, description = "`storage_unavailable`")))]
+pub async fn delete_call(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id: CallId = path_id(&id, "call")?;
+    let call = state.store.call_for_company(admin.company_id, id).await?.ok_or_else(|| ApiError::not_found("call"))?;
+    if !call.status.is_final() {
+        return Err(ApiError::conflict("call_not_ended", "a live call cannot be deleted; end it first"));
+    }
+    if let Some(recording) = state.store.recording_for_call(admin.company_id, id).await? {
+        state.recordings.delete_file(&recording).await.map_err(super::recordings::storage_unavailable)?;
+    }
+    if !state.store.delete_call(admin.company_id, id).await? {
+        return Err(ApiError::not_found("call"));
+    }
+    tracing::info!(call_id = %id, company_id = %admin.company_id, "call deleted with its transcript and recording");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?format=` of a transcript download.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// A transcript as downloaded in JSON.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptDownload {
+    call_id: CallId,
+    /// When the call was answered (offsets count from here); null if it never was.
+    answered_at: Option<String>,
+    lines: Vec<TranscriptEntry>,
+}
+
+/// One line of a downloaded transcript.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptEntry {
+    seq: i64,
+    role: TranscriptRole,
+    text: String,
+    /// Milliseconds since the call was answered (the recording's clock too).
+    offset_ms: i64,
+}
+
+/// Downloads a call's transcript as a file: `format=txt` (one line per entry:
+/// `[HH:MM:SS.mmm] role: text`) or `format=json` (the default).
+#[utoipa::path(get, path = "/api/company/calls/{id}/transcript", tag = "calls",
+    params(("id" = String, Path), ("format" = Option<String>, Query, description = "`txt` or `json` (default)")),
+    responses((status = 200, body = TranscriptDownload, description = "An attachment: JSON, or text with `format=txt`"),
+        (status = 400, body = ErrorBody, description = "`invalid_format`"), (status = 404, body = ErrorBody)))]
+pub async fn download_transcript(
+    admin: CompanyAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<TranscriptQuery>,
+) -> ApiResult<Response> {
+    let text = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("txt") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_format", "format must be `txt` or `json`").with_field("format"));
+        }
+    };
+    let id: CallId = path_id(&id, "call")?;
+    let call = state.store.call_for_company(admin.company_id, id).await?.ok_or_else(|| ApiError::not_found("call"))?;
+    let lines = state.store.transcript(id).await?;
+    let (body, content_type, extension) = if text {
+        (transcript_text(&lines), "text/plain; charset=utf-8", "txt")
+    } else {
+        let download = TranscriptDownload {
+            call_id: id,
+            answered_at: rfc3339_opt(call.answered_at),
+            lines: lines
+                .into_iter()
+                .map(|l| TranscriptEntry { seq: l.seq, role: l.role, text: l.content, offset_ms: l.offset_ms })
+                .collect(),
+        };
+        (serde_json::to_string_pretty(&download).map_err(ApiError::internal)?, "application/json", "json")
+    };
+    let disposition = format!("attachment; filename=\"call-{id}-transcript.{extension}\"");
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+/// `[HH:MM:SS.mmm] role: text` per line. A line's own line breaks and other control
+/// characters become spaces, so one entry is always one line of the file.
+fn transcript_text(lines: &[TranscriptLine]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let text: String = line.content.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        out.push_str(&format!("[{}] {}: {}\n", format_offset(line.offset_ms), line.role, text.trim()));
+    }
+    out
+}
+
+/// `HH:MM:SS.mmm` of an offset in milliseconds.
+fn format_offset(ms: i64) -> String {
+    let ms = ms.max(0);
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(seq: i64, role: TranscriptRole, content: &str, offset_ms: i64) -> TranscriptLine {
+        TranscriptLine { seq, role, content: content.into(), item_id: None, offset_ms }
+    }
+
+    #[test]
+    fn offsets_read_as_hours_minutes_seconds_and_milliseconds() {
+        assert_eq!(format_offset(0), "00:00:00.000");
+        assert_eq!(format_offset(61_250), "00:01:01.250");
+        assert_eq!(format_offset(3_723_004), "01:02:03.004");
+        assert_eq!(format_offset(-5), "00:00:00.000");
+    }
+
+    #[test]
+    fn a_text_transcript_has_one_line_per_entry_with_offset_and_role() {
+        let text = transcript_text(&[
+            line(0, TranscriptRole::Agent, "Hi! How can I help?", 1_200),
+            line(1, TranscriptRole::User, "My order\nnever came\r\u{7}", 4_050),
+            line(2, TranscriptRole::System, "search_knowledge_base(orders)", 4_900),
+        ]);
+        assert_eq!(
+            text,
+            "[00:00:01.200] agent: Hi! How can I help?\n\
+             [00:00:04.050] user: My order never came\n\
+             [00:00:04.900] system: search_knowledge_base(orders)\n"
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! - `auth`: sign-in for people (the `gw_session` cookie)
 //! - `admin`: master admins (companies, AI models); `users`: their users and API tokens
 //! - `company`: company admins (chatbots and their settings, integration accounts)
-//! - `calls`: company admins' test calls and call history
+//! - `calls`: company admins' test calls, call history, transcript downloads, call deletion
+//! - `recordings`: links to call recordings, their signed download route, retention settings
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
 //! - `assets`: the widget's files, the Test Call page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
@@ -20,6 +21,7 @@ pub mod integrations;
 pub mod json;
 pub mod knowledge;
 pub mod me;
+pub mod recordings;
 pub mod twilio;
 mod users;
 pub mod voices;
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(widget::router())
         .merge(calls::router())
         .merge(twilio::router())
+        .merge(recordings::router())
         .merge(me::router())
         .merge(auth::router())
         .merge(users::router())

@@ -343,6 +343,36 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a company's ended call with its transcript and recording row (the recording's
+    /// file is the caller's to delete first). False if there is no such call, or it has not
+    /// ended: a live call is never deleted under its session.
+    pub async fn delete_call(&self, company: CompanyId, id: CallId) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let ended =
+            sqlx::query("SELECT id FROM calls WHERE id = $1 AND company_id = $2 AND status IN ('completed', 'failed')")
+                .bind(id.as_string())
+                .bind(company.as_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if ended.is_none() {
+            return Ok(false);
+        }
+        for table in ["call_transcripts", "call_recordings"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
+                .bind(id.as_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done =
+            sqlx::query("DELETE FROM calls WHERE id = $1 AND company_id = $2 AND status IN ('completed', 'failed')")
+                .bind(id.as_string())
+                .bind(company.as_string())
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Appends a final transcript line.
     pub async fn append_transcript(&self, call: CallId, line: &TranscriptLine) -> StoreResult<()> {
         sqlx::query(
@@ -457,5 +487,15 @@ mod tests {
         assert_eq!((stale.status, stale.end_reason), (CallStatus::Failed, Some(EndReason::Expired)));
         assert_eq!(store.expire_pending_calls().await.unwrap(), 0);
         assert!(store.call_for_company(crate::ids::CompanyId::new(), call.id).await.unwrap().is_none());
+
+        // Deleting: only an ended call, only by its company, with its transcript.
+        let live = store.create_call(new_call("h3")).await.unwrap();
+        assert!(!store.delete_call(acme.id, live.id).await.unwrap(), "a call that has not ended stays");
+        assert!(!store.delete_call(crate::ids::CompanyId::new(), call.id).await.unwrap(), "another company's call");
+        assert!(store.delete_call(acme.id, call.id).await.unwrap());
+        assert!(store.call(call.id).await.unwrap().is_none());
+        assert!(store.transcript(call.id).await.unwrap().is_empty());
+        assert!(!store.delete_call(acme.id, call.id).await.unwrap(), "once");
+        assert!(store.call(live.id).await.unwrap().is_some());
     });
 }

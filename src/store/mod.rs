@@ -12,6 +12,7 @@ mod chatbots;
 mod companies;
 mod integrations;
 mod knowledge;
+mod recordings;
 mod users;
 
 use std::str::FromStr;
@@ -36,6 +37,7 @@ pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegr
 pub use knowledge::{
     Category, ContentType, Document, DocumentSummary, MAX_SEARCH_RESULTS, NewCategory, NewDocument, Passage,
 };
+pub use recordings::{NewRecording, RECORDING_FORMAT, Recording};
 pub use users::{
     ApiToken, DAY_MS, DEFAULT_API_TOKEN_TTL_DAYS, NewSession, Role, Session, TokenCheck, TokenStatus, User,
 };

@@ -25,6 +25,8 @@
 //! - [`fixtures`]: loads the shared wire samples and strips their `_` meta keys.
 //! - [`recorder`]: the state every mock records, with `wait_for` so tests
 //!   await a condition instead of sleeping.
+//! - [`local_s3`]: a local S3-compatible server (moto) for the recordings storage.
+//! - [`recording`]: decode a call recording and find its tones, channel by channel.
 //!
 //! Every mock binds `127.0.0.1`, records what clients sent, and stops when
 //! dropped (or on `shutdown().await`).
@@ -34,12 +36,14 @@ pub mod caller;
 pub mod energy_vad;
 pub mod fixtures;
 pub mod graph_calls;
+pub mod local_s3;
 pub mod meta_peer;
 pub mod mock_gemini_live;
 pub mod mock_graph;
 pub mod mock_openai_realtime;
 pub mod mock_twilio_rest;
 pub mod recorder;
+pub mod recording;
 pub mod script;
 pub mod twilio_sim;
 pub mod whatsapp_sim;
@@ -63,6 +67,7 @@ mod twilio_sim_tests;
 mod whatsapp_sim_tests;
 
 pub use caller::{Caller, Heard, utterance};
+pub use local_s3::LocalS3;
 pub use mock_gemini_live::{GeminiLiveConfig, MockGeminiLive};
 pub use mock_graph::{GraphConfig, GraphPhoneNumber, MockGraph};
 pub use mock_openai_realtime::{MockOpenAiRealtime, OpenAiRealtimeConfig};
