@@ -51,6 +51,8 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    /// The webhook delivery worker and the metrics monitor.
+    events: crate::events::Background,
 }
 
 impl App {
@@ -141,9 +143,13 @@ impl App {
             }
         });
         crate::metrics::handle();
+        let sealer = Arc::new(sealer);
+        let events =
+            crate::events::Background::start(store.clone(), sealer.clone(), &config.webhooks, shutdown.clone())
+                .context("starting the webhook worker")?;
         let state = AppState {
             store,
-            sealer: Arc::new(sealer),
+            sealer,
             public_base: config.public_base().into(),
             node_id,
             twilio: TwilioRest::new(http.clone(), config.twilio_api_base_url.clone()),
@@ -160,7 +166,7 @@ impl App {
             crate::demo::ensure_demo(&state).await.context("creating the demo company")?;
         }
         let router = api::router(state.clone());
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, events })
     }
 
     /// The address the server listens on.
@@ -190,6 +196,7 @@ impl App {
             .await
             .context("serving HTTP")?;
         self.state.calls.shut_down(self.state.config.shutdown_grace()).await;
+        self.events.finish().await;
         self.state.store.close().await;
         Ok(())
     }

@@ -109,6 +109,22 @@ id_type!(
     /// A line of a call transcript.
     TranscriptLineId
 );
+id_type!(
+    /// An event for the company's systems (`call.started`, `call.ended`, ...).
+    EventId
+);
+id_type!(
+    /// A company's webhook endpoint.
+    WebhookId
+);
+id_type!(
+    /// One event's delivery to one webhook endpoint.
+    DeliveryId
+);
+id_type!(
+    /// A notice to a company's admins.
+    NoticeId
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 //! - [`integrations`], [`telephony`]: Twilio/WhatsApp accounts and their REST checks
 //! - [`knowledge`]: documents cut into passages, and the search the agent's tool runs
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
+//! - [`events`]: call events for the companies' systems (webhooks from an outbox), notices
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
 //! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP limits
@@ -23,6 +24,7 @@ pub mod call;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod events;
 pub mod ids;
 pub mod integrations;
 pub mod knowledge;
