@@ -4,6 +4,7 @@
 //! - `company`: company admins (chatbots and their settings, integration accounts)
 //! - `calls`: company admins' test calls and call history
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
+//! - `webhooks`, `notices`: company admins' webhook endpoints (delivery log, redelivery) and notices
 //! - `assets`: the widget's files, the Test Call page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
 //! - `health`: `/healthz`, `/metrics` and the OpenAPI document
@@ -18,7 +19,9 @@ pub mod integrations;
 pub mod json;
 pub mod knowledge;
 pub mod me;
+pub mod notices;
 pub mod voices;
+pub mod webhooks;
 pub mod widget;
 
 use axum::Router;
@@ -49,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .merge(calls::router())
         .merge(me::router())
         .merge(voices::router())
+        .merge(webhooks::router())
+        .merge(notices::router())
         .merge(assets::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -155,6 +155,9 @@ pub async fn plan_call(state: &AppState, chatbot_id: &str, origin: Option<&str>,
     if !state.providers.is_available(&model) {
         return Err(unavailable("the voice provider is not configured"));
     }
+    if let Some(account) = state.store.failing_integration_of_chatbot(chatbot.company_id, chatbot.id).await? {
+        return Err(unavailable(&format!("its {} integration \"{}\" is failing", account.account_type, account.name)));
+    }
     Ok(CallPlan { chatbot, model })
 }
 
