@@ -121,6 +121,8 @@ fn register_all() {
     );
     counter!("gateway_frames_sent_total").absolute(0);
     counter!("gateway_frames_late_total").absolute(0);
+    let _ = histogram!("gateway_inbound_latency_seconds");
+    let _ = histogram!("gateway_outbound_latency_seconds");
     counter!("gateway_rtp_packets_lost_total").absolute(0);
 
     // Providers.
