@@ -5,7 +5,7 @@
 //! docs/operations.md lists them all.
 //!
 //! Naming: `gateway_` prefix, `_total` for counters, `_seconds` for durations, base units.
-//! Histograms named in [`BUCKETED`] export buckets (`_bucket`/`_sum`/`_count`, for
+//! Histograms named in `BUCKETED` export buckets (`_bucket`/`_sum`/`_count`, for
 //! `histogram_quantile`); the gateway-added latency histograms stay summaries with
 //! quantiles, which the load generator reads.
 

@@ -18,7 +18,7 @@ pub fn new_secret() -> String {
     crate::crypto::new_token(SECRET_PREFIX)
 }
 
-/// Lower-case hex of HMAC-SHA256(secret, "<timestamp>.<body>").
+/// Lower-case hex of HMAC-SHA256(secret, `"<timestamp>.<body>"`).
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
