@@ -70,6 +70,8 @@ CREATE TABLE webhook_deliveries (
     updated_at        BIGINT NOT NULL,
     UNIQUE (endpoint_id, event_seq)
 );
+-- An endpoint's head (its pending delivery with the lowest event_seq) is one index lookup.
+CREATE INDEX webhook_deliveries_head ON webhook_deliveries(endpoint_id, status, event_seq);
 CREATE INDEX webhook_deliveries_by_company ON webhook_deliveries(company_id, status);
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
 

@@ -113,9 +113,9 @@ fn check_events(names: &[String]) -> ApiResult<Vec<EventType>> {
     if names.is_empty() {
         return Err(ApiError::invalid("events", "must list at least one event type"));
     }
+    let known = EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
     let mut types = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let known = EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
         let event: EventType =
             name.parse().map_err(|()| ApiError::invalid(format!("events.{i}"), format!("must be one of {known}")))?;
         if types.contains(&event) {

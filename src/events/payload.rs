@@ -42,8 +42,7 @@ impl EventData {
     pub fn event_type(&self) -> EventType {
         match self {
             Self::CallStarted(_) => EventType::CallStarted,
-            Self::CallEnded(ended) if ended.status == CallStatus::Failed => EventType::CallFailed,
-            Self::CallEnded(_) => EventType::CallEnded,
+            Self::CallEnded(ended) => end_event_type(ended.status),
             Self::CallEscalated(_) => EventType::CallEscalated,
             Self::TicketCreated(_) => EventType::TicketCreated,
             Self::IntegrationFailed(_) => EventType::IntegrationFailed,
@@ -61,6 +60,11 @@ impl EventData {
         };
         serde_json::to_string(&envelope).expect("event payloads serialise")
     }
+}
+
+/// The event of a call that ended with `status`: `call.failed` or `call.ended`.
+pub fn end_event_type(status: CallStatus) -> EventType {
+    if status == CallStatus::Failed { EventType::CallFailed } else { EventType::CallEnded }
 }
 
 /// A call became active: the caller and the agent hear each other.

@@ -6,8 +6,10 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{NoticeKind, Store, StoreResult, insert_event, notices, parse_enum, parse_id};
-use crate::events::payload::{CallEnded, CallStarted, EventData};
+use super::{
+    MAX_PENDING_PER_COMPANY, NoticeKind, Store, StoreResult, events, insert_event, notices, parse_enum, parse_id,
+};
+use crate::events::payload::{CallEnded, CallStarted, EventData, end_event_type};
 use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, TranscriptLineId};
 use crate::metrics::timed;
 use crate::time::{UnixMs, now_ms};
@@ -483,11 +485,15 @@ async fn transcript_on(conn: &mut AnyConnection, call: CallId) -> StoreResult<Ve
 }
 
 /// Loads a call that was just ended on `conn` and writes its `call.ended` / `call.failed`
-/// event (with the transcript stored so far).
+/// event, with the transcript stored so far (read only when an endpoint wants the event).
 async fn call_ended_on(conn: &mut AnyConnection, id: CallId, now: UnixMs) -> StoreResult<Call> {
     let call = call_on(conn, id).await?;
-    let lines = transcript_on(conn, id).await?;
-    insert_event(conn, call.company_id, &EventData::CallEnded(CallEnded::new(&call, lines)), now).await?;
+    let endpoints = events::subscribers(conn, call.company_id, end_event_type(call.status)).await?;
+    if !endpoints.is_empty() {
+        let lines = transcript_on(conn, id).await?;
+        let data = EventData::CallEnded(CallEnded::new(&call, lines));
+        events::write_event(conn, call.company_id, &endpoints, &data, now, MAX_PENDING_PER_COMPANY).await?;
+    }
     Ok(call)
 }
 

@@ -67,17 +67,17 @@ pub async fn insert_event(
     data: &EventData,
     now: UnixMs,
 ) -> StoreResult<()> {
-    insert_event_capped(conn, company, data, now, MAX_PENDING_PER_COMPANY).await
+    let endpoints = subscribers(conn, company, data.event_type()).await?;
+    write_event(conn, company, &endpoints, data, now, MAX_PENDING_PER_COMPANY).await
 }
 
-async fn insert_event_capped(
+/// The enabled endpoints of `company` subscribed to `event_type` (to skip building an
+/// event nobody receives).
+pub(crate) async fn subscribers(
     conn: &mut AnyConnection,
     company: CompanyId,
-    data: &EventData,
-    now: UnixMs,
-    cap: i64,
-) -> StoreResult<()> {
-    let event_type = data.event_type();
+    event_type: EventType,
+) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(
         "SELECT id, event_types FROM webhook_endpoints WHERE company_id = $1 AND enabled = 1 ORDER BY created_at, id",
     )
@@ -92,9 +92,23 @@ async fn insert_event_capped(
             endpoints.push(row.try_get::<String, _>("id")?);
         }
     }
+    Ok(endpoints)
+}
+
+/// Writes an event with one delivery per endpoint of `endpoints` (nothing when empty);
+/// beyond `cap` waiting deliveries of the company, deliveries are recorded as failed.
+pub(crate) async fn write_event(
+    conn: &mut AnyConnection,
+    company: CompanyId,
+    endpoints: &[String],
+    data: &EventData,
+    now: UnixMs,
+    cap: i64,
+) -> StoreResult<()> {
     if endpoints.is_empty() {
         return Ok(());
     }
+    let event_type = data.event_type();
     let id = EventId::new();
     sqlx::query(
         "INSERT INTO webhook_events (id, company_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -115,7 +129,7 @@ async fn insert_event_capped(
             .bind(company.as_string())
             .fetch_one(&mut *conn)
             .await?;
-    for (queued, endpoint) in (pending..).zip(&endpoints) {
+    for (queued, endpoint) in (pending..).zip(endpoints) {
         let full = queued >= cap;
         let (status, next, error) = if full {
             let error = format!(
@@ -755,7 +769,8 @@ mod tests {
         let hook = endpoint(&store, acme.id, &[EventType::IntegrationFailed]).await;
         for n in 0..3 {
             let mut tx = store.begin_write().await.unwrap();
-            insert_event_capped(&mut tx, acme.id, &failure("x"), 1000 + n, 2).await.unwrap();
+            let endpoints = subscribers(&mut tx, acme.id, EventType::IntegrationFailed).await.unwrap();
+            write_event(&mut tx, acme.id, &endpoints, &failure("x"), 1000 + n, 2).await.unwrap();
             tx.commit().await.unwrap();
         }
         let log = store.list_deliveries(acme.id, hook, None, 10).await.unwrap();
