@@ -282,9 +282,11 @@ impl Store {
             "SELECT d.id, d.next_attempt_at, d.lease_until FROM webhook_deliveries d \
              JOIN webhook_endpoints w ON w.id = d.endpoint_id \
              WHERE d.status = 'pending' AND w.enabled = 1 AND d.next_attempt_at <= $1 \
+             AND (d.lease_until IS NULL OR d.lease_until < $2) \
              AND d.event_seq = (SELECT MIN(p.event_seq) FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.status = 'pending') \
              ORDER BY d.next_attempt_at LIMIT 500",
         )
+        .bind(now)
         .bind(now)
         .fetch_all(self.pool())
         .await?;
