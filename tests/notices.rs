@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::receiver::Receiver;
 use common::*;
 use gateway::config::ServeArgs;
-use gateway::ids::{ChatbotId, CompanyId};
-use gateway::store::{CallSource, EndReason, NewCall};
+use gateway::ids::CompanyId;
+use gateway::store::EndReason;
 use gateway::time::now_ms;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -31,21 +31,7 @@ fn fast(args: &mut ServeArgs) {
 /// A call that could not reach the voice provider, recorded as the call session records it.
 async fn provider_failure(app: &TestApp, company: CompanyId, chatbot: &str) {
     let store = &app.state.store;
-    let call = store
-        .create_call(NewCall {
-            company_id: company,
-            chatbot_id: chatbot.parse::<ChatbotId>().unwrap(),
-            source: CallSource::Web,
-            is_test: false,
-            caller: None,
-            provider: "openai".into(),
-            model_id: "gpt-realtime".into(),
-            node_id: "test-node".into(),
-            token_hash: None,
-            token_expires_at: None,
-        })
-        .await
-        .unwrap();
+    let call = store.create_call(web_call(company, chatbot)).await.unwrap();
     store.mark_call_connecting(call.id, "test-node").await.unwrap();
     let error = "could not reach the voice service: connection refused";
     assert!(store.end_call(call.id, EndReason::ProviderError, now_ms(), Some(error)).await.unwrap());

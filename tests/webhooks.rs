@@ -11,8 +11,8 @@ use common::receiver::{Received, Receiver};
 use common::*;
 use gateway::config::ServeArgs;
 use gateway::events::payload::{EventData, IntegrationFailed, IntegrationKind};
-use gateway::ids::{CallId, ChatbotId, CompanyId};
-use gateway::store::{CallSource, EndReason, NewCall, TranscriptLine, TranscriptRole};
+use gateway::ids::{CallId, CompanyId};
+use gateway::store::{EndReason, TranscriptLine, TranscriptRole};
 use gateway::time::now_ms;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -51,21 +51,7 @@ async fn emit(app: &TestApp, company: CompanyId, n: usize) {
 /// each way, ended by the caller.
 async fn call_through(app: &TestApp, company: CompanyId, chatbot: &str) -> CallId {
     let store = &app.state.store;
-    let call = store
-        .create_call(NewCall {
-            company_id: company,
-            chatbot_id: chatbot.parse::<ChatbotId>().unwrap(),
-            source: CallSource::Web,
-            is_test: false,
-            caller: Some("https://shop.example.com".into()),
-            provider: "openai".into(),
-            model_id: "gpt-realtime".into(),
-            node_id: "test-node".into(),
-            token_hash: None,
-            token_expires_at: None,
-        })
-        .await
-        .unwrap();
+    let call = store.create_call(web_call(company, chatbot)).await.unwrap();
     assert!(store.mark_call_connecting(call.id, "test-node").await.unwrap());
     let answered = now_ms();
     assert!(store.mark_call_active(call.id, answered).await.unwrap());

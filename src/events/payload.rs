@@ -67,10 +67,10 @@ pub fn end_event_type(status: CallStatus) -> EventType {
     if status == CallStatus::Failed { EventType::CallFailed } else { EventType::CallEnded }
 }
 
-/// A call became active: the caller and the agent hear each other.
+/// What every call event says about its call.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CallStarted {
+pub struct CallSummary {
     pub call_id: CallId,
     pub chatbot_id: ChatbotId,
     pub source: CallSource,
@@ -79,10 +79,11 @@ pub struct CallStarted {
     /// number for phone and WhatsApp calls.
     pub caller: Option<String>,
     pub created_at: String,
+    /// When the call became active; null when it never did.
     pub started_at: Option<String>,
 }
 
-impl CallStarted {
+impl CallSummary {
     /// From the call's row.
     pub fn new(call: &Call) -> Self {
         Self {
@@ -97,22 +98,30 @@ impl CallStarted {
     }
 }
 
+/// A call became active: the caller and the agent hear each other.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallStarted {
+    #[serde(flatten)]
+    pub call: CallSummary,
+}
+
+impl CallStarted {
+    /// From the call's row.
+    pub fn new(call: &Call) -> Self {
+        Self { call: CallSummary::new(call) }
+    }
+}
+
 /// A call ended: `call.ended` when it completed, `call.failed` when it failed.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEnded {
-    pub call_id: CallId,
-    pub chatbot_id: ChatbotId,
-    pub source: CallSource,
-    pub is_test: bool,
-    pub caller: Option<String>,
+    #[serde(flatten)]
+    pub call: CallSummary,
     pub status: CallStatus,
     pub end_reason: Option<EndReason>,
     /// What went wrong, for failed calls.
     pub error: Option<String>,
-    pub created_at: String,
-    /// Null when the call never became active.
-    pub started_at: Option<String>,
     pub ended_at: Option<String>,
     /// From start to end; 0 when it never started.
     pub duration_ms: i64,
@@ -150,16 +159,10 @@ impl CallEnded {
             transcript.push(TranscriptEntry { role: line.role, content: line.content, offset_ms: line.offset_ms });
         }
         Self {
-            call_id: call.id,
-            chatbot_id: call.chatbot_id,
-            source: call.source,
-            is_test: call.is_test,
-            caller: call.caller.clone(),
+            call: CallSummary::new(call),
             status: call.status,
             end_reason: call.end_reason,
             error: call.error_message.clone().filter(|_| call.status == CallStatus::Failed),
-            created_at: rfc3339(call.created_at),
-            started_at: rfc3339_opt(call.answered_at),
             ended_at: rfc3339_opt(call.ended_at),
             duration_ms: call.duration_ms.unwrap_or(0),
             transcript,

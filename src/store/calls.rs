@@ -519,25 +519,10 @@ mod tests {
     use crate::store::testing::store_test;
 
     store_test!(a_call_moves_through_its_lifecycle_and_keeps_its_transcript, |store| {
-        use crate::settings::{ChatbotSettings, CompanySettings};
-        use crate::store::{
-            CallSource, CallStatus, ChatbotType, EndReason, NewCall, NewChatbot, TranscriptLine, TranscriptRole,
-        };
+        use crate::settings::CompanySettings;
+        use crate::store::{CallSource, CallStatus, EndReason, NewCall, TranscriptLine, TranscriptRole};
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
-        let bot = store
-            .create_chatbot(
-                acme.id,
-                NewChatbot {
-                    name: "Voice".into(),
-                    description: String::new(),
-                    chatbot_type: ChatbotType::Call,
-                    call_model_id: None,
-                    instructions: String::new(),
-                    settings: ChatbotSettings::default(),
-                },
-            )
-            .await
-            .unwrap();
+        let bot = crate::store::testing::call_chatbot(&store, acme.id).await;
         let new_call = |token: &str| NewCall {
             company_id: acme.id,
             chatbot_id: bot.id,
@@ -588,42 +573,11 @@ mod tests {
     });
 
     store_test!(call_state_changes_write_their_events_in_the_same_transaction, |store| {
-        use crate::crypto::Sealed;
-        use crate::ids::WebhookId;
-        use crate::settings::{ChatbotSettings, CompanySettings};
-        use crate::store::{
-            CallSource, ChatbotType, EndReason, EventType, NewCall, NewChatbot, NewWebhookEndpoint, NoticeKind,
-            TranscriptLine, TranscriptRole,
-        };
+        use crate::settings::CompanySettings;
+        use crate::store::{CallSource, EndReason, EventType, NewCall, NoticeKind, TranscriptLine, TranscriptRole};
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
-        let bot = store
-            .create_chatbot(
-                acme.id,
-                NewChatbot {
-                    name: "Voice".into(),
-                    description: String::new(),
-                    chatbot_type: ChatbotType::Call,
-                    call_model_id: None,
-                    instructions: String::new(),
-                    settings: ChatbotSettings::default(),
-                },
-            )
-            .await
-            .unwrap();
-        let hook = WebhookId::new();
-        store
-            .create_webhook(
-                acme.id,
-                NewWebhookEndpoint {
-                    id: hook,
-                    url: "https://hooks.example.com/".into(),
-                    description: String::new(),
-                    event_types: EventType::ALL.to_vec(),
-                    secret: Sealed { key_id: "k".into(), blob: "b".into() },
-                },
-            )
-            .await
-            .unwrap();
+        let bot = crate::store::testing::call_chatbot(&store, acme.id).await;
+        crate::store::testing::webhook(&store, acme.id, EventType::ALL).await;
         let new_call = || NewCall {
             company_id: acme.id,
             chatbot_id: bot.id,

@@ -637,8 +637,8 @@ mod tests {
     use super::*;
     use crate::events::payload::{EventData, IntegrationFailed, IntegrationKind};
     use crate::events::policy::{Decision, DeliveryNext, EndpointNext};
-    use crate::store::testing::store_test;
-    use crate::store::{NewWebhookEndpoint, NoticeKind};
+    use crate::store::NoticeKind;
+    use crate::store::testing::{store_test, webhook};
 
     fn failure(error: &str) -> EventData {
         EventData::IntegrationFailed(IntegrationFailed {
@@ -652,24 +652,6 @@ mod tests {
         })
     }
 
-    async fn endpoint(store: &Store, company: CompanyId, types: &[EventType]) -> WebhookId {
-        let id = WebhookId::new();
-        store
-            .create_webhook(
-                company,
-                NewWebhookEndpoint {
-                    id,
-                    url: format!("https://hooks.example.com/{id}"),
-                    description: String::new(),
-                    event_types: types.to_vec(),
-                    secret: Sealed { key_id: "k".into(), blob: "b".into() },
-                },
-            )
-            .await
-            .unwrap();
-        id
-    }
-
     fn attempt(at: UnixMs, status: Option<i64>) -> DeliveryAttempt {
         DeliveryAttempt { attempted_at: at, status_code: status, latency_ms: 12, error: None }
     }
@@ -678,9 +660,9 @@ mod tests {
         use crate::settings::CompanySettings;
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
         let globex = store.create_company("Globex", &CompanySettings::default()).await.unwrap();
-        let all = endpoint(&store, acme.id, EventType::ALL).await;
-        let ended_only = endpoint(&store, acme.id, &[EventType::CallEnded]).await;
-        endpoint(&store, globex.id, EventType::ALL).await;
+        let all = webhook(&store, acme.id, EventType::ALL).await;
+        let ended_only = webhook(&store, acme.id, &[EventType::CallEnded]).await;
+        webhook(&store, globex.id, EventType::ALL).await;
 
         for n in 0..3 {
             store.emit_event(acme.id, &failure(&format!("e{n}")), 1000 + n).await.unwrap();
@@ -729,7 +711,7 @@ mod tests {
     store_test!(giving_up_disables_the_endpoint_with_a_notice_and_redelivery_requeues, |store| {
         use crate::settings::CompanySettings;
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
-        let hook = endpoint(&store, acme.id, &[EventType::IntegrationFailed]).await;
+        let hook = webhook(&store, acme.id, &[EventType::IntegrationFailed]).await;
         store.emit_event(acme.id, &failure("x"), 1000).await.unwrap();
         let claim = store.claim_deliveries(1000, 60_000, 10).await.unwrap().remove(0);
         let give_up = Decision { delivery: DeliveryNext::GiveUp, endpoint: EndpointNext::Disable { since: 1000 } };
@@ -768,7 +750,7 @@ mod tests {
     store_test!(a_full_outbox_records_deliveries_as_failed_instead_of_queueing_them, |store| {
         use crate::settings::CompanySettings;
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
-        let hook = endpoint(&store, acme.id, &[EventType::IntegrationFailed]).await;
+        let hook = webhook(&store, acme.id, &[EventType::IntegrationFailed]).await;
         for n in 0..3 {
             let mut tx = store.begin_write().await.unwrap();
             let endpoints = subscribers(&mut tx, acme.id, EventType::IntegrationFailed).await.unwrap();

@@ -350,41 +350,13 @@ mod tests {
 
     store_test!(a_failing_account_is_made_inactive_with_a_notice_and_one_event_and_hides_its_chatbots_calls, |store| {
         use crate::crypto::Sealed;
-        use crate::ids::{IntegrationAccountId, WebhookId};
-        use crate::settings::{ChatbotSettings, CompanySettings};
-        use crate::store::{
-            AccountStatus, AccountType, ChatbotType, EventType, NewChatbot, NewIntegrationAccount, NewWebhookEndpoint,
-            NoticeKind,
-        };
+        use crate::ids::IntegrationAccountId;
+        use crate::settings::CompanySettings;
+        use crate::store::{AccountStatus, AccountType, EventType, NewIntegrationAccount, NoticeKind};
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
         let globex = store.create_company("Globex", &CompanySettings::default()).await.unwrap();
-        let bot = store
-            .create_chatbot(
-                acme.id,
-                NewChatbot {
-                    name: "Voice".into(),
-                    description: String::new(),
-                    chatbot_type: ChatbotType::Call,
-                    call_model_id: None,
-                    instructions: String::new(),
-                    settings: ChatbotSettings::default(),
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .create_webhook(
-                acme.id,
-                NewWebhookEndpoint {
-                    id: WebhookId::new(),
-                    url: "https://hooks.example.com/".into(),
-                    description: String::new(),
-                    event_types: vec![EventType::IntegrationFailed],
-                    secret: Sealed { key_id: "k".into(), blob: "b".into() },
-                },
-            )
-            .await
-            .unwrap();
+        let bot = crate::store::testing::call_chatbot(&store, acme.id).await;
+        crate::store::testing::webhook(&store, acme.id, &[EventType::IntegrationFailed]).await;
         let id = IntegrationAccountId::new();
         store
             .create_integration_account(

@@ -266,6 +266,22 @@ impl TestApp {
     }
 }
 
+/// A web call of `chatbot` as the widget opens it, on the test node.
+pub fn web_call(company: CompanyId, chatbot: &str) -> gateway::store::NewCall {
+    gateway::store::NewCall {
+        company_id: company,
+        chatbot_id: chatbot.parse().unwrap(),
+        source: gateway::store::CallSource::Web,
+        is_test: false,
+        caller: Some("https://shop.example.com".into()),
+        provider: "openai".into(),
+        model_id: "gpt-realtime".into(),
+        node_id: "test-node".into(),
+        token_hash: None,
+        token_expires_at: None,
+    }
+}
+
 /// Seeded model ids.
 pub const GPT_REALTIME: &str = "00000000-0000-4000-8000-000000000103";
 pub const GPT_4O_PREVIEW: &str = "00000000-0000-4000-8000-000000000101";
