@@ -58,6 +58,8 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    /// The webhook delivery worker and the metrics monitor.
+    events: crate::events::Background,
 }
 
 impl App {
@@ -183,6 +185,9 @@ impl App {
         recordings.spawn_recovery();
         recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
         crate::metrics::handle();
+        let events =
+            crate::events::Background::start(store.clone(), sealer.clone(), &config.webhooks, shutdown.clone())
+                .context("starting the webhook worker")?;
         let state = AppState {
             store,
             sealer,
@@ -205,7 +210,7 @@ impl App {
             crate::demo::ensure_demo(&state).await.context("creating the demo company")?;
         }
         let router = api::router(state.clone());
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, events })
     }
 
     /// The address the server listens on.
@@ -237,6 +242,7 @@ impl App {
         self.state.calls.shut_down(self.state.config.shutdown_grace()).await;
         // Calls that ended at shutdown finish their recordings: give storage a little longer.
         self.state.recordings.shut_down(self.state.config.shutdown_grace().max(Duration::from_secs(10))).await;
+        self.events.finish().await;
         self.state.store.close().await;
         Ok(())
     }

@@ -402,6 +402,55 @@ pub struct ServeArgs {
     /// Seconds to let live calls finish their goodbyes at shutdown.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECONDS", default_value_t = 5)]
     pub shutdown_grace_seconds: u64,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Delivery of call events to the companies' webhook endpoints (docs/webhooks.md).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Let webhooks go to loopback, private and link-local addresses (refused by default,
+    /// at registration and on every delivery, after DNS resolution).
+    #[arg(long = "webhooks-allow-private", env = "GATEWAY_WEBHOOKS_ALLOW_PRIVATE")]
+    pub allow_private: bool,
+
+    /// Seconds a delivery is retried after its event before it is given up (and its
+    /// endpoint disabled).
+    #[arg(
+        long = "webhooks-retry-window-seconds",
+        env = "GATEWAY_WEBHOOKS_RETRY_WINDOW_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub retry_window_seconds: u64,
+
+    /// Milliseconds before the first retry; the delay doubles per failure (with jitter), up to an hour.
+    #[arg(long = "webhooks-backoff-ms", env = "GATEWAY_WEBHOOKS_BACKOFF_MS", default_value_t = 10_000)]
+    pub backoff_ms: u64,
+
+    /// Seconds a delivery request may take, response included.
+    #[arg(long = "webhooks-timeout-seconds", env = "GATEWAY_WEBHOOKS_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub timeout_seconds: u64,
+
+    /// Milliseconds between looks at the outbox for due deliveries.
+    #[arg(long = "webhooks-poll-ms", env = "GATEWAY_WEBHOOKS_POLL_MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+
+    /// Deliveries this node sends at once.
+    #[arg(long = "webhooks-concurrency", env = "GATEWAY_WEBHOOKS_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+impl WebhookArgs {
+    /// The retry policy these settings describe.
+    pub fn retry_policy(&self) -> crate::events::policy::RetryPolicy {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        crate::events::policy::RetryPolicy {
+            first_delay_ms: ms(self.backoff_ms).max(1),
+            max_delay_ms: crate::events::policy::RetryPolicy::DEFAULT.max_delay_ms,
+            window_ms: ms(self.retry_window_seconds).saturating_mul(1000),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -554,6 +603,16 @@ mod tests {
         let cli = Cli::try_parse_from(["gateway"]).unwrap();
         assert_eq!(cli.serve.session_ttl(), Duration::from_secs(12 * 3600));
         assert!(Cli::try_parse_from(["gateway", "--session-ttl-hours", "0"]).is_err());
+    }
+
+    #[test]
+    fn webhooks_refuse_private_destinations_and_retry_for_a_day_by_default() {
+        let cli = Cli::try_parse_from(["gateway"]).unwrap();
+        assert!(!cli.serve.webhooks.allow_private);
+        assert_eq!(cli.serve.webhooks.retry_policy(), crate::events::policy::RetryPolicy::DEFAULT);
+        let cli = Cli::try_parse_from(["gateway", "--webhooks-allow-private", "--webhooks-backoff-ms", "50"]).unwrap();
+        assert!(cli.serve.webhooks.allow_private);
+        assert_eq!(cli.serve.webhooks.retry_policy().first_delay_ms, 50);
     }
 
     #[test]

@@ -117,6 +117,22 @@ id_type!(
     /// The stored recording of a call.
     RecordingId
 );
+id_type!(
+    /// An event for the company's systems (`call.started`, `call.ended`, ...).
+    EventId
+);
+id_type!(
+    /// A company's webhook endpoint.
+    WebhookId
+);
+id_type!(
+    /// One event's delivery to one webhook endpoint.
+    DeliveryId
+);
+id_type!(
+    /// A notice to a company's admins.
+    NoticeId
+);
 
 #[cfg(test)]
 mod tests {

@@ -719,6 +719,7 @@ mod tests {
             status: AccountStatus::Active,
             last_verified_at: None,
             last_error: None,
+            failed_at: None,
             created_at: 0,
             updated_at: 0,
         };

@@ -12,6 +12,7 @@
 //! - [`integrations`], [`telephony`]: Twilio/WhatsApp accounts and their REST checks
 //! - [`knowledge`]: documents cut into passages, and the search the agent's tool runs
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
+//! - [`events`]: call events for the companies' systems (webhooks from an outbox), notices
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`recording`]: stereo call recordings — the session's tap, storage, links, retention
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
@@ -28,6 +29,7 @@ pub mod crypto;
 pub mod demo;
 #[macro_use]
 pub mod domain;
+pub mod events;
 pub mod ids;
 pub mod integrations;
 pub mod knowledge;

@@ -208,9 +208,9 @@ async fn a_new_user_starts_the_gateway_and_uses_the_api_without_secrets_leaking(
     for secret in [TWILIO_TOKEN, GRAPH_TOKEN, APP_SECRET, OPENAI_KEY] {
         assert!(!logs.contains(secret), "{secret} appeared in the logs");
         assert!(!responses.contains(secret), "{secret} appeared in a response");
-        for entry in std::fs::read_dir(data.path()).unwrap() {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in the data directory");
+        for path in files_under(data.path()) {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {}", path.display());
         }
     }
 }
@@ -405,4 +405,18 @@ async fn startup_names_the_accounts_sealed_with_a_key_it_does_not_have() {
     assert_eq!(warning["fields"]["account"], "Main line");
     assert_eq!(warning["fields"]["key_id"], "k1");
     assert_eq!(warning["fields"]["company_id"], company.id.to_string());
+}
+
+/// Every file under `dir`, however deep.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -13,6 +13,7 @@ use crate::auth::CompanyAdmin;
 use crate::ids::{ChatbotId, CompanyId, IntegrationAccountId};
 use crate::integrations::{AccountView, IntegrationInput, Secrets, TestReport, test_connection, unreadable_reason};
 use crate::store::{AccountStatus, ChatbotType, IntegrationAccount, NewIntegrationAccount};
+use crate::time::now_ms;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -165,8 +166,15 @@ pub async fn test_account(
 ) -> ApiResult<Json<TestReport>> {
     let mut account = load(&state, admin.company_id, &id).await?;
     let secrets = Secrets::open(&state.sealer, &account).map_err(|err| unreadable(&err))?;
+    let was_active = account.status == AccountStatus::Active;
     let report = test_connection(&mut account, &secrets, &state.twilio, &state.graph).await;
     state.store.update_integration_account(&account).await?;
+    if was_active && !report.ok {
+        // Credentials that worked before and fail now: the account is failing, which the
+        // company's systems and the admin console hear about.
+        let error = report.last_error.as_deref().unwrap_or("the connection test failed");
+        state.store.report_integration_failure(admin.company_id, account.id, error, now_ms()).await?;
+    }
     tracing::info!(company_id = %admin.company_id, account_id = %account.id, ok = report.ok, "integration account tested");
     Ok(Json(report))
 }

@@ -6,6 +6,7 @@
 //! - `calls`: company admins' test calls, call history, transcript downloads, call deletion
 //! - `recordings`: links to call recordings, their signed download route, retention settings
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
+//! - `webhooks`, `notices`: company admins' webhook endpoints (delivery log, redelivery) and notices
 //! - `assets`: the widget's files, the Test Call page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
 //! - `health`: `/healthz`, `/metrics` and the OpenAPI document
@@ -21,10 +22,12 @@ pub mod integrations;
 pub mod json;
 pub mod knowledge;
 pub mod me;
+pub mod notices;
 pub mod recordings;
 pub mod twilio;
 mod users;
 pub mod voices;
+pub mod webhooks;
 pub mod widget;
 
 use axum::Router;
@@ -59,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(users::router())
         .merge(voices::router())
+        .merge(webhooks::router())
+        .merge(notices::router())
         .merge(assets::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -112,7 +112,9 @@ impl From<AdmissionError> for ApiError {
                         StatusCode::FORBIDDEN
                     }
                     Refusal::NotACallChatbot => StatusCode::CONFLICT,
-                    Refusal::VoiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    Refusal::VoiceUnavailable(_) | Refusal::IntegrationFailing { .. } => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
                 };
                 let error = ApiError::new(status, refusal.code(), refusal.message());
                 if refusal == Refusal::ChatbotNotFound { error.with_field("chatbotId") } else { error }

@@ -34,6 +34,8 @@ pub enum Refusal {
     OriginNotAllowed(Option<String>),
     /// No usable call model or provider right now.
     VoiceUnavailable(&'static str),
+    /// An integration the chatbot depends on is failing (its credentials stopped working).
+    IntegrationFailing { kind: String, name: String },
 }
 
 impl Refusal {
@@ -46,7 +48,7 @@ impl Refusal {
             Self::CallsDisabled => "calls_disabled",
             Self::NotACallChatbot => "not_a_call_chatbot",
             Self::OriginNotAllowed(_) => "origin_not_allowed",
-            Self::VoiceUnavailable(_) => "voice_unavailable",
+            Self::VoiceUnavailable(_) | Self::IntegrationFailing { .. } => "voice_unavailable",
         }
     }
 
@@ -63,6 +65,9 @@ impl Refusal {
                 origin.as_deref().unwrap_or("pages without an Origin")
             ),
             Self::VoiceUnavailable(why) => format!("voice calls are temporarily unavailable: {why}"),
+            Self::IntegrationFailing { kind, name } => {
+                format!("voice calls are temporarily unavailable: its {kind} integration \"{name}\" is failing")
+            }
         }
     }
 }
@@ -91,7 +96,8 @@ pub struct CallPlan {
 
 /// Decides whether a call from `entry` is taken: the account is active and bound (for a
 /// number), the company has calls on, the chatbot is a call chatbot allowed on the page
-/// (for the widget), and its model is usable with a configured provider.
+/// (for the widget), its model is usable with a configured provider, and no integration it
+/// depends on is failing.
 pub async fn admit(store: &Store, providers: &ProviderSettings, entry: Entry<'_>) -> Result<CallPlan, AdmissionError> {
     let chatbot = match entry {
         Entry::Widget { chatbot_id, .. } | Entry::Test { chatbot_id } => {
@@ -125,6 +131,10 @@ pub async fn admit(store: &Store, providers: &ProviderSettings, entry: Entry<'_>
     }
     if !providers.is_available(&model) {
         return Err(Refusal::VoiceUnavailable("the voice provider is not configured").into());
+    }
+    if let Some(account) = store.failing_integration_of_chatbot(chatbot.company_id, chatbot.id).await? {
+        let kind = account.account_type.to_string();
+        return Err(Refusal::IntegrationFailing { kind, name: account.name }.into());
     }
     Ok(CallPlan { chatbot, model })
 }

@@ -1,10 +1,18 @@
 //! `calls` and `call_transcripts`.
+//!
+//! The writes that move a call to `active` or to its final status also write its event
+//! for the company's systems (`call.started`, `call.ended` / `call.failed`) in the same
+//! transaction (see `store::events`), and count it in the metrics once committed.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use super::{Store, StoreResult, parse_enum, parse_id};
+use super::{
+    MAX_PENDING_PER_COMPANY, NoticeKind, Store, StoreResult, events, insert_event, notices, parse_enum, parse_id,
+};
 use crate::domain::{CallSource, CallStatus, EndReason, TranscriptRole};
+use crate::events::payload::{CallEnded, CallStarted, EventData, end_event_type};
 use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, IntegrationAccountId, TranscriptLineId};
+use crate::metrics::timed;
 use crate::time::{UnixMs, now_ms};
 
 /// A call.
@@ -109,6 +117,10 @@ impl Store {
     /// The call opens a `voice_call` conversation, so the inbox and escalations see calls
     /// next to chats; it is resolved when the call ends.
     pub async fn create_call(&self, new: NewCall) -> StoreResult<Call> {
+        timed("create_call", self.insert_call(new)).await
+    }
+
+    async fn insert_call(&self, new: NewCall) -> StoreResult<Call> {
         let now = now_ms();
         let id = CallId::new();
         let conversation = ConversationId::new();
@@ -223,21 +235,36 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// connecting → active, at `answered_at`.
+    /// connecting → active, at `answered_at`, with its `call.started` event.
     pub async fn mark_call_active(&self, id: CallId, answered_at: UnixMs) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE calls SET status = 'active', answered_at = $1, updated_at = $2 WHERE id = $3 AND status = 'connecting'",
-        )
-        .bind(answered_at)
-        .bind(now_ms())
-        .bind(id.as_string())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        timed("mark_call_active", async {
+            let mut tx = self.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE calls SET status = 'active', answered_at = $1, updated_at = $2 WHERE id = $3 AND status = 'connecting'",
+            )
+            .bind(answered_at)
+            .bind(now_ms())
+            .bind(id.as_string())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            let call = call_on(&mut tx, id).await?;
+            insert_event(&mut tx, call.company_id, &EventData::CallStarted(CallStarted::new(&call)), answered_at).await?;
+            tx.commit().await?;
+            let setup = call.connected_at.map(|at| std::time::Duration::from_millis((answered_at - at).max(0) as u64));
+            crate::metrics::call_answered(call.source, setup);
+            Ok(true)
+        })
+        .await
     }
 
     /// Ends a call that is not over yet: status from the reason, end time, and the
-    /// duration (from answer to end; 0 if it was never answered). False if it had ended.
+    /// duration (from answer to end; 0 if it was never answered), with its `call.ended` or
+    /// `call.failed` event. A `provider_error` ending counts towards the company's provider
+    /// failures (a notice and `integration.failed` when persistent); a completed call
+    /// resolves an open provider-failure notice. False if it had ended.
     pub async fn end_call(
         &self,
         id: CallId,
@@ -245,42 +272,52 @@ impl Store {
         ended_at: UnixMs,
         error_message: Option<&str>,
     ) -> StoreResult<bool> {
-        let status = match (reason.final_status(), self.call(id).await?) {
-            (_, None) => return Ok(false),
-            (_, Some(call)) if call.status.is_final() => return Ok(false),
-            // A call that never became active did not complete, whatever the reason.
-            (CallStatus::Completed, Some(call)) if call.answered_at.is_none() && reason != EndReason::CallerHangup => {
-                CallStatus::Failed
+        timed("end_call", async {
+            let mut tx = self.begin_write().await?;
+            // A call that never became active did not complete, whatever the reason, unless
+            // the caller hung up before it started.
+            let done = sqlx::query(
+                "UPDATE calls SET status = CASE WHEN $1 = 'completed' AND answered_at IS NULL AND $2 <> 'caller_hangup' \
+                 THEN 'failed' ELSE $3 END, end_reason = $4, ended_at = $5, \
+                 duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $6 - answered_at END, \
+                 error_message = $7, updated_at = $8 \
+                 WHERE id = $9 AND status NOT IN ('completed', 'failed')",
+            )
+            .bind(reason.final_status().as_str())
+            .bind(reason.as_str())
+            .bind(reason.final_status().as_str())
+            .bind(reason.as_str())
+            .bind(ended_at)
+            .bind(ended_at)
+            .bind(error_message)
+            .bind(now_ms())
+            .bind(id.as_string())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
             }
-            (status, Some(_)) => status,
-        };
-        let done = sqlx::query(
-            "UPDATE calls SET status = $1, end_reason = $2, ended_at = $3, \
-             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $4 - answered_at END, \
-             error_message = $5, updated_at = $6 \
-             WHERE id = $7 AND status NOT IN ('completed', 'failed')",
-        )
-        .bind(status.as_str())
-        .bind(reason.as_str())
-        .bind(ended_at)
-        .bind(ended_at)
-        .bind(error_message)
-        .bind(now_ms())
-        .bind(id.as_string())
-        .execute(self.pool())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE conversations SET status = 'resolved', updated_at = $1 \
-             WHERE id = (SELECT conversation_id FROM calls WHERE id = $2) AND status = 'active'",
-        )
-        .bind(now_ms())
-        .bind(id.as_string())
-        .execute(self.pool())
-        .await?;
-        Ok(true)
+            sqlx::query(
+                "UPDATE conversations SET status = 'resolved', updated_at = $1 \
+                 WHERE id = (SELECT conversation_id FROM calls WHERE id = $2) AND status = 'active'",
+            )
+            .bind(now_ms())
+            .bind(id.as_string())
+            .execute(&mut *tx)
+            .await?;
+            let call = call_ended_on(&mut tx, id, ended_at).await?;
+            if reason == EndReason::ProviderError {
+                notices::note_provider_failure(&mut tx, &call, ended_at).await?;
+            } else if call.status == CallStatus::Completed && call.answered_at.is_some() {
+                let provider = call.provider.as_deref().unwrap_or("unknown");
+                notices::resolve_notices(&mut tx, call.company_id, NoticeKind::ProviderFailures, provider, ended_at)
+                    .await?;
+            }
+            tx.commit().await?;
+            crate::metrics::call_finished(call.source, call.status, reason);
+            Ok(true)
+        })
+        .await
     }
 
     /// Stores the caller's rating of an ended call.
@@ -299,36 +336,44 @@ impl Store {
     /// resumed, and leaving them 'active' would mislead the dashboards.
     pub async fn fail_orphaned_calls(&self, node_id: &str) -> StoreResult<u64> {
         let now = now_ms();
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let ended: Vec<String> = sqlx::query_scalar(
             "UPDATE calls SET status = 'failed', end_reason = 'shutdown', ended_at = $1, \
              duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $2 - answered_at END, updated_at = $3 \
-             WHERE node_id = $4 AND status IN ('connecting', 'active')",
+             WHERE node_id = $4 AND status IN ('connecting', 'active') RETURNING id",
         )
         .bind(now)
         .bind(now)
         .bind(now)
         .bind(node_id)
-        .execute(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
+        let calls = record_endings(&mut tx, &ended, now).await?;
+        tx.commit().await?;
+        count_endings(&calls);
         self.resolve_conversations_of_ended_calls().await?;
-        Ok(done.rows_affected())
+        Ok(calls.len() as u64)
     }
 
     /// Ends sessions whose token expired before their caller ever connected (`expired`),
     /// so no `pending` row lingers. Returns how many.
     pub async fn expire_pending_calls(&self) -> StoreResult<u64> {
         let now = now_ms();
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let ended: Vec<String> = sqlx::query_scalar(
             "UPDATE calls SET status = 'failed', end_reason = 'expired', ended_at = $1, duration_ms = 0, updated_at = $2 \
-             WHERE status = 'pending' AND token_expires_at IS NOT NULL AND token_expires_at < $3",
+             WHERE status = 'pending' AND token_expires_at IS NOT NULL AND token_expires_at < $3 RETURNING id",
         )
         .bind(now)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
+        let calls = record_endings(&mut tx, &ended, now).await?;
+        tx.commit().await?;
+        count_endings(&calls);
         self.resolve_conversations_of_ended_calls().await?;
-        Ok(done.rows_affected())
+        Ok(calls.len() as u64)
     }
 
     /// Resolves the `voice_call` conversations of calls that have ended.
@@ -375,7 +420,7 @@ impl Store {
 
     /// Appends a final transcript line.
     pub async fn append_transcript(&self, call: CallId, line: &TranscriptLine) -> StoreResult<()> {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO call_transcripts (id, call_id, seq, role, content, item_id, offset_ms, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -387,30 +432,73 @@ impl Store {
         .bind(&line.item_id)
         .bind(line.offset_ms)
         .bind(now_ms())
-        .execute(self.pool())
-        .await?;
+        .execute(self.pool());
+        timed("append_transcript", insert).await?;
         Ok(())
     }
 
     /// A call's transcript in order.
     pub async fn transcript(&self, call: CallId) -> StoreResult<Vec<TranscriptLine>> {
-        let rows = sqlx::query(
-            "SELECT seq, role, content, item_id, offset_ms FROM call_transcripts WHERE call_id = $1 ORDER BY seq",
-        )
-        .bind(call.as_string())
-        .fetch_all(self.pool())
+        let mut conn = self.pool().acquire().await?;
+        transcript_on(&mut conn, call).await
+    }
+}
+
+async fn call_on(conn: &mut AnyConnection, id: CallId) -> StoreResult<Call> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE id = $1"))
+        .bind(id.as_string())
+        .fetch_one(&mut *conn)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TranscriptLine {
-                    seq: row.try_get("seq")?,
-                    role: parse_enum(&row.try_get::<String, _>("role")?, "transcript role")?,
-                    content: row.try_get("content")?,
-                    item_id: row.try_get("item_id")?,
-                    offset_ms: row.try_get("offset_ms")?,
-                })
+    from_row(&row)
+}
+
+async fn transcript_on(conn: &mut AnyConnection, call: CallId) -> StoreResult<Vec<TranscriptLine>> {
+    let rows = sqlx::query(
+        "SELECT seq, role, content, item_id, offset_ms FROM call_transcripts WHERE call_id = $1 ORDER BY seq",
+    )
+    .bind(call.as_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TranscriptLine {
+                seq: row.try_get("seq")?,
+                role: parse_enum(&row.try_get::<String, _>("role")?, "transcript role")?,
+                content: row.try_get("content")?,
+                item_id: row.try_get("item_id")?,
+                offset_ms: row.try_get("offset_ms")?,
             })
-            .collect()
+        })
+        .collect()
+}
+
+/// Loads a call that was just ended on `conn` and writes its `call.ended` / `call.failed`
+/// event, with the transcript stored so far (read only when an endpoint wants the event).
+async fn call_ended_on(conn: &mut AnyConnection, id: CallId, now: UnixMs) -> StoreResult<Call> {
+    let call = call_on(conn, id).await?;
+    let endpoints = events::subscribers(conn, call.company_id, end_event_type(call.status)).await?;
+    if !endpoints.is_empty() {
+        let lines = transcript_on(conn, id).await?;
+        let data = EventData::CallEnded(CallEnded::new(&call, lines));
+        events::write_event(conn, call.company_id, &endpoints, &data, now, MAX_PENDING_PER_COMPANY).await?;
+    }
+    Ok(call)
+}
+
+/// The events of calls just ended together.
+async fn record_endings(conn: &mut AnyConnection, ids: &[String], now: UnixMs) -> StoreResult<Vec<Call>> {
+    let mut calls = Vec::with_capacity(ids.len());
+    for id in ids {
+        calls.push(call_ended_on(conn, parse_id(id)?, now).await?);
+    }
+    Ok(calls)
+}
+
+fn count_endings(calls: &[Call]) {
+    for call in calls {
+        if let Some(reason) = call.end_reason {
+            crate::metrics::call_finished(call.source, call.status, reason);
+        }
     }
 }
 
@@ -419,25 +507,10 @@ mod tests {
     use crate::store::testing::store_test;
 
     store_test!(a_call_moves_through_its_lifecycle_and_keeps_its_transcript, |store| {
-        use crate::settings::{ChatbotSettings, CompanySettings};
-        use crate::store::{
-            CallSource, CallStatus, ChatbotType, EndReason, NewCall, NewChatbot, TranscriptLine, TranscriptRole,
-        };
+        use crate::settings::CompanySettings;
+        use crate::store::{CallSource, CallStatus, EndReason, NewCall, TranscriptLine, TranscriptRole};
         let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
-        let bot = store
-            .create_chatbot(
-                acme.id,
-                NewChatbot {
-                    name: "Voice".into(),
-                    description: String::new(),
-                    chatbot_type: ChatbotType::Call,
-                    call_model_id: None,
-                    instructions: String::new(),
-                    settings: ChatbotSettings::default(),
-                },
-            )
-            .await
-            .unwrap();
+        let bot = crate::store::testing::call_chatbot(&store, acme.id).await;
         let new_call = |token: &str| NewCall {
             company_id: acme.id,
             chatbot_id: bot.id,
@@ -497,5 +570,86 @@ mod tests {
         assert!(store.transcript(call.id).await.unwrap().is_empty());
         assert!(!store.delete_call(acme.id, call.id).await.unwrap(), "once");
         assert!(store.call(live.id).await.unwrap().is_some());
+    });
+
+    store_test!(call_state_changes_write_their_events_in_the_same_transaction, |store| {
+        use crate::settings::CompanySettings;
+        use crate::store::{CallSource, EndReason, EventType, NewCall, NoticeKind, TranscriptLine, TranscriptRole};
+        let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
+        let bot = crate::store::testing::call_chatbot(&store, acme.id).await;
+        crate::store::testing::webhook(&store, acme.id, EventType::ALL).await;
+        let new_call = || NewCall {
+            company_id: acme.id,
+            chatbot_id: bot.id,
+            source: CallSource::Web,
+            is_test: false,
+            caller: None,
+            provider: "openai".into(),
+            model_id: "gpt-realtime".into(),
+            node_id: "node-a".into(),
+            token_hash: None,
+            token_expires_at: Some(1),
+            integration_account_id: None,
+            external_id: None,
+        };
+        let payloads = || async {
+            sqlx::query_as::<_, (String, String)>("SELECT event_type, payload FROM webhook_events ORDER BY seq")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+        };
+
+        let call = store.create_call(new_call()).await.unwrap();
+        assert!(payloads().await.is_empty(), "a pending call is no event");
+        store.mark_call_connecting(call.id, "node-a").await.unwrap();
+        assert!(store.mark_call_active(call.id, 10_000).await.unwrap());
+        assert!(!store.mark_call_active(call.id, 10_000).await.unwrap(), "once");
+        let line =
+            TranscriptLine { seq: 0, role: TranscriptRole::User, content: "Hi".into(), item_id: None, offset_ms: 0 };
+        store.append_transcript(call.id, &line).await.unwrap();
+        assert!(store.end_call(call.id, EndReason::CallerHangup, 25_000, None).await.unwrap());
+        let events = payloads().await;
+        assert_eq!(events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["call.started", "call.ended"]);
+        let ended: serde_json::Value = serde_json::from_str(&events[1].1).unwrap();
+        assert_eq!(ended["data"]["callId"], call.id.to_string());
+        assert_eq!(
+            (ended["data"]["durationMs"].as_i64(), ended["data"]["endReason"].as_str()),
+            (Some(15_000), Some("caller_hangup"))
+        );
+        assert_eq!(ended["data"]["transcript"][0]["content"], "Hi");
+
+        // Three provider failures within ten minutes: one notice, one integration.failed.
+        let now = crate::time::now_ms();
+        for n in 0..4 {
+            let failed = store.create_call(new_call()).await.unwrap();
+            store.mark_call_connecting(failed.id, "node-a").await.unwrap();
+            let error = format!("could not reach the provider ({n})");
+            assert!(store.end_call(failed.id, EndReason::ProviderError, now + n, Some(&error)).await.unwrap());
+        }
+        let types: Vec<String> = payloads().await.into_iter().map(|e| e.0).collect();
+        assert_eq!(types[2..], ["call.failed", "call.failed", "call.failed", "integration.failed", "call.failed"]);
+        let notices = store.list_notices(acme.id, true, 10).await.unwrap();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(
+            (notices[0].kind, notices[0].occurrences, notices[0].subject.as_str()),
+            (NoticeKind::ProviderFailures, 2, "openai")
+        );
+        assert!(notices[0].message.contains("(3)"), "{}", notices[0].message);
+
+        // A completed call resolves it; an expired session fails with its event.
+        let good = store.create_call(new_call()).await.unwrap();
+        store.mark_call_connecting(good.id, "node-a").await.unwrap();
+        store.mark_call_active(good.id, now + 10).await.unwrap();
+        store.end_call(good.id, EndReason::EndPhrase, now + 20, None).await.unwrap();
+        assert!(store.list_notices(acme.id, true, 10).await.unwrap().is_empty());
+        store.create_call(new_call()).await.unwrap();
+        assert_eq!(store.expire_pending_calls().await.unwrap(), 1);
+        let last = payloads().await.pop().unwrap();
+        assert_eq!(last.0, "call.failed");
+        assert!(last.1.contains("\"endReason\":\"expired\""), "{}", last.1);
+        let orphan = store.create_call(new_call()).await.unwrap();
+        store.mark_call_connecting(orphan.id, "node-b").await.unwrap();
+        assert_eq!(store.fail_orphaned_calls("node-b").await.unwrap(), 1);
+        assert!(payloads().await.pop().unwrap().1.contains("\"endReason\":\"shutdown\""));
     });
 }

@@ -3,8 +3,10 @@
 use sqlx::Row;
 
 use super::companies::json;
-use super::{Store, StoreResult, parse_enum, parse_id, parse_json};
+use super::notices::{raise_notice, resolve_notices};
+use super::{NoticeKind, Severity, Store, StoreResult, insert_event, parse_enum, parse_id, parse_json};
 use crate::crypto::Sealed;
+use crate::events::payload::{EventData, IntegrationFailed, IntegrationKind};
 use crate::ids::{ChatbotId, CompanyId, IntegrationAccountId};
 use crate::time::{UnixMs, now_ms};
 
@@ -45,6 +47,10 @@ pub struct IntegrationAccount {
     pub status: AccountStatus,
     pub last_verified_at: Option<UnixMs>,
     pub last_error: Option<String>,
+    /// Since when the account's credentials have been failing (reported by
+    /// [`Store::report_integration_failure`]); cleared when a connection test passes. While
+    /// set, chatbots bound to the account show no call button.
+    pub failed_at: Option<UnixMs>,
     pub created_at: UnixMs,
     pub updated_at: UnixMs,
 }
@@ -63,7 +69,7 @@ pub struct NewIntegrationAccount {
 }
 
 const COLUMNS: &str = "id, company_id, account_type, name, description, phone_number, chatbot_id, public_config, \
-    sealed_credentials, credentials_key_id, status, last_verified_at, last_error, created_at, updated_at";
+    sealed_credentials, credentials_key_id, status, last_verified_at, last_error, created_at, updated_at, failed_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<IntegrationAccount> {
     let chatbot: Option<String> = row.try_get("chatbot_id")?;
@@ -80,6 +86,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<IntegrationAccount> {
         status: parse_enum(&row.try_get::<String, _>("status")?, "account status")?,
         last_verified_at: row.try_get("last_verified_at")?,
         last_error: row.try_get("last_error")?,
+        failed_at: row.try_get("failed_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -94,7 +101,7 @@ impl Store {
     ) -> StoreResult<IntegrationAccount> {
         let now = now_ms();
         sqlx::query(&format!(
-            "INSERT INTO call_integration_accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13)"
+            "INSERT INTO call_integration_accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, NULL)"
         ))
         .bind(new.id.as_string())
         .bind(company.as_string())
@@ -124,6 +131,7 @@ impl Store {
             status: AccountStatus::Inactive,
             last_verified_at: None,
             last_error: None,
+            failed_at: None,
             created_at: now,
             updated_at: now,
         })
@@ -166,12 +174,16 @@ impl Store {
     }
 
     /// Saves the editable fields (name, description, number, chatbot, config, credentials,
-    /// status, verification) of an account, scoped to its company.
+    /// status, verification) of an account, scoped to its company. An account saved as
+    /// active (its connection test passed) is no longer failing: its notice is resolved.
     pub async fn update_integration_account(&self, account: &IntegrationAccount) -> StoreResult<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE call_integration_accounts SET name = $1, description = $2, phone_number = $3, chatbot_id = $4, \
              public_config = $5, sealed_credentials = $6, credentials_key_id = $7, status = $8, last_verified_at = $9, \
-             last_error = $10, updated_at = $11 WHERE id = $12 AND company_id = $13",
+             last_error = $10, updated_at = $11, failed_at = CASE WHEN $12 = 'active' THEN NULL ELSE failed_at END \
+             WHERE id = $13 AND company_id = $14",
         )
         .bind(&account.name)
         .bind(&account.description)
@@ -183,11 +195,17 @@ impl Store {
         .bind(account.status.as_str())
         .bind(account.last_verified_at)
         .bind(&account.last_error)
-        .bind(now_ms())
+        .bind(now)
+        .bind(account.status.as_str())
         .bind(account.id.as_string())
         .bind(account.company_id.as_string())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() > 0 && account.status == AccountStatus::Active {
+            resolve_notices(&mut tx, account.company_id, NoticeKind::IntegrationFailed, &account.id.as_string(), now)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -224,14 +242,100 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes an account of a company.
+    /// Deletes an account of a company (resolving its notice).
     pub async fn delete_integration_account(&self, company: CompanyId, id: IntegrationAccountId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM call_integration_accounts WHERE id = $1 AND company_id = $2")
             .bind(id.as_string())
             .bind(company.as_string())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            resolve_notices(&mut tx, company, NoticeKind::IntegrationFailed, &id.as_string(), now_ms()).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// An account's credentials started failing (the provider refused them on a call, a
+    /// webhook, or a connection test of an account that had passed before): marks it
+    /// inactive with the error, and — in the same transaction — opens a notice for the
+    /// company's admins and, once per incident, writes an `integration.failed` event.
+    /// Chatbots bound to the account stop offering calls until a connection test passes.
+    /// False if the company has no such account.
+    pub async fn report_integration_failure(
+        &self,
+        company: CompanyId,
+        id: IntegrationAccountId,
+        error: &str,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE call_integration_accounts SET status = 'inactive', last_error = $1, failed_at = COALESCE(failed_at, $2), \
+             updated_at = $3 WHERE id = $4 AND company_id = $5",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(now)
+        .bind(id.as_string())
+        .bind(company.as_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let row = sqlx::query("SELECT account_type, name FROM call_integration_accounts WHERE id = $1")
+            .bind(id.as_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let kind: AccountType = parse_enum(&row.try_get::<String, _>("account_type")?, "account type")?;
+        let name: String = row.try_get("name")?;
+        let (label, integration) = match kind {
+            AccountType::Twilio => ("Twilio", IntegrationKind::Twilio),
+            AccountType::WhatsApp => ("WhatsApp", IntegrationKind::WhatsApp),
+        };
+        let message = format!(
+            "Your {label} integration \"{name}\" has failed verification. Error: {error}. Calls through this \
+             integration are currently unavailable: fix its credentials and run the connection test."
+        );
+        let subject = id.as_string();
+        let opened =
+            raise_notice(&mut tx, company, NoticeKind::IntegrationFailed, Severity::Critical, &subject, &message, now)
+                .await?;
+        if opened {
+            let data = EventData::IntegrationFailed(IntegrationFailed {
+                integration,
+                account_id: Some(id),
+                account_name: Some(name),
+                provider: None,
+                failed_calls: None,
+                window_minutes: None,
+                error: error.to_owned(),
+            });
+            insert_event(&mut tx, company, &data, now).await?;
+        }
+        tx.commit().await?;
+        tracing::warn!(company_id = %company, account_id = %id, error, "integration account failing: marked inactive");
+        Ok(true)
+    }
+
+    /// The failing integration account a chatbot depends on (one bound to it whose
+    /// credentials are failing), if any: its calls are unavailable until it is fixed.
+    pub async fn failing_integration_of_chatbot(
+        &self,
+        company: CompanyId,
+        chatbot: ChatbotId,
+    ) -> StoreResult<Option<IntegrationAccount>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM call_integration_accounts WHERE company_id = $1 AND chatbot_id = $2 \
+             AND failed_at IS NOT NULL ORDER BY failed_at, id LIMIT 1"
+        ))
+        .bind(company.as_string())
+        .bind(chatbot.as_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
     }
 }
 
@@ -326,5 +430,67 @@ mod tests {
         let stored = store.integration_account(first.company_id, first.id).await.unwrap().unwrap();
         assert_eq!(stored.credentials, resealed);
         assert_eq!(stored.credentials.key_id, "k2");
+    });
+
+    store_test!(a_failing_account_is_made_inactive_with_a_notice_and_one_event_and_hides_its_chatbots_calls, |store| {
+        use crate::crypto::Sealed;
+        use crate::ids::IntegrationAccountId;
+        use crate::settings::CompanySettings;
+        use crate::store::{AccountStatus, AccountType, EventType, NewIntegrationAccount, NoticeKind};
+        let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
+        let globex = store.create_company("Globex", &CompanySettings::default()).await.unwrap();
+        let bot = crate::store::testing::call_chatbot(&store, acme.id).await;
+        crate::store::testing::webhook(&store, acme.id, &[EventType::IntegrationFailed]).await;
+        let id = IntegrationAccountId::new();
+        store
+            .create_integration_account(
+                acme.id,
+                NewIntegrationAccount {
+                    id,
+                    account_type: AccountType::Twilio,
+                    name: "Main Account".into(),
+                    description: String::new(),
+                    phone_number: "+15551234567".into(),
+                    chatbot_id: Some(bot.id),
+                    public_config: serde_json::Map::new(),
+                    credentials: Sealed { key_id: "k".into(), blob: "b".into() },
+                },
+            )
+            .await
+            .unwrap();
+        let mut active = store.integration_account(acme.id, id).await.unwrap().unwrap();
+        active.status = AccountStatus::Active;
+        store.update_integration_account(&active).await.unwrap();
+        assert!(store.failing_integration_of_chatbot(acme.id, bot.id).await.unwrap().is_none());
+
+        assert!(!store.report_integration_failure(globex.id, id, "Invalid auth token", 1000).await.unwrap(), "scoped");
+        assert!(store.report_integration_failure(acme.id, id, "Invalid auth token", 1000).await.unwrap());
+        assert!(store.report_integration_failure(acme.id, id, "Invalid auth token", 2000).await.unwrap());
+        let failed = store.integration_account(acme.id, id).await.unwrap().unwrap();
+        assert_eq!(
+            (failed.status, failed.last_error.as_deref(), failed.failed_at),
+            (AccountStatus::Inactive, Some("Invalid auth token"), Some(1000))
+        );
+        let blocking = store.failing_integration_of_chatbot(acme.id, bot.id).await.unwrap().unwrap();
+        assert_eq!(blocking.id, id);
+        let notices = store.list_notices(acme.id, true, 10).await.unwrap();
+        assert_eq!((notices.len(), notices[0].kind, notices[0].occurrences), (1, NoticeKind::IntegrationFailed, 2));
+        assert!(notices[0].message.contains("Twilio integration \"Main Account\" has failed verification"));
+        let events: Vec<String> =
+            sqlx::query_scalar("SELECT payload FROM webhook_events").fetch_all(store.pool()).await.unwrap();
+        assert_eq!(events.len(), 1, "one event per incident");
+        let event: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+        assert_eq!(event["type"], "integration.failed");
+        assert_eq!(event["data"]["integration"], "twilio");
+        assert_eq!(event["data"]["accountId"], id.to_string());
+
+        // The connection test passes again: active, no longer failing, notice resolved.
+        let mut fixed = failed;
+        fixed.status = AccountStatus::Active;
+        fixed.last_error = None;
+        store.update_integration_account(&fixed).await.unwrap();
+        assert!(store.integration_account(acme.id, id).await.unwrap().unwrap().failed_at.is_none());
+        assert!(store.failing_integration_of_chatbot(acme.id, bot.id).await.unwrap().is_none());
+        assert!(store.list_notices(acme.id, true, 10).await.unwrap().is_empty());
     });
 }

@@ -501,7 +501,7 @@ impl Store {
     /// Deletes a company's document and its passages; false when there is no such document.
     pub async fn delete_document(&self, company: CompanyId, id: DocumentId) -> StoreResult<bool> {
         let (id, company) = (id.as_string(), company.as_string());
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM knowledge_chunks WHERE document_id = $1 AND company_id = $2")
             .bind(&id)
             .bind(&company)

@@ -10,10 +10,13 @@ mod ai_models;
 mod calls;
 mod chatbots;
 mod companies;
+mod events;
 mod integrations;
 mod knowledge;
+mod notices;
 mod recordings;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 
@@ -33,14 +36,20 @@ pub(crate) fn ai_models_settings(dialect: Option<RealtimeDialect>) -> ModelSetti
 pub use calls::{Call, NewCall, TranscriptLine};
 pub use chatbots::{Chatbot, ChatbotType, NewChatbot};
 pub use companies::Company;
+pub use events::{
+    ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryStatus, DisabledEndpoint, EventType, MAX_LOGGED_ATTEMPTS,
+    MAX_PENDING_PER_COMPANY, RedeliverRefusal, insert_event,
+};
 pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegrationAccount};
 pub use knowledge::{
     Category, ContentType, Document, DocumentSummary, MAX_SEARCH_RESULTS, NewCategory, NewDocument, Passage,
 };
+pub use notices::{Notice, NoticeKind, Severity};
 pub use recordings::{NewRecording, RECORDING_FORMAT, Recording};
 pub use users::{
     ApiToken, DAY_MS, DEFAULT_API_TOKEN_TTL_DAYS, NewSession, Role, Session, TokenCheck, TokenStatus, User,
 };
+pub use webhooks::{MAX_WEBHOOKS_PER_COMPANY, NewWebhookEndpoint, WebhookEndpoint};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -151,6 +160,17 @@ impl Store {
     /// The pool, for the few callers outside this module that need a transaction.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begins a transaction that writes. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that read
+    /// first could not upgrade to a writer once another connection had written, and would
+    /// fail at once instead of waiting its turn.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Checks the database answers (for `/healthz`).

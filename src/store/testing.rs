@@ -2,13 +2,43 @@
 //! `GATEWAY_TEST_POSTGRES_URL` names a server (CI sets it to the local Postgres; without
 //! it the Postgres variant reports that it was skipped).
 
-use super::Store;
+use super::{Chatbot, ChatbotType, EventType, NewChatbot, NewWebhookEndpoint, Store};
+use crate::crypto::Sealed;
+use crate::ids::{CompanyId, WebhookId};
 
 /// A store on a new SQLite file; keep the directory alive for the test's duration.
 pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
     (Store::connect(&url, 4).await.expect("sqlite store"), dir)
+}
+
+/// A `call` chatbot of `company`, without a model.
+pub async fn call_chatbot(store: &Store, company: CompanyId) -> Chatbot {
+    let new = NewChatbot {
+        name: "Voice".into(),
+        description: String::new(),
+        chatbot_type: ChatbotType::Call,
+        call_model_id: None,
+        instructions: String::new(),
+        settings: crate::settings::ChatbotSettings::default(),
+    };
+    store.create_chatbot(company, new).await.expect("create a chatbot")
+}
+
+/// An enabled webhook endpoint of `company` for `types` (its sealed secret is a stand-in:
+/// store tests never send).
+pub async fn webhook(store: &Store, company: CompanyId, types: &[EventType]) -> WebhookId {
+    let id = WebhookId::new();
+    let new = NewWebhookEndpoint {
+        id,
+        url: format!("https://hooks.example.com/{id}"),
+        description: String::new(),
+        event_types: types.to_vec(),
+        secret: Sealed { key_id: "k".into(), blob: "b".into() },
+    };
+    store.create_webhook(company, new).await.expect("create a webhook endpoint");
+    id
 }
 
 /// A fresh Postgres database for one test; dropped again by [`PostgresTestDb::drop_db`].

@@ -3,6 +3,8 @@
 //! database), plus helpers to make users and call the API.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod receiver;
+
 use std::net::SocketAddr;
 
 use base64::Engine;
@@ -33,6 +35,10 @@ pub struct TestApp {
     pub master: String,
     /// The Postgres database of this test, dropped with the app.
     postgres: Option<PostgresDb>,
+    /// The settings it was built with (for [`TestApp::restart_with`]).
+    args: ServeArgs,
+    /// The serving task.
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// A database created for one test on the server named by `GATEWAY_TEST_POSTGRES_URL`.
@@ -105,13 +111,58 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     args.keys.encryption_key = Some(test_key());
     args.node_id = Some("test-node".into());
     configure(&mut args);
+    let (addr, state, server) = serve(args.clone()).await;
+    let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
+    let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        state,
+        http: reqwest::Client::new(),
+        data_dir,
+        master,
+        postgres,
+        args,
+        server: Some(server),
+    }
+}
+
+async fn serve(args: ServeArgs) -> (SocketAddr, AppState, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let app = App::build(args).await.expect("gateway builds");
     let addr = app.addr();
     let state = app.state().clone();
-    tokio::spawn(app.run(false));
-    let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
-    let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
-    TestApp { addr, base: format!("http://{addr}"), state, http: reqwest::Client::new(), data_dir, master, postgres }
+    (addr, state, tokio::spawn(app.run(false)))
+}
+
+impl TestApp {
+    /// Shuts the gateway down as SIGTERM would, and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        self.state.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops this gateway and starts a new one on the same database and data directory,
+    /// after `configure` adjusted its settings (tokens and data survive).
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        self.stop().await;
+        let mut args = self.args.clone();
+        configure(&mut args);
+        let (addr, state, server) = serve(args.clone()).await;
+        let placeholder = tempfile::tempdir().unwrap();
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            http: reqwest::Client::new(),
+            data_dir: std::mem::replace(&mut self.data_dir, placeholder),
+            master: self.master.clone(),
+            postgres: self.postgres.take(),
+            args,
+            server: Some(server),
+        }
+    }
 }
 
 /// A response: status and JSON body (Null when empty).
@@ -212,6 +263,24 @@ impl TestApp {
             .await;
         assert_eq!(set.status, StatusCode::OK, "{}", set.text);
         id
+    }
+}
+
+/// A web call of `chatbot` as the widget opens it, on the test node.
+pub fn web_call(company: CompanyId, chatbot: &str) -> gateway::store::NewCall {
+    gateway::store::NewCall {
+        company_id: company,
+        chatbot_id: chatbot.parse().unwrap(),
+        source: gateway::store::CallSource::Web,
+        is_test: false,
+        caller: Some("https://shop.example.com".into()),
+        provider: "openai".into(),
+        model_id: "gpt-realtime".into(),
+        node_id: "test-node".into(),
+        token_hash: None,
+        token_expires_at: None,
+        integration_account_id: None,
+        external_id: None,
     }
 }
 
