@@ -180,6 +180,18 @@ fn register_all() {
     // Recordings (fed by the recording work).
     describe_counter!("gateway_recording_bytes_total", Unit::Bytes, "Bytes of call recordings written.");
     counter!("gateway_recording_bytes_total").absolute(0);
+    describe_counter!(
+        "gateway_recording_frames_dropped_total",
+        "Recording frames dropped: the recorder's queue was full, or a frame came too late or twice."
+    );
+    counter!("gateway_recording_frames_dropped_total").absolute(0);
+    describe_counter!(
+        "gateway_recordings_total",
+        "Recordings finished, by result: stored, kept_for_retry (storage unavailable), failed."
+    );
+    for result in ["stored", "kept_for_retry", "failed"] {
+        counter!("gateway_recordings_total", "result" => result).absolute(0);
+    }
 
     // Database.
     describe_histogram!(
@@ -317,6 +329,24 @@ pub async fn timed<T>(op: &'static str, work: impl Future<Output = T>) -> T {
     out
 }
 
+/// Bytes of call recordings written to local disk (the spool file each recording is
+/// encoded into before it is stored).
+pub fn recording_bytes_written(bytes: u64) {
+    metrics::counter!("gateway_recording_bytes_total").increment(bytes);
+}
+
+/// Recording frames dropped on the way to the recorder (its queue was full) or by it
+/// (too late, doubled, malformed).
+pub fn recording_frames_dropped(count: u64) {
+    metrics::counter!("gateway_recording_frames_dropped_total").increment(count);
+}
+
+/// A recording finished: `result` is `stored`, `kept_for_retry` (storage unavailable; the
+/// file waits on local disk) or `failed`.
+pub fn recording_finished(result: &'static str) {
+    metrics::counter!("gateway_recordings_total", "result" => result).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,22 +377,4 @@ mod tests {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
     }
-}
-
-/// Bytes of call recordings written to local disk (the spool file each recording is
-/// encoded into before it is stored).
-pub fn recording_bytes_written(bytes: u64) {
-    metrics::counter!("gateway_recording_bytes_written_total").increment(bytes);
-}
-
-/// Recording frames dropped on the way to the recorder (its queue was full) or by it
-/// (too late, doubled, malformed).
-pub fn recording_frames_dropped(count: u64) {
-    metrics::counter!("gateway_recording_frames_dropped_total").increment(count);
-}
-
-/// A recording finished: `result` is `stored`, `kept_for_retry` (storage unavailable; the
-/// file waits on local disk) or `failed`.
-pub fn recording_finished(result: &'static str) {
-    metrics::counter!("gateway_recordings_total", "result" => result).increment(1);
 }

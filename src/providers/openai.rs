@@ -2,7 +2,7 @@
 //! (shared/protocols/realtime-protocols.md §1). Audio is PCM16 24 kHz, or G.711 μ-law /
 //! A-law 8 kHz (a phone caller's audio then passes through untouched), as negotiated.
 //!
-//! Server events are read into one typed, borrowing struct ([`ServerEvent`]): an audio
+//! Server events are read into one typed, borrowing struct (`ServerEvent`): an audio
 //! delta is decoded straight from the frame's text, without building a JSON tree.
 
 use std::borrow::Cow;
