@@ -239,7 +239,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_WIDGET_SESSION_TTL_SECONDS", default_value_t = 86_400)]
     pub widget_session_ttl_seconds: u64,
 
-    /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
+    /// Take the client's address from the last `X-Forwarded-For` entry, the one your proxy
+    /// appended (only behind a proxy you run; earlier entries come from the client).
     #[arg(long, env = "GATEWAY_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
@@ -382,6 +383,16 @@ mod tests {
         let Some(Command::User(UserCommand::Create(args))) = cli.command else { panic!() };
         assert!(matches!(args.role, RoleArg::CompanyAdmin));
         assert_eq!(args.company, vec!["x".to_owned()]);
+    }
+
+    #[test]
+    fn the_forwarded_for_help_names_the_address_the_code_uses() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let start = help.find("--trust-forwarded-for").expect("the flag is documented");
+        let text = &help[start..start + 400];
+        assert!(text.contains("last"), "{text}");
+        assert!(!text.contains("first"), "{text}");
     }
 
     #[test]

@@ -32,9 +32,25 @@ impl IpRateLimiter {
     }
 }
 
+/// The `Retry-After` value for a wait: whole seconds, rounded up (a client that waits
+/// exactly that long must get through), and at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    whole.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(5_900)), 6);
+        assert_eq!(retry_after_secs(Duration::from_millis(5_001)), 6);
+        assert_eq!(retry_after_secs(Duration::from_secs(6)), 6);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
 
     #[test]
     fn each_address_gets_its_own_allowance() {

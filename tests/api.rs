@@ -401,3 +401,103 @@ async fn me_lists_the_companies_a_token_may_act_on() {
     assert_eq!(master.body["companies"].as_array().unwrap().len(), 2, "master admins may act on every company");
     assert_eq!(app.get("/api/me", "", None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn json_bodies_with_trailing_data_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    let reply = app
+        .http
+        .post(format!("{}/api/company/chatbots", app.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"First","chatbotType":"call"}{"name":"Second","chatbotType":"call"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert_eq!(app.get("/api/company/chatbots", &admin, None).await.body.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn json_media_types_are_case_insensitive() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    for (i, content_type) in ["APPLICATION/JSON", "application/json; charset=UTF-8", "Application/Json;Charset=utf-8"]
+        .into_iter()
+        .enumerate()
+    {
+        let reply = app
+            .http
+            .post(format!("{}/api/company/chatbots", app.base))
+            .bearer_auth(&admin)
+            .header("content-type", content_type)
+            .body(json!({"name": format!("Bot {i}"), "chatbotType": "call"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::CREATED, "{content_type}: {}", reply.text().await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_client_that_waits_retry_after_gets_through() {
+    // 10 a minute: a new allowance every 6 s, so the wait is never whole seconds.
+    let app = spawn_app_with(|args| args.widget_sessions_per_minute = 10).await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let mut limited = None;
+    for _ in 0..11 {
+        let reply = app
+            .http
+            .post(format!("{}/api/widget/call/session", app.base))
+            .json(&json!({"chatbotId": bot}))
+            .send()
+            .await
+            .unwrap();
+        if reply.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(reply);
+            break;
+        }
+    }
+    let limited = limited.expect("the eleventh session in a minute is refused");
+    let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "{wait}");
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let again = app
+        .http
+        .post(format!("{}/api/widget/call/session", app.base))
+        .json(&json!({"chatbotId": bot}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(again.status(), StatusCode::TOO_MANY_REQUESTS, "waited the Retry-After of {wait} s");
+}
+
+#[tokio::test]
+async fn the_first_rating_of_a_call_stands() {
+    // A key makes the model usable; the provider is only reached once a caller connects.
+    let app = spawn_app_with(|args| args.openai_api_key = Some("sk-test".into())).await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let session = app.open_session(&bot, None).await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let (id, token) = (session.body["sessionId"].as_str().unwrap(), session.body["token"].as_str().unwrap());
+    let post = |path: String, body: serde_json::Value| {
+        let request = app.http.post(format!("{}{path}", app.base)).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let ended = post(format!("/api/widget/call/{id}/end"), json!({"token": token})).await;
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    let first =
+        post(format!("/api/widget/call/{id}/rating"), json!({"token": token, "rating": 5, "comment": "great"})).await;
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    let second = post(format!("/api/widget/call/{id}/rating"), json!({"token": token, "rating": 1})).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "already_rated");
+    let call = app.state.store.call(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!((call.rating, call.rating_comment.as_deref()), (Some(5), Some("great")));
+}

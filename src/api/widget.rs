@@ -103,7 +103,7 @@ pub async fn create_session(
 ) -> Response {
     let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
     if let Err(wait) = state.widget_limiter.check(ip) {
-        let retry_after = wait.as_secs().max(1).to_string();
+        let retry_after = crate::rate_limit::retry_after_secs(wait).to_string();
         let error = ApiError::rate_limited("too many call sessions from this address; try again shortly");
         return ([(header::RETRY_AFTER, retry_after)], error).into_response();
     }
@@ -342,8 +342,11 @@ pub struct RatingBody {
 }
 
 /// Stores the caller's 1–5 rating of an ended call (authenticated by the session token).
+/// A call is rated once: the first rating stands.
 #[utoipa::path(post, path = "/api/widget/call/{id}/rating", tag = "widget", request_body = RatingBody, params(("id" = String, Path)), security(()),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`call_not_ended`, or `already_rated` (the first rating stands)"),
+        (status = 422, body = ErrorBody)))]
 pub async fn rate_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -360,7 +363,9 @@ pub async fn rate_call(
     if !call.status.is_final() {
         return Err(ApiError::conflict("call_not_ended", "a call can be rated once it has ended"));
     }
-    state.store.rate_call(call.id, body.rating, comment).await?;
+    if call.rating.is_some() || !state.store.rate_call(call.id, body.rating, comment).await? {
+        return Err(ApiError::conflict("already_rated", "this call has been rated; the first rating stands"));
+    }
     tracing::info!(call_id = %call.id, rating = body.rating, "call rated");
     Ok(StatusCode::NO_CONTENT)
 }

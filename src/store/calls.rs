@@ -325,15 +325,18 @@ impl Store {
         Ok(true)
     }
 
-    /// Stores the caller's rating of an ended call.
+    /// Stores the caller's rating of a call. The first rating stands: false if the call
+    /// was rated already (or does not exist).
     pub async fn rate_call(&self, id: CallId, rating: i64, comment: Option<&str>) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE calls SET rating = $1, rating_comment = $2, updated_at = $3 WHERE id = $4")
-            .bind(rating)
-            .bind(comment)
-            .bind(now_ms())
-            .bind(id.as_string())
-            .execute(self.pool())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE calls SET rating = $1, rating_comment = $2, updated_at = $3 WHERE id = $4 AND rating IS NULL",
+        )
+        .bind(rating)
+        .bind(comment)
+        .bind(now_ms())
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -489,6 +492,9 @@ mod tests {
         let lines = store.transcript(call.id).await.unwrap();
         assert_eq!(lines.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(), vec!["Hi!", "Hello"]);
         assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());
+        assert!(!store.rate_call(call.id, 1, Some("changed my mind")).await.unwrap(), "the first rating stands");
+        let rated = store.call(call.id).await.unwrap().unwrap();
+        assert_eq!((rated.rating, rated.rating_comment.as_deref()), (Some(5), Some("great")));
 
         // A session nobody connected to expires.
         let stale = store.create_call(new_call("h2")).await.unwrap();
