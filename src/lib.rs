@@ -13,7 +13,7 @@
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
-//! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP limits
+//! - [`metrics`], [`rate_limit`], [`logging`]: Prometheus metrics, per-IP limits, log output
 //! - [`demo`]: the `--demo` company
 
 pub mod api;
@@ -26,6 +26,7 @@ pub mod demo;
 pub mod ids;
 pub mod integrations;
 pub mod knowledge;
+pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod rate_limit;

@@ -181,3 +181,48 @@ async fn a_new_user_starts_the_gateway_and_uses_the_api_without_secrets_leaking(
         }
     }
 }
+
+#[test]
+fn a_new_sqlite_file_named_by_database_url_is_created_with_its_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("fresh").join("dir").join("new.db");
+    let out = gateway(data.path())
+        .arg("migrate")
+        .env("DATABASE_URL", format!("sqlite://{}", file.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(file.exists());
+}
+
+#[test]
+fn an_unreachable_postgres_fails_fast_in_one_clear_line() {
+    let data = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // Port 1: nothing listens there.
+    let out = gateway(data.path())
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://gw:s3cret@127.0.0.1:1/gateway")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, no backtrace: {stderr}");
+    let line = lines[0].to_lowercase();
+    assert!(line.contains("127.0.0.1:1/gateway"), "{stderr}");
+    assert_eq!(line.matches("connection refused").count(), 1, "the cause once: {stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let out = gateway(data.path()).arg("migrate").env("RUST_LOG", "info").output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escape codes in piped logs: {stderr:?}");
+}
