@@ -12,8 +12,9 @@ use serde_json::json;
 async fn health_and_openapi_are_served() {
     let app = spawn_app().await;
     let health = app.get("/healthz", "", None).await;
-    assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.body["database"], "ok");
+    assert_eq!((health.status, &health.body["status"]), (StatusCode::OK, &json!("ok")));
+    let ready = app.get("/readyz", "", None).await;
+    assert_eq!((ready.status, &ready.body["database"]), (StatusCode::OK, &json!("ok")));
     let doc = app.get("/api/openapi.json", "", None).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in [

@@ -94,7 +94,7 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded: bool) -> Ip
 #[utoipa::path(post, path = "/api/widget/call/session", tag = "widget", request_body = SessionBody, security(()),
     responses((status = 201, body = SessionView), (status = 403, body = ErrorBody, description = "calls_disabled, origin_not_allowed"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "not_a_call_chatbot"),
-        (status = 429, body = ErrorBody, description = "rate_limited"), (status = 503, body = ErrorBody, description = "voice_unavailable")))]
+        (status = 429, body = ErrorBody, description = "rate_limited"), (status = 503, body = ErrorBody, description = "voice_unavailable, database_unavailable")))]
 pub async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -103,9 +103,8 @@ pub async fn create_session(
 ) -> Response {
     let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
     if let Err(wait) = state.widget_limiter.check(ip) {
-        let retry_after = crate::rate_limit::retry_after_secs(wait).to_string();
-        let error = ApiError::rate_limited("too many call sessions from this address; try again shortly");
-        return ([(header::RETRY_AFTER, retry_after)], error).into_response();
+        return ApiError::rate_limited("too many call sessions from this address; try again shortly", wait)
+            .into_response();
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match open_session(&state, &body.chatbot_id, origin, false).await {
@@ -293,6 +292,7 @@ pub async fn chatbot_config(
             Err(err) if err.code == "calls_disabled" => (false, Some("calls_disabled"), None),
             Err(err) if err.code == "voice_unavailable" => (false, Some("voice_unavailable"), None),
             Err(err) if err.code == "internal" => return Err(ApiError::internal("planning a call failed")),
+            Err(err) if err.code == "database_unavailable" => return Err(err.clone()),
             Err(_) => (false, Some("voice_unavailable"), None),
         };
         let settings = &chatbot.settings.call;

@@ -34,6 +34,10 @@ text_enum!(
     }
 );
 
+/// The error message of a call whose node stopped before the call ended (its end reason
+/// is `error`): found open when that node started again.
+pub const NODE_LOST: &str = "node_lost: the gateway node holding this call stopped before the call ended";
+
 impl CallStatus {
     /// Whether the call is over.
     pub fn is_final(self) -> bool {
@@ -60,11 +64,12 @@ text_enum!(
         EndPhrase = "end_phrase",
         /// The caller never connected before the session expired.
         Expired = "expired",
-        /// The gateway shut down (or a node holding the call was lost).
+        /// The gateway shut down cleanly and ended the call.
         Shutdown = "shutdown",
         /// Handed over to a human agent.
         Transferred = "transferred",
-        /// An internal error.
+        /// An internal error, or the node holding the call was lost (error message
+        /// [`NODE_LOST`]).
         Error = "error",
     }
 );
@@ -340,15 +345,18 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Ends every call this node left open (after a crash or kill): they cannot be
-    /// resumed, and leaving them 'active' would mislead the dashboards.
+    /// Ends every call this node left open: it stopped without ending them (crash, kill,
+    /// or a database that stayed unavailable), so they cannot be resumed, and leaving
+    /// them 'active' would mislead the dashboards. A clean shutdown ends its calls with
+    /// `shutdown` itself; these end `error` with [`NODE_LOST`] as the error message.
     pub async fn fail_orphaned_calls(&self, node_id: &str) -> StoreResult<u64> {
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE calls SET status = 'failed', end_reason = 'shutdown', ended_at = $1, \
-             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $2 - answered_at END, updated_at = $3 \
-             WHERE node_id = $4 AND status IN ('connecting', 'active')",
+            "UPDATE calls SET status = 'failed', end_reason = 'error', error_message = $1, ended_at = $2, \
+             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $3 - answered_at END, updated_at = $4 \
+             WHERE node_id = $5 AND status IN ('connecting', 'active')",
         )
+        .bind(NODE_LOST)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -502,6 +510,17 @@ mod tests {
         let stale = store.call(stale.id).await.unwrap().unwrap();
         assert_eq!((stale.status, stale.end_reason), (CallStatus::Failed, Some(EndReason::Expired)));
         assert_eq!(store.expire_pending_calls().await.unwrap(), 0);
+
+        // A call its node left open (a crash) is found when that node starts again: it
+        // did not end by a clean shutdown.
+        let orphan = store.create_call(new_call("h3")).await.unwrap();
+        assert!(store.mark_call_connecting(orphan.id, "node-a").await.unwrap());
+        assert!(store.mark_call_active(orphan.id, crate::time::now_ms()).await.unwrap());
+        assert_eq!(store.fail_orphaned_calls("node-b").await.unwrap(), 0, "only the node's own calls");
+        assert_eq!(store.fail_orphaned_calls("node-a").await.unwrap(), 1);
+        let orphan = store.call(orphan.id).await.unwrap().unwrap();
+        assert_eq!((orphan.status, orphan.end_reason), (CallStatus::Failed, Some(EndReason::Error)));
+        assert_eq!(orphan.error_message.as_deref(), Some(crate::store::NODE_LOST));
         assert!(store.call_for_company(crate::ids::CompanyId::new(), call.id).await.unwrap().is_none());
     });
 }

@@ -64,7 +64,7 @@ pub use ai_models::{AiModel, ModelPatch, ModelSettings, ModelType, NewModel, Pro
 pub(crate) fn ai_models_settings(dialect: Option<RealtimeDialect>) -> ModelSettings {
     ModelSettings { realtime_dialect: dialect, live_api_version: None }
 }
-pub use calls::{Call, CallSource, CallStatus, EndReason, NewCall, TranscriptLine, TranscriptRole};
+pub use calls::{Call, CallSource, CallStatus, EndReason, NODE_LOST, NewCall, TranscriptLine, TranscriptRole};
 pub use chatbots::{Chatbot, ChatbotType, NewChatbot};
 pub use companies::Company;
 pub use integrations::{AccountStatus, AccountType, IntegrationAccount, NewIntegrationAccount};

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// A master admin's token.
     pub master: String,
+    /// The database the gateway uses (SQLite file or this test's Postgres database).
+    pub database_url: String,
     /// The Postgres database of this test, dropped with the app.
     postgres: Option<PostgresDb>,
 }
@@ -97,7 +99,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         (None, format!("sqlite://{}?mode=rwc", data_dir.path().join("gateway.db").display()))
     };
     let store = StoreArgs {
-        database_url: Some(database_url),
+        database_url: Some(database_url.clone()),
         data_dir: data_dir.path().to_path_buf(),
         database_max_connections: 4,
     };
@@ -111,7 +113,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     tokio::spawn(app.run(false));
     let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
     let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
-    TestApp { addr, base: format!("http://{addr}"), state, http: reqwest::Client::new(), data_dir, master, postgres }
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        state,
+        http: reqwest::Client::new(),
+        data_dir,
+        master,
+        database_url,
+        postgres,
+    }
 }
 
 /// A response: status and JSON body (Null when empty).
