@@ -502,3 +502,82 @@ async fn the_first_rating_of_a_call_stands() {
     let call = app.state.store.call(id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!((call.rating, call.rating_comment.as_deref()), (Some(5), Some("great")));
 }
+
+/// base64(HMAC-SHA1(secret, username)), as a TURN server checks it.
+fn turn_rest_credential(secret: &str, username: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn callers_get_short_lived_turn_credentials_of_their_own() {
+    let app = spawn_app_with(|args| {
+        args.openai_api_key = Some("sk-test".into());
+        args.ice_servers = vec!["stun:stun.example.com:3478".into(), "turn:turn.example.com:3478?transport=udp".into()];
+        args.turn_secret = Some("coturn-shared-secret".into());
+        args.turn_credential_ttl_seconds = 600;
+    })
+    .await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let mut usernames = Vec::new();
+    for _ in 0..2 {
+        let session = app.open_session(&bot, None).await;
+        assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+        let servers = session.body["iceServers"].as_array().unwrap();
+        assert_eq!(servers[0], json!({"urls": ["stun:stun.example.com:3478"]}));
+        let turn = &servers[1];
+        assert_eq!(turn["urls"], json!(["turn:turn.example.com:3478?transport=udp"]));
+        let username = turn["username"].as_str().unwrap();
+        let (expiry, id) = username.split_once(':').unwrap();
+        assert_eq!(id, session.body["sessionId"].as_str().unwrap());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let expiry: u64 = expiry.parse().unwrap();
+        assert!((now + 590..=now + 610).contains(&expiry), "expires at {expiry}, now {now}");
+        assert_eq!(turn["credential"], turn_rest_credential("coturn-shared-secret", username));
+        assert!(!session.text.contains("coturn-shared-secret"));
+        usernames.push(username.to_owned());
+    }
+    assert_ne!(usernames[0], usernames[1], "one credential per caller");
+}
+
+#[tokio::test]
+async fn long_term_turn_credentials_reach_callers_only_by_explicit_choice() {
+    let data = tempfile::tempdir().unwrap();
+    let store = gateway::config::StoreArgs {
+        database_url: Some(format!("sqlite://{}", data.path().join("gw.db").display())),
+        data_dir: data.path().to_path_buf(),
+        database_max_connections: 2,
+    };
+    let mut args = gateway::config::ServeArgs::for_tests(store);
+    args.encryption_key = Some(test_key());
+    args.ice_servers = vec!["turn:turn.example.com:3478".into()];
+    args.turn_username = Some("gateway".into());
+    args.turn_credential = Some("long-term-password".into());
+    let refused = gateway::app::App::build(args.clone()).await.err().expect("refused without the explicit choice");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("GATEWAY_TURN_SECRET") && message.contains("GATEWAY_TURN_STATIC_CREDENTIALS"),
+        "{message}"
+    );
+    assert!(!message.contains("long-term-password"), "{message}");
+
+    let app = spawn_app_with(|args| {
+        args.openai_api_key = Some("sk-test".into());
+        args.ice_servers = vec!["turn:turn.example.com:3478".into()];
+        args.turn_username = Some("gateway".into());
+        args.turn_credential = Some("long-term-password".into());
+        args.turn_static_credentials = true;
+    })
+    .await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let session = app.open_session(&bot, None).await;
+    assert_eq!(
+        session.body["iceServers"],
+        json!([{"urls": ["turn:turn.example.com:3478"], "username": "gateway", "credential": "long-term-password"}])
+    );
+}

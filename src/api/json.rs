@@ -27,12 +27,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+            } else if let Some(slow) = cause::<crate::server::BodyTooSlow>(&rejection) {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", slow.to_string())
             } else {
                 ApiError::bad_request("invalid_body", rejection.body_text())
             }
         })?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// The first error of type `E` in `err`'s chain of sources.
+fn cause<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
 }
 
 /// Whether a `Content-Type` value names JSON (`application/json` or `application/*+json`).

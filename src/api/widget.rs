@@ -189,13 +189,15 @@ pub async fn open_session(
         session_id: call.id,
         ws_url: format!("{ws_base}/api/widget/call/{}/ws?token={token}", call.id),
         token,
-        ice_servers: ice_servers(state),
+        ice_servers: ice_servers(state, call.id),
         expires_at: rfc3339(expires_at),
     })
 }
 
-/// The STUN/TURN servers for browsers, from the configuration.
-pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
+/// The STUN/TURN servers for the browser of call `id`. TURN servers get a credential of
+/// the caller's own that expires (with GATEWAY_TURN_SECRET), or the long-term one only
+/// when the operator chose that (GATEWAY_TURN_STATIC_CREDENTIALS).
+pub fn ice_servers(state: &AppState, id: CallId) -> Vec<IceServerView> {
     let config = &state.config;
     let (turn, stun): (Vec<String>, Vec<String>) =
         config.ice_servers.iter().filter(|u| !u.trim().is_empty()).cloned().partition(|u| u.starts_with("turn"));
@@ -204,11 +206,17 @@ pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
         servers.push(IceServerView { urls: stun, username: None, credential: None });
     }
     if !turn.is_empty() {
-        servers.push(IceServerView {
-            urls: turn,
-            username: config.turn_username.clone(),
-            credential: config.turn_credential.clone(),
-        });
+        let (username, credential) = match config.turn_secret.as_deref().filter(|s| !s.is_empty()) {
+            Some(secret) => {
+                let now_unix = u64::try_from(now_ms() / 1000).unwrap_or_default();
+                let ttl = Duration::from_secs(config.turn_credential_ttl_seconds);
+                let minted = crate::turn::rest_credential(secret, &id.to_string(), now_unix, ttl);
+                (Some(minted.username), Some(minted.credential))
+            }
+            None if config.turn_static_credentials => (config.turn_username.clone(), config.turn_credential.clone()),
+            None => (None, None),
+        };
+        servers.push(IceServerView { urls: turn, username, credential });
     }
     servers
 }

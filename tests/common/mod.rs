@@ -33,6 +33,8 @@ pub struct TestApp {
     pub master: String,
     /// The database the gateway uses (SQLite file or this test's Postgres database).
     pub database_url: String,
+    /// The serving task: `App::run` until `state.shutdown` is cancelled.
+    pub serving: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The Postgres database of this test, dropped with the app.
     postgres: Option<PostgresDb>,
 }
@@ -110,7 +112,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let app = App::build(args).await.expect("gateway builds");
     let addr = app.addr();
     let state = app.state().clone();
-    tokio::spawn(app.run(false));
+    let serving = Some(tokio::spawn(app.run(false)));
     let master_user = state.store.create_user("root@gateway.test", None, Role::MasterAdmin, &[]).await.unwrap();
     let master = state.store.create_api_token(master_user.id, "test").await.unwrap();
     TestApp {
@@ -121,6 +123,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         data_dir,
         master,
         database_url,
+        serving,
         postgres,
     }
 }
