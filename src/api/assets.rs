@@ -28,7 +28,8 @@ struct DemoFiles;
 struct ApiDocsFiles;
 
 /// The reference page loads nothing but the gateway's own files and document.
-const API_DOCS_POLICY: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const API_DOCS_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn router() -> Router<AppState> {
     let widget = Router::new()

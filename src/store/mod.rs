@@ -290,13 +290,14 @@ fn prepare_url(url: &str) -> StoreResult<(Backend, String)> {
         )));
     }
     let path = sqlite_path(url);
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|err| StoreError::Unreachable {
-                target: path.to_owned(),
-                cause: format!("cannot create the directory {}: {err}", parent.display()),
-            })?;
-        }
+    if !path.is_empty()
+        && path != ":memory:"
+        && let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|err| StoreError::Unreachable {
+            target: path.to_owned(),
+            cause: format!("cannot create the directory {}: {err}", parent.display()),
+        })?;
     }
     Ok((Backend::Sqlite, sqlite_url_creating_the_file(url)))
 }
