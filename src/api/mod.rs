@@ -4,9 +4,9 @@
 //! - `company`: company admins (chatbots and their settings, integration accounts)
 //! - `calls`: company admins' test calls and call history
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
-//! - `assets`: the widget's files, the Test Call page and the demo site
+//! - `assets`: the widget's files, the Test Call page, the API reference page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
-//! - `health`: `/healthz`, `/metrics` and the OpenAPI document
+//! - `health`: `/healthz` (liveness), `/readyz` (readiness), `/metrics` and the OpenAPI document
 
 pub mod admin;
 pub mod assets;
