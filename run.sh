@@ -5,4 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-build-deps.sh
-exec cargo run --release --bin gateway -- serve --demo "$@"
+
+binary="${CARGO_TARGET_DIR:-target}/release/gateway"
+if [ ! -x "$binary" ]; then
+  echo "Building the gateway (release). The first build compiles a few hundred crates and" >&2
+  echo "the bundled libopus: about 10 minutes on 2 cores, a few on 8. Later runs take seconds." >&2
+else
+  echo "Building the gateway (release) if its sources changed..." >&2
+fi
+# cargo shows its progress (each crate as it compiles, and a bar on a terminal).
+cargo build --release --bin gateway
+exec "$binary" serve --demo "$@"

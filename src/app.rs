@@ -65,6 +65,17 @@ pub struct App {
 impl App {
     /// Connects and migrates the database, loads the encryption key, binds the listener.
     pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
+        let has_turn_urls = config.ice_servers.iter().any(|u| u.starts_with("turn"));
+        crate::turn::check_settings(
+            has_turn_urls,
+            config.turn_secret.as_deref(),
+            (config.turn_username.as_deref(), config.turn_credential.as_deref()),
+            config.turn_static_credentials,
+        )
+        .map_err(anyhow::Error::msg)?;
+        if config.turn_static_credentials && config.turn_secret.as_deref().is_none_or(str::is_empty) {
+            tracing::warn!("GATEWAY_TURN_STATIC_CREDENTIALS: every caller gets the long-term TURN password");
+        }
         let (sealer, key_source) =
             Sealer::load(&config.keys.settings(), &config.store.data_dir).context("loading the encryption keys")?;
         match key_source {
@@ -223,7 +234,10 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` is cancelled (or Ctrl-C / SIGTERM when `signals` is set).
+    /// Serves until `shutdown` is cancelled (or Ctrl-C / SIGTERM when `signals` is set),
+    /// then shuts down within the grace period, whatever clients do: no new connections;
+    /// live calls end (`shutdown`) and are stored while open requests finish; at the
+    /// deadline every connection still open is cut, and the database pool is closed.
     pub async fn run(self, signals: bool) -> anyhow::Result<()> {
         let shutdown = self.state.shutdown.clone();
         if signals {
@@ -234,16 +248,35 @@ impl App {
                 token.cancel();
             });
         }
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("serving HTTP")?;
-        self.state.calls.shut_down(self.state.config.shutdown_grace()).await;
-        // Calls that ended at shutdown finish their recordings: give storage a little longer.
-        self.state.recordings.shut_down(self.state.config.shutdown_grace().max(Duration::from_secs(10))).await;
-        self.events.finish().await;
-        self.state.store.close().await;
+        let config = &self.state.config;
+        let limits = crate::server::Limits {
+            header_timeout: Duration::from_secs(config.http_header_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(config.http_idle_timeout_seconds.max(1)),
+            body_grace: Duration::from_secs(config.http_body_grace_seconds),
+            body_min_rate: config.http_body_min_rate,
+            max_connections: config.http_max_connections.max(1),
+        };
+        let draining = crate::server::Server::new(self.listener, self.router, limits).run(shutdown.clone()).await;
+        let grace = config.shutdown_grace();
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(grace_seconds = grace.as_secs(), "shutting down: ending calls and open requests");
+        tokio::join!(self.state.calls.shut_down(grace), draining.finish_by(deadline));
+        // Recordings of the calls just ended are finalised on disk and stored in what is
+        // left of the grace period; one not stored by then stays in the spool and is stored
+        // at the next start. Webhook deliveries in flight get the same time; an event not
+        // delivered is delivered after the restart (the outbox keeps it).
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::join!(self.state.recordings.shut_down(left), async {
+            if tokio::time::timeout_at(deadline, self.events.finish()).await.is_err() {
+                tracing::info!("webhook deliveries still in flight at shutdown: they are retried after the restart");
+            }
+        });
+        // Connections hold no pool connection past the cut; a write still retrying may.
+        let close_by = deadline.max(tokio::time::Instant::now()) + Duration::from_millis(250);
+        if tokio::time::timeout_at(close_by, self.state.store.close()).await.is_err() {
+            tracing::warn!("the database pool did not close in time");
+        }
+        tracing::info!("shut down");
         Ok(())
     }
 }
@@ -261,20 +294,14 @@ fn recording_storage_config(config: &ServeArgs) -> crate::recording::StorageConf
     }
 }
 
-/// WebRTC settings from the configuration.
+/// WebRTC settings from the configuration. The gateway's own ICE agent only uses STUN
+/// (it never allocates TURN relays for itself), so only STUN URLs go to it.
 fn signaling_config(config: &ServeArgs) -> signaling::SignalingConfig {
     let ice_servers = config
         .ice_servers
         .iter()
-        .filter(|u| !u.trim().is_empty())
-        .map(|url| {
-            let turn = url.starts_with("turn");
-            signaling::IceServer {
-                urls: vec![url.clone()],
-                username: if turn { config.turn_username.clone() } else { None },
-                credential: if turn { config.turn_credential.clone() } else { None },
-            }
-        })
+        .filter(|u| u.starts_with("stun"))
+        .map(|url| signaling::IceServer { urls: vec![url.clone()], username: None, credential: None })
         .collect();
     signaling::SignalingConfig {
         bind_ip: config.rtc_bind_ip,

@@ -308,13 +308,33 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_ICE_SERVERS", value_delimiter = ',')]
     pub ice_servers: Vec<String>,
 
-    /// Username for the TURN servers in GATEWAY_ICE_SERVERS.
+    /// Shared secret of the TURN servers in GATEWAY_ICE_SERVERS (coturn: `use-auth-secret`
+    /// with `static-auth-secret`). Each caller gets a credential of its own that expires
+    /// (the TURN REST API scheme): the way to run TURN for anonymous callers.
+    #[arg(long, env = "GATEWAY_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Seconds a caller's TURN credential stays valid. TURN servers check it again on every
+    /// allocation refresh, so it must outlast the longest call (60 minutes at most) plus the
+    /// time to connect.
+    #[arg(long, env = "GATEWAY_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 7200)]
+    pub turn_credential_ttl_seconds: u64,
+
+    /// Long-term username for the TURN servers, handed to callers only with
+    /// --turn-static-credentials (prefer GATEWAY_TURN_SECRET).
     #[arg(long, env = "GATEWAY_TURN_USERNAME")]
     pub turn_username: Option<String>,
 
-    /// Credential for the TURN servers in GATEWAY_ICE_SERVERS.
+    /// Long-term credential for the TURN servers, handed to callers only with
+    /// --turn-static-credentials (prefer GATEWAY_TURN_SECRET).
     #[arg(long, env = "GATEWAY_TURN_CREDENTIAL", hide_env_values = true)]
     pub turn_credential: Option<String>,
+
+    /// Hand GATEWAY_TURN_USERNAME / GATEWAY_TURN_CREDENTIAL to every anonymous caller:
+    /// anyone who opens a call session can then relay anything through the TURN server for
+    /// as long as that password lives. Without this flag the gateway refuses to start with them.
+    #[arg(long, env = "GATEWAY_TURN_STATIC_CREDENTIALS")]
+    pub turn_static_credentials: bool,
 
     /// New call sessions allowed per client IP per minute on the public widget API.
     #[arg(long, env = "GATEWAY_WIDGET_SESSIONS_PER_MINUTE", default_value_t = 10)]
@@ -340,7 +360,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_LOGIN_ATTEMPTS_PER_IP", default_value_t = 30)]
     pub login_attempts_per_ip: u32,
 
-    /// Trust the first `X-Forwarded-For` address as the client's (only behind a proxy you run).
+    /// Take the client's address from the last `X-Forwarded-For` entry, the one your proxy
+    /// appended (only behind a proxy you run; earlier entries come from the client).
     #[arg(long, env = "GATEWAY_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
@@ -399,9 +420,34 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Seconds to let live calls finish their goodbyes at shutdown.
+    /// Seconds shutdown may take: live calls end (reason `shutdown`, stored) and open
+    /// requests finish within it; whatever is still open then is cut.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECONDS", default_value_t = 5)]
     pub shutdown_grace_seconds: u64,
+
+    /// Seconds a client has to send a complete request head: on a new connection from when
+    /// it is accepted, on a kept-alive one from the request's first byte.
+    #[arg(long, env = "GATEWAY_HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub http_header_timeout_seconds: u64,
+
+    /// Seconds a kept-alive connection may sit idle between requests before it is closed.
+    /// (WebSockets are not HTTP requests: their own pings keep them.)
+    #[arg(long, env = "GATEWAY_HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub http_idle_timeout_seconds: u64,
+
+    /// Slowest request body accepted, in bytes per second on average once the body grace
+    /// has passed: a slow but steady upload goes through, a trickle is cut (408). 0: no check.
+    #[arg(long, env = "GATEWAY_HTTP_BODY_MIN_RATE", default_value_t = 1024)]
+    pub http_body_min_rate: u64,
+
+    /// Seconds a request body may take before the minimum rate applies.
+    #[arg(long, env = "GATEWAY_HTTP_BODY_GRACE_SECONDS", default_value_t = 10)]
+    pub http_body_grace_seconds: u64,
+
+    /// Most client connections open at once, WebSockets included; further ones wait in the
+    /// listen backlog until one closes. Keep `ulimit -n` well above it.
+    #[arg(long, env = "GATEWAY_HTTP_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub http_max_connections: usize,
 
     #[command(flatten)]
     pub webhooks: WebhookArgs,
@@ -568,6 +614,16 @@ mod tests {
         let Some(Command::User(UserCommand::Create(args))) = cli.command else { panic!() };
         assert!(matches!(args.role, RoleArg::CompanyAdmin));
         assert_eq!(args.company, vec!["x".to_owned()]);
+    }
+
+    #[test]
+    fn the_forwarded_for_help_names_the_address_the_code_uses() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let start = help.find("--trust-forwarded-for").expect("the flag is documented");
+        let text = &help[start..start + 400];
+        assert!(text.contains("last"), "{text}");
+        assert!(!text.contains("first"), "{text}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! Map of the crate (cut by domain; see docs/architecture.md):
 //! - [`app`]: the application as a value — build (bind, migrate), run, shut down
+//! - [`server`]: HTTP/1.1 connections with timeouts, a connection cap and a shutdown deadline
 //! - [`config`]: command line and environment
 //! - [`api`]: HTTP routers per audience, the one error type, the JSON extractor
 //! - [`auth`]: bearer tokens and sign-in sessions (cookie, CSRF), passwords, roles, the active company
@@ -16,7 +17,8 @@
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`recording`]: stereo call recordings — the session's tap, storage, links, retention
 //! - [`voices`], [`voice_previews`]: which voices each model speaks, and samples of them
-//! - [`metrics`], [`rate_limit`]: Prometheus metrics, per-IP and per-account limits
+//! - [`turn`]: short-lived TURN credentials for callers
+//! - [`metrics`], [`rate_limit`], [`logging`]: Prometheus metrics, per-IP and per-account limits, log output
 //! - [`demo`]: the `--demo` company
 //! - [`ws_frames`]: WebSocket text frames without an allocation per frame
 
@@ -33,14 +35,17 @@ pub mod events;
 pub mod ids;
 pub mod integrations;
 pub mod knowledge;
+pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod rate_limit;
 pub mod recording;
+pub mod server;
 pub mod settings;
 pub mod store;
 pub mod telephony;
 pub mod time;
+pub mod turn;
 pub mod voice_previews;
 pub mod voices;
 pub mod ws_frames;

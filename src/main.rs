@@ -1,6 +1,8 @@
 //! `gateway`: serve (the default), manage users and encryption keys, migrate.
 
 use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,15 +12,27 @@ use gateway::config::{
 };
 use gateway::crypto::Sealer;
 use gateway::ids::{CompanyId, UserId};
+use gateway::logging::init as init_logging;
 use gateway::store::{DAY_MS, Role, Store, User};
-use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A user error (bad configuration, unreachable database): one clear line. Bugs
+            // panic, and keep their backtraces.
+            let _ = writeln!(std::io::stderr().lock(), "error: {}", gateway::logging::one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // Before any thread exists: the config file fills in the environment.
     gateway::config::load_config_file_into_env()?;
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             None => serve(cli.serve).await,
             Some(Command::Serve(args)) => serve(args).await,
@@ -37,7 +51,11 @@ fn main() -> anyhow::Result<()> {
                 rotate_keys(args).await
             }
         }
-    })
+    });
+    // Whatever is still running (a client cut at the shutdown deadline, a write still
+    // retrying) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn serve(args: gateway::config::ServeArgs) -> anyhow::Result<()> {
@@ -219,14 +237,4 @@ async fn rotate_keys(args: gateway::config::KeysRotateArgs) -> anyhow::Result<()
         anyhow::bail!("some sealed values still use other keys: keep them until those accounts are repaired");
     }
     Ok(())
-}
-
-fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,webrtc=warn,rtc=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

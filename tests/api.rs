@@ -12,8 +12,9 @@ use serde_json::json;
 async fn health_and_openapi_are_served() {
     let app = spawn_app().await;
     let health = app.get("/healthz", "", None).await;
-    assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.body["database"], "ok");
+    assert_eq!((health.status, &health.body["status"]), (StatusCode::OK, &json!("ok")));
+    let ready = app.get("/readyz", "", None).await;
+    assert_eq!((ready.status, &ready.body["database"]), (StatusCode::OK, &json!("ok")));
     let doc = app.get("/api/openapi.json", "", None).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in [
@@ -409,4 +410,183 @@ async fn me_lists_the_companies_a_token_may_act_on() {
     let master = app.get("/api/me", &app.master, None).await;
     assert_eq!(master.body["companies"].as_array().unwrap().len(), 2, "master admins may act on every company");
     assert_eq!(app.get("/api/me", "", None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn json_bodies_with_trailing_data_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    let reply = app
+        .http
+        .post(format!("{}/api/company/chatbots", app.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"First","chatbotType":"call"}{"name":"Second","chatbotType":"call"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert_eq!(app.get("/api/company/chatbots", &admin, None).await.body.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn json_media_types_are_case_insensitive() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    for (i, content_type) in ["APPLICATION/JSON", "application/json; charset=UTF-8", "Application/Json;Charset=utf-8"]
+        .into_iter()
+        .enumerate()
+    {
+        let reply = app
+            .http
+            .post(format!("{}/api/company/chatbots", app.base))
+            .bearer_auth(&admin)
+            .header("content-type", content_type)
+            .body(json!({"name": format!("Bot {i}"), "chatbotType": "call"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::CREATED, "{content_type}: {}", reply.text().await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_client_that_waits_retry_after_gets_through() {
+    // 10 a minute: a new allowance every 6 s, so the wait is never whole seconds.
+    let app = spawn_app_with(|args| args.widget_sessions_per_minute = 10).await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let mut limited = None;
+    for _ in 0..11 {
+        let reply = app
+            .http
+            .post(format!("{}/api/widget/call/session", app.base))
+            .json(&json!({"chatbotId": bot}))
+            .send()
+            .await
+            .unwrap();
+        if reply.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(reply);
+            break;
+        }
+    }
+    let limited = limited.expect("the eleventh session in a minute is refused");
+    let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "{wait}");
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let again = app
+        .http
+        .post(format!("{}/api/widget/call/session", app.base))
+        .json(&json!({"chatbotId": bot}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(again.status(), StatusCode::TOO_MANY_REQUESTS, "waited the Retry-After of {wait} s");
+}
+
+#[tokio::test]
+async fn the_first_rating_of_a_call_stands() {
+    // A key makes the model usable; the provider is only reached once a caller connects.
+    let app = spawn_app_with(|args| args.openai_api_key = Some("sk-test".into())).await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let session = app.open_session(&bot, None).await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let (id, token) = (session.body["sessionId"].as_str().unwrap(), session.body["token"].as_str().unwrap());
+    let post = |path: String, body: serde_json::Value| {
+        let request = app.http.post(format!("{}{path}", app.base)).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let ended = post(format!("/api/widget/call/{id}/end"), json!({"token": token})).await;
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    let first =
+        post(format!("/api/widget/call/{id}/rating"), json!({"token": token, "rating": 5, "comment": "great"})).await;
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    let second = post(format!("/api/widget/call/{id}/rating"), json!({"token": token, "rating": 1})).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "already_rated");
+    let call = app.state.store.call(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!((call.rating, call.rating_comment.as_deref()), (Some(5), Some("great")));
+}
+
+/// base64(HMAC-SHA1(secret, username)), as a TURN server checks it.
+fn turn_rest_credential(secret: &str, username: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn callers_get_short_lived_turn_credentials_of_their_own() {
+    let app = spawn_app_with(|args| {
+        args.openai_api_key = Some("sk-test".into());
+        args.ice_servers = vec!["stun:stun.example.com:3478".into(), "turn:turn.example.com:3478?transport=udp".into()];
+        args.turn_secret = Some("coturn-shared-secret".into());
+        args.turn_credential_ttl_seconds = 600;
+    })
+    .await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let mut usernames = Vec::new();
+    for _ in 0..2 {
+        let session = app.open_session(&bot, None).await;
+        assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+        let servers = session.body["iceServers"].as_array().unwrap();
+        assert_eq!(servers[0], json!({"urls": ["stun:stun.example.com:3478"]}));
+        let turn = &servers[1];
+        assert_eq!(turn["urls"], json!(["turn:turn.example.com:3478?transport=udp"]));
+        let username = turn["username"].as_str().unwrap();
+        let (expiry, id) = username.split_once(':').unwrap();
+        assert_eq!(id, session.body["sessionId"].as_str().unwrap());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let expiry: u64 = expiry.parse().unwrap();
+        assert!((now + 590..=now + 610).contains(&expiry), "expires at {expiry}, now {now}");
+        assert_eq!(turn["credential"], turn_rest_credential("coturn-shared-secret", username));
+        assert!(!session.text.contains("coturn-shared-secret"));
+        usernames.push(username.to_owned());
+    }
+    assert_ne!(usernames[0], usernames[1], "one credential per caller");
+}
+
+#[tokio::test]
+async fn long_term_turn_credentials_reach_callers_only_by_explicit_choice() {
+    let data = tempfile::tempdir().unwrap();
+    let store = gateway::config::StoreArgs {
+        database_url: Some(format!("sqlite://{}", data.path().join("gw.db").display())),
+        data_dir: data.path().to_path_buf(),
+        database_max_connections: 2,
+    };
+    let mut args = gateway::config::ServeArgs::for_tests(store);
+    args.keys.encryption_key = Some(test_key());
+    args.ice_servers = vec!["turn:turn.example.com:3478".into()];
+    args.turn_username = Some("gateway".into());
+    args.turn_credential = Some("long-term-password".into());
+    let refused = gateway::app::App::build(args.clone()).await.err().expect("refused without the explicit choice");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("GATEWAY_TURN_SECRET") && message.contains("GATEWAY_TURN_STATIC_CREDENTIALS"),
+        "{message}"
+    );
+    assert!(!message.contains("long-term-password"), "{message}");
+
+    let app = spawn_app_with(|args| {
+        args.openai_api_key = Some("sk-test".into());
+        args.ice_servers = vec!["turn:turn.example.com:3478".into()];
+        args.turn_username = Some("gateway".into());
+        args.turn_credential = Some("long-term-password".into());
+        args.turn_static_credentials = true;
+    })
+    .await;
+    let (company, admin) = app.company_with_admin("Acme", true).await;
+    let bot = app.call_chatbot(company, &admin).await;
+    let session = app.open_session(&bot, None).await;
+    assert_eq!(
+        session.body["iceServers"],
+        json!([{"urls": ["turn:turn.example.com:3478"], "username": "gateway", "credential": "long-term-password"}])
+    );
 }

@@ -420,3 +420,88 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_new_sqlite_file_named_by_database_url_is_created_with_its_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("fresh").join("dir").join("new.db");
+    let out = gateway(data.path())
+        .arg("migrate")
+        .env("DATABASE_URL", format!("sqlite://{}", file.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(file.exists());
+}
+
+#[test]
+fn an_unreachable_postgres_fails_fast_in_one_clear_line() {
+    let data = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // Port 1: nothing listens there.
+    let out = gateway(data.path())
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://gw:s3cret@127.0.0.1:1/gateway")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, no backtrace: {stderr}");
+    let line = lines[0].to_lowercase();
+    assert!(line.contains("127.0.0.1:1/gateway"), "{stderr}");
+    assert_eq!(line.matches("connection refused").count(), 1, "the cause once: {stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let out = gateway(data.path()).arg("migrate").env("RUST_LOG", "info").output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escape codes in piped logs: {stderr:?}");
+}
+
+/// The repository root (this crate's manifest directory).
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn run_sh_says_the_first_build_takes_minutes_before_building_and_shows_cargo_progress() {
+    // A stand-in `cargo` that records how it was called and stops the script there.
+    let bin = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("calls");
+    let fake = bin.path().join("cargo");
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\nexit 3\n", calls.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .arg(repo().join("run.sh"))
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", target.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the stand-in cargo failed the build: {stderr}");
+    assert!(stderr.contains("minutes"), "the first build is announced: {stderr}");
+    let called = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(called.starts_with("build --release"), "cargo builds first, showing its progress: {called}");
+    assert!(called.contains("--bin gateway"), "{called}");
+}
+
+#[test]
+fn the_readme_names_the_build_prerequisites_before_the_first_command() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let first_command = readme.find("```sh").expect("the README has commands");
+    let before = &readme[..first_command];
+    for needed in ["cmake", "C compiler", "pkg-config"] {
+        assert!(before.contains(needed), "{needed} is not named before the first command");
+    }
+}

@@ -1,5 +1,6 @@
 //! The widget's files (`/widget/v1/…`, embedded from `widget-js/src` at build time), the
-//! admin Test Call page (`/test-call`) and, with `--demo`, the demo site at `/`.
+//! admin Test Call page (`/test-call`), the API reference page (`/api/docs`, from
+//! `api-docs/`) and, with `--demo`, the demo site at `/`.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -21,11 +22,41 @@ struct WidgetFiles;
 #[folder = "widget-js/demo/"]
 struct DemoFiles;
 
+/// The API reference page: a small viewer of `/api/openapi.json` (about 11 KB).
+#[derive(Embed)]
+#[folder = "api-docs/"]
+struct ApiDocsFiles;
+
+/// The reference page loads nothing but the gateway's own files and document.
+const API_DOCS_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 pub fn router() -> Router<AppState> {
     let widget = Router::new()
         .route("/widget/v1/{*path}", get(widget_file))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
-    Router::new().merge(widget).route("/test-call", get(test_call_page)).route("/", get(demo_page))
+    Router::new()
+        .merge(widget)
+        .route("/test-call", get(test_call_page))
+        .route("/api/docs", get(|| api_docs_file(Path("index.html".to_owned()))))
+        .route("/api/docs/{file}", get(api_docs_file))
+        .route("/", get(demo_page))
+}
+
+/// The API reference page and its script and style sheet.
+async fn api_docs_file(Path(file): Path<String>) -> Response {
+    let Some(found) = ApiDocsFiles::get(&file) else {
+        return ApiError::not_found("file").into_response();
+    };
+    let mut response = found.data.into_owned().into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(found.metadata.mimetype()) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_DOCS_POLICY));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Serves a widget file. Any origin may load it: the widget runs on customers' sites and
@@ -72,7 +103,7 @@ async fn test_call_page(State(state): State<AppState>) -> Response {
 /// With `--demo`, a sample site with the widget embedded for the demo chatbot.
 async fn demo_page(State(state): State<AppState>) -> Response {
     if !state.config.demo {
-        return (StatusCode::OK, Html("<!doctype html><title>Voice gateway</title><p>Voice gateway. API description: <a href=\"/api/openapi.json\">/api/openapi.json</a>.</p>")).into_response();
+        return (StatusCode::OK, Html("<!doctype html><title>Voice gateway</title><p>Voice gateway. API reference: <a href=\"/api/docs\">/api/docs</a> (<a href=\"/api/openapi.json\">openapi.json</a>).</p>")).into_response();
     }
     let chatbot = match demo_chatbot(&state).await {
         Ok(Some(id)) => id,

@@ -19,7 +19,7 @@ use super::me::{Me, me_view};
 use crate::app::AppState;
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::{Authenticated, Credential, session_token};
-use crate::rate_limit::{client_ip, retry_after_secs};
+use crate::rate_limit::client_ip;
 use crate::store::Session;
 use crate::time::now_ms;
 
@@ -49,8 +49,7 @@ pub struct SessionView {
 }
 
 fn rate_limited(wait: Duration, message: &str) -> Response {
-    let retry_after = HeaderValue::from(retry_after_secs(wait));
-    ([(header::RETRY_AFTER, retry_after)], ApiError::rate_limited(message)).into_response()
+    ApiError::rate_limited(message, wait).into_response()
 }
 
 fn no_store(mut response: Response) -> Response {

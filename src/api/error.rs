@@ -1,7 +1,9 @@
 //! The one error type of the HTTP edge: `{"error":{"code","message","field"}}` with a
 //! status. Internal causes are logged here and never sent to clients.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -11,13 +13,19 @@ use crate::store::StoreError;
 
 /// An API error: a stable `code` clients can branch on, a message for people, and the
 /// offending field where there is one.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds after which trying again may succeed, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
+
+/// `Retry-After` of a `database_unavailable` answer: a locked or restarting database is
+/// usually back within seconds.
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -40,7 +48,7 @@ pub struct ErrorDetail {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self { status, code, message: message.into(), field: None, retry_after: None }
     }
 
     /// Names the field at fault.
@@ -89,9 +97,26 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message).with_field(field)
     }
 
-    /// 429.
-    pub fn rate_limited(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    /// Says when trying again may succeed (`Retry-After`, whole seconds rounded up).
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(crate::rate_limit::retry_after_secs(wait));
+        self
+    }
+
+    /// 429, with how long to wait.
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).with_retry_after(wait)
+    }
+
+    /// 503: the database cannot serve the request now (nothing was changed); retryable.
+    pub fn database_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; nothing was changed, try again shortly",
+        )
+        .with_retry_after(Duration::from_secs(DATABASE_RETRY_AFTER_SECS))
     }
 
     /// 500, logging the cause; the client sees a generic message.
@@ -112,6 +137,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Conflict => Self::conflict("already_exists", "a record with the same unique key exists"),
             StoreError::ForeignKey => Self::conflict("in_use", "the record is referenced by other records"),
+            unavailable if unavailable.is_unavailable() => Self::database_unavailable(unavailable),
             other => Self::internal(other),
         }
     }
@@ -120,9 +146,34 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_a_retryable_503() {
+        let err = ApiError::from(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+        assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"));
+        let response = err.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let err = ApiError::from(StoreError::Database(sqlx::Error::RowNotFound));
+        assert_eq!((err.status, err.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_come_back_rounded_up() {
+        let response = ApiError::rate_limited("slow down", Duration::from_millis(5_900)).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "6");
+    }
+}

@@ -1,31 +1,67 @@
-//! `/healthz` and `/api/openapi.json`.
+//! `/healthz` (liveness), `/readyz` (readiness), `/metrics` and `/api/openapi.json`.
+
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use utoipa::OpenApi;
 
+use super::error::DATABASE_RETRY_AFTER_SECS;
 use crate::app::AppState;
+
+/// Longest the readiness check waits for the database: a probe must answer quickly, and a
+/// database that takes longer to accept a write is not ready.
+const READY_CHECK_LIMIT: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
 }
 
-/// Liveness and database reachability.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Healthy"), (status = 503, description = "Database unreachable")))]
-async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok", "node": &*state.node_id}))),
-        Err(err) => {
-            tracing::error!(error = %err, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"})))
+/// Liveness: the process serves HTTP. It does not look at the database, so an outage
+/// there does not get healthy nodes restarted; load balancers probe `/readyz`.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "The process is alive")))]
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "node": &*state.node_id}))
+}
+
+/// Readiness: this node can take requests — it is not shutting down and its database
+/// accepts a write within 2 s (a locked, read-only or unreachable database is not ready).
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses(
+    (status = 200, description = "`{\"status\":\"ready\",\"database\":\"ok\"}`"),
+    (status = 503, description = "`status` `shutting_down`, or `unavailable` with `database` `unavailable` or `error`; `Retry-After`")))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let node = &*state.node_id;
+    if state.shutdown.is_cancelled() {
+        return not_ready(json!({"status": "shutting_down", "node": node}));
+    }
+    match tokio::time::timeout(READY_CHECK_LIMIT, state.store.check_writable()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready", "database": "ok", "node": node})).into_response(),
+        Ok(Err(err)) if err.is_unavailable() => {
+            tracing::warn!(error = %err, "readiness: the database is unavailable");
+            not_ready(json!({"status": "unavailable", "database": "unavailable", "node": node}))
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "readiness: the database check failed");
+            not_ready(json!({"status": "unavailable", "database": "error", "node": node}))
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the database did not take a write within {READY_CHECK_LIMIT:?}");
+            not_ready(json!({"status": "unavailable", "database": "unavailable", "node": node}))
         }
     }
+}
+
+fn not_ready(body: serde_json::Value) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, DATABASE_RETRY_AFTER_SECS.to_string())], Json(body))
+        .into_response()
 }
 
 /// Prometheus text format.
@@ -46,7 +82,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         `POST /api/auth/login` (the `gw_session` cookie; state-changing requests then send `X-CSRF-Token`, see docs/auth.md); \
         company routes act on the company named by `X-Company-Id`."),
     paths(
-        healthz,
+        healthz, readyz,
         super::admin::list_companies, super::admin::create_company, super::admin::update_company_settings,
         super::admin::list_models, super::admin::create_model, super::admin::update_model, super::admin::delete_model,
         super::company::list_chatbots, super::company::create_chatbot, super::company::get_chatbot,

@@ -16,11 +16,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        let is_json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type);
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -31,12 +27,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+            } else if let Some(slow) = cause::<crate::server::BodyTooSlow>(&rejection) {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", slow.to_string())
             } else {
                 ApiError::bad_request("invalid_body", rejection.body_text())
             }
         })?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// The first error of type `E` in `err`'s chain of sources.
+fn cause<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// Whether a `Content-Type` value names JSON (`application/json` or `application/*+json`).
+/// Media types are case-insensitive and may carry parameters (`; charset=UTF-8`).
+pub fn is_json_media_type(value: &str) -> bool {
+    value.parse::<mime::Mime>().is_ok_and(|media| {
+        media.type_() == mime::APPLICATION && (media.subtype() == mime::JSON || media.suffix() == Some(mime::JSON))
+    })
 }
 
 /// A query string, parsed strictly, with errors in the API's shape (422 and the parameter).
@@ -75,12 +93,15 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::invalid(field, message)
         });
     }
+    let syntax = |inner: serde_json::Error| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"))
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"));
+            return syntax(inner);
         }
         let message = strip_position(&inner.to_string());
         // The path names the offending key (unknown keys included); "." is the body itself.
@@ -89,7 +110,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::invalid(path, message)
         }
-    })
+    })?;
+    // One value and nothing after it but whitespace: `{…}{…}` is not a body.
+    de.end().map_err(syntax)?;
+    Ok(value)
 }
 
 /// Whether a JSON text has a `\u0000` escape (a raw NUL byte is already invalid JSON).
@@ -157,6 +181,34 @@ mod tests {
         assert_eq!((err.status, err.field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("voiceSpeed")));
         let err = parse::<Body>(br#"{"inner":{"callEnabled":"yes"}}"#).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("inner.callEnabled"));
+    }
+
+    #[test]
+    fn trailing_data_after_the_body_is_refused() {
+        for body in [&br#"{"voiceSpeed":1.0}{"voiceSpeed":2.0}"#[..], br#"{"voiceSpeed":1.0} x"#, br#"{} {}"#] {
+            let err = parse::<Body>(body).unwrap_err();
+            assert_eq!((err.status, err.code), (StatusCode::BAD_REQUEST, "invalid_json"), "{:?}", err.message);
+        }
+        assert!(parse::<Body>(b"{\"voiceSpeed\":1.0} \r\n").is_ok(), "trailing whitespace is fine");
+    }
+
+    #[test]
+    fn media_types_are_matched_case_insensitively_with_any_parameters() {
+        for json in [
+            "application/json",
+            "APPLICATION/JSON",
+            "Application/Json; Charset=UTF-8",
+            "application/json;charset=utf-8",
+            "application/merge-patch+json",
+            "application/VND.API+JSON",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in
+            ["text/plain", "application/jsonx", "text/json+plain; x=+json", "application/x-www-form-urlencoded", ""]
+        {
+            assert!(!is_json_media_type(other), "{other}");
+        }
     }
 
     #[test]

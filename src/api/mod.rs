@@ -7,9 +7,9 @@
 //! - `recordings`: links to call recordings, their signed download route, retention settings
 //! - `knowledge`: company admins' knowledge base (categories, documents, chatbot links, search)
 //! - `webhooks`, `notices`: company admins' webhook endpoints (delivery log, redelivery) and notices
-//! - `assets`: the widget's files, the Test Call page and the demo site
+//! - `assets`: the widget's files, the Test Call page, the API reference page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
-//! - `health`: `/healthz`, `/metrics` and the OpenAPI document
+//! - `health`: `/healthz` (liveness), `/readyz` (readiness), `/metrics` and the OpenAPI document
 
 pub mod admin;
 pub mod assets;

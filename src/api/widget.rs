@@ -24,7 +24,7 @@ use crate::call::messages::{ClientMessage, Control, Routed, ServerMessage, Widge
 use crate::call::session::CallSetup;
 use crate::crypto;
 use crate::ids::{CallId, ChatbotId};
-use crate::rate_limit::{PendingGuard, client_ip, retry_after_secs};
+use crate::rate_limit::{PendingGuard, client_ip};
 use crate::store::{Call, CallSource, CallStatus, ChatbotType, EndReason, NewCall};
 use crate::time::{now_ms, rfc3339};
 
@@ -81,7 +81,7 @@ pub struct IceServerView {
 #[utoipa::path(post, path = "/api/widget/call/session", tag = "widget", request_body = SessionBody, security(()),
     responses((status = 201, body = SessionView), (status = 403, body = ErrorBody, description = "calls_disabled, origin_not_allowed"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "not_a_call_chatbot"),
-        (status = 429, body = ErrorBody, description = "rate_limited"), (status = 503, body = ErrorBody, description = "voice_unavailable")))]
+        (status = 429, body = ErrorBody, description = "rate_limited"), (status = 503, body = ErrorBody, description = "voice_unavailable, database_unavailable")))]
 pub async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -90,9 +90,8 @@ pub async fn create_session(
 ) -> Response {
     let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
     if let Err(wait) = state.widget_limiter.check(ip) {
-        let retry_after = retry_after_secs(wait).to_string();
-        let error = ApiError::rate_limited("too many call sessions from this address; try again shortly");
-        return ([(header::RETRY_AFTER, retry_after)], error).into_response();
+        return ApiError::rate_limited("too many call sessions from this address; try again shortly", wait)
+            .into_response();
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match open_session(&state, &body.chatbot_id, origin, false).await {
@@ -163,13 +162,15 @@ pub async fn open_session(
         session_id: call.id,
         ws_url: format!("{ws_base}/api/widget/call/{}/ws?token={token}", call.id),
         token,
-        ice_servers: ice_servers(state),
+        ice_servers: ice_servers(state, call.id),
         expires_at: rfc3339(expires_at),
     })
 }
 
-/// The STUN/TURN servers for browsers, from the configuration.
-pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
+/// The STUN/TURN servers for the browser of call `id`. TURN servers get a credential of
+/// the caller's own that expires (with GATEWAY_TURN_SECRET), or the long-term one only
+/// when the operator chose that (GATEWAY_TURN_STATIC_CREDENTIALS).
+pub fn ice_servers(state: &AppState, id: CallId) -> Vec<IceServerView> {
     let config = &state.config;
     let (turn, stun): (Vec<String>, Vec<String>) =
         config.ice_servers.iter().filter(|u| !u.trim().is_empty()).cloned().partition(|u| u.starts_with("turn"));
@@ -178,11 +179,17 @@ pub fn ice_servers(state: &AppState) -> Vec<IceServerView> {
         servers.push(IceServerView { urls: stun, username: None, credential: None });
     }
     if !turn.is_empty() {
-        servers.push(IceServerView {
-            urls: turn,
-            username: config.turn_username.clone(),
-            credential: config.turn_credential.clone(),
-        });
+        let (username, credential) = match config.turn_secret.as_deref().filter(|s| !s.is_empty()) {
+            Some(secret) => {
+                let now_unix = u64::try_from(now_ms() / 1000).unwrap_or_default();
+                let ttl = Duration::from_secs(config.turn_credential_ttl_seconds);
+                let minted = crate::turn::rest_credential(secret, &id.to_string(), now_unix, ttl);
+                (Some(minted.username), Some(minted.credential))
+            }
+            None if config.turn_static_credentials => (config.turn_username.clone(), config.turn_credential.clone()),
+            None => (None, None),
+        };
+        servers.push(IceServerView { urls: turn, username, credential });
     }
     servers
 }
@@ -266,6 +273,7 @@ pub async fn chatbot_config(
             Err(err) if err.code == "calls_disabled" => (false, Some("calls_disabled"), None),
             Err(err) if err.code == "voice_unavailable" => (false, Some("voice_unavailable"), None),
             Err(err) if err.code == "internal" => return Err(ApiError::internal("planning a call failed")),
+            Err(err) if err.code == "database_unavailable" => return Err(err.clone()),
             Err(_) => (false, Some("voice_unavailable"), None),
         };
         let settings = &chatbot.settings.call;
@@ -315,8 +323,11 @@ pub struct RatingBody {
 }
 
 /// Stores the caller's 1–5 rating of an ended call (authenticated by the session token).
+/// A call is rated once: the first rating stands.
 #[utoipa::path(post, path = "/api/widget/call/{id}/rating", tag = "widget", request_body = RatingBody, params(("id" = String, Path)), security(()),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`call_not_ended`, or `already_rated` (the first rating stands)"),
+        (status = 422, body = ErrorBody)))]
 pub async fn rate_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -333,7 +344,9 @@ pub async fn rate_call(
     if !call.status.is_final() {
         return Err(ApiError::conflict("call_not_ended", "a call can be rated once it has ended"));
     }
-    state.store.rate_call(call.id, body.rating, comment).await?;
+    if call.rating.is_some() || !state.store.rate_call(call.id, body.rating, comment).await? {
+        return Err(ApiError::conflict("already_rated", "this call has been rated; the first rating stands"));
+    }
     tracing::info!(call_id = %call.id, rating = body.rating, "call rated");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -421,11 +434,16 @@ mod close {
     pub const ENDED: u16 = 4409;
     pub const EXPIRED: u16 = 4410;
     pub const TOO_MANY: u16 = 4429;
+    pub const UNAVAILABLE: u16 = 4503;
     pub const INTERNAL: u16 = 4500;
 }
 
-async fn refuse(mut socket: WebSocket, code: &'static str, message: &str, close_code: u16) {
-    let error = ServerMessage::Error { code, message: message.to_owned(), retryable: false };
+async fn refuse(socket: WebSocket, code: &'static str, message: &str, close_code: u16) {
+    refuse_with(socket, code, message, close_code, false).await;
+}
+
+async fn refuse_with(mut socket: WebSocket, code: &'static str, message: &str, close_code: u16, retryable: bool) {
+    let error = ServerMessage::Error { code, message: message.to_owned(), retryable };
     let _ = socket.send(Message::Text(json(&error))).await;
     let _ = socket.send(Message::Close(Some(CloseFrame { code: close_code, reason: Utf8Bytes::from(code) }))).await;
 }
@@ -439,6 +457,11 @@ async fn serve_socket(state: AppState, id: String, token: String, ip: IpAddr, so
         Ok(call) => call,
         Err(err) if err.code == "internal" => {
             return refuse(socket, "internal", "internal error", close::INTERNAL).await;
+        }
+        // The database could not say: the link may be fine, so the caller can try again.
+        Err(err) if err.code == "database_unavailable" => {
+            let message = "The service is busy right now. Please try again in a moment.";
+            return refuse_with(socket, "database_unavailable", message, close::UNAVAILABLE, true).await;
         }
         Err(_) => return refuse(socket, "invalid_token", "This call link is not valid.", close::INVALID_TOKEN).await,
     };

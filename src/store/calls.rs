@@ -15,6 +15,10 @@ use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, IntegrationAccoun
 use crate::metrics::timed;
 use crate::time::{UnixMs, now_ms};
 
+/// The error message of a call whose node stopped before the call ended (its end reason
+/// is `error`): found open when that node started again.
+pub const NODE_LOST: &str = "node_lost: the gateway node holding this call stopped before the call ended";
+
 /// A call.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -320,28 +324,34 @@ impl Store {
         .await
     }
 
-    /// Stores the caller's rating of an ended call.
+    /// Stores the caller's rating of a call. The first rating stands: false if the call
+    /// was rated already (or does not exist).
     pub async fn rate_call(&self, id: CallId, rating: i64, comment: Option<&str>) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE calls SET rating = $1, rating_comment = $2, updated_at = $3 WHERE id = $4")
-            .bind(rating)
-            .bind(comment)
-            .bind(now_ms())
-            .bind(id.as_string())
-            .execute(self.pool())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE calls SET rating = $1, rating_comment = $2, updated_at = $3 WHERE id = $4 AND rating IS NULL",
+        )
+        .bind(rating)
+        .bind(comment)
+        .bind(now_ms())
+        .bind(id.as_string())
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// Ends every call this node left open (after a crash or kill): they cannot be
-    /// resumed, and leaving them 'active' would mislead the dashboards.
+    /// Ends every call this node left open: it stopped without ending them (crash, kill,
+    /// or a database that stayed unavailable), so they cannot be resumed, and leaving
+    /// them 'active' would mislead the dashboards. A clean shutdown ends its calls with
+    /// `shutdown` itself; these end `error` with [`NODE_LOST`] as the error message.
     pub async fn fail_orphaned_calls(&self, node_id: &str) -> StoreResult<u64> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let ended: Vec<String> = sqlx::query_scalar(
-            "UPDATE calls SET status = 'failed', end_reason = 'shutdown', ended_at = $1, \
-             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $2 - answered_at END, updated_at = $3 \
-             WHERE node_id = $4 AND status IN ('connecting', 'active') RETURNING id",
+            "UPDATE calls SET status = 'failed', end_reason = 'error', error_message = $1, ended_at = $2, \
+             duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $3 - answered_at END, updated_at = $4 \
+             WHERE node_id = $5 AND status IN ('connecting', 'active') RETURNING id",
         )
+        .bind(NODE_LOST)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -552,6 +562,9 @@ mod tests {
         let lines = store.transcript(call.id).await.unwrap();
         assert_eq!(lines.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(), vec!["Hi!", "Hello"]);
         assert!(store.rate_call(call.id, 5, Some("great")).await.unwrap());
+        assert!(!store.rate_call(call.id, 1, Some("changed my mind")).await.unwrap(), "the first rating stands");
+        let rated = store.call(call.id).await.unwrap().unwrap();
+        assert_eq!((rated.rating, rated.rating_comment.as_deref()), (Some(5), Some("great")));
 
         // A session nobody connected to expires.
         let stale = store.create_call(new_call("h2")).await.unwrap();
@@ -559,6 +572,17 @@ mod tests {
         let stale = store.call(stale.id).await.unwrap().unwrap();
         assert_eq!((stale.status, stale.end_reason), (CallStatus::Failed, Some(EndReason::Expired)));
         assert_eq!(store.expire_pending_calls().await.unwrap(), 0);
+
+        // A call its node left open (a crash) is found when that node starts again: it
+        // did not end by a clean shutdown.
+        let orphan = store.create_call(new_call("h3")).await.unwrap();
+        assert!(store.mark_call_connecting(orphan.id, "node-a").await.unwrap());
+        assert!(store.mark_call_active(orphan.id, crate::time::now_ms()).await.unwrap());
+        assert_eq!(store.fail_orphaned_calls("node-b").await.unwrap(), 0, "only the node's own calls");
+        assert_eq!(store.fail_orphaned_calls("node-a").await.unwrap(), 1);
+        let orphan = store.call(orphan.id).await.unwrap().unwrap();
+        assert_eq!((orphan.status, orphan.end_reason), (CallStatus::Failed, Some(EndReason::Error)));
+        assert_eq!(orphan.error_message.as_deref(), Some(crate::store::NODE_LOST));
         assert!(store.call_for_company(crate::ids::CompanyId::new(), call.id).await.unwrap().is_none());
 
         // Deleting: only an ended call, only by its company, with its transcript.
@@ -650,6 +674,9 @@ mod tests {
         let orphan = store.create_call(new_call()).await.unwrap();
         store.mark_call_connecting(orphan.id, "node-b").await.unwrap();
         assert_eq!(store.fail_orphaned_calls("node-b").await.unwrap(), 1);
-        assert!(payloads().await.pop().unwrap().1.contains("\"endReason\":\"shutdown\""));
+        assert!(
+            payloads().await.pop().unwrap().1.contains("\"endReason\":\"error\""),
+            "a lost node's calls end with error"
+        );
     });
 }

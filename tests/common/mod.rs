@@ -33,12 +33,14 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// A master admin's token.
     pub master: String,
+    /// The database the gateway uses (SQLite file or this test's Postgres database).
+    pub database_url: String,
+    /// The serving task: `App::run` until `state.shutdown` is cancelled.
+    pub serving: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The Postgres database of this test, dropped with the app.
     postgres: Option<PostgresDb>,
     /// The settings it was built with (for [`TestApp::restart_with`]).
     args: ServeArgs,
-    /// The serving task.
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// A database created for one test on the server named by `GATEWAY_TEST_POSTGRES_URL`.
@@ -103,7 +105,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         (None, format!("sqlite://{}?mode=rwc", data_dir.path().join("gateway.db").display()))
     };
     let store = StoreArgs {
-        database_url: Some(database_url),
+        database_url: Some(database_url.clone()),
         data_dir: data_dir.path().to_path_buf(),
         database_max_connections: 4,
     };
@@ -121,9 +123,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         http: reqwest::Client::new(),
         data_dir,
         master,
+        database_url,
+        serving: Some(server),
         postgres,
         args,
-        server: Some(server),
     }
 }
 
@@ -138,7 +141,7 @@ impl TestApp {
     /// Shuts the gateway down as SIGTERM would, and waits until it has stopped.
     pub async fn stop(&mut self) {
         self.state.shutdown.cancel();
-        if let Some(server) = self.server.take() {
+        if let Some(server) = self.serving.take() {
             server.await.unwrap().unwrap();
         }
     }
@@ -158,9 +161,10 @@ impl TestApp {
             http: reqwest::Client::new(),
             data_dir: std::mem::replace(&mut self.data_dir, placeholder),
             master: self.master.clone(),
+            database_url: self.database_url.clone(),
+            serving: Some(server),
             postgres: self.postgres.take(),
             args,
-            server: Some(server),
         }
     }
 }

@@ -4,6 +4,7 @@
 export const strings = {
   callButtonUnavailable: 'Voice calls temporarily unavailable',
   callButtonInCall: 'Return to call',
+  callButtonConnecting: 'Connecting…',
   close: 'Close',
   backToChat: 'Back to Chat',
   preview: 'Preview — test call',

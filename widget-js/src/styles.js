@@ -120,6 +120,16 @@ p { margin: 0; color: #4b5563; }
   color: #6b7280; background: #f9fafb; border-bottom: 1px solid #e5e7eb;
 }
 .lines { list-style: none; margin: 0; padding: 8px 12px; max-height: 150px; overflow-y: auto; display: flex; flex-direction: column; gap: 6px; }
+/* In a call the transcript takes the room the rest leaves (the panel is given a height),
+   never less than about five lines; only its lines scroll. */
+.panel:has(.with-transcript) { height: min(640px, calc(100vh - 140px)); max-height: none; }
+:host([data-mode="preview"]) .panel:has(.with-transcript) { height: auto; }
+.body.in-call { flex: 1 1 auto; min-height: 0; gap: 8px; padding: 16px; }
+.body.in-call > * { flex-shrink: 0; }
+.body.with-transcript .viz { height: 96px; }
+.body.with-transcript .transcript { flex: 1 1 auto; min-height: 150px; display: flex; flex-direction: column; }
+.body.with-transcript .lines { flex: 1 1 auto; min-height: 0; max-height: none; }
+:host([data-mode="preview"]) .body.with-transcript .lines { flex: none; height: 240px; }
 .lines li { margin: 0; font-size: 14px; }
 .lines li.partial { color: #6b7280; }
 .lines .who { font-weight: 650; color: #111827; }

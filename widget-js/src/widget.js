@@ -5,7 +5,8 @@
 // Public surface (see README.md):
 //  - `mountFromScript(script, base)`: used by call.js for `<script data-chatbot-id>`.
 //  - `mountCallWidget(options)`: mounts one widget (the Test Call page uses preview mode).
-//  - DOM events on `document`: `voicewidget:start-chat` and `voicewidget:call-ended`.
+//  - DOM events on `document`: `voicewidget:start-chat` and `voicewidget:call-ended` (out),
+//    `voicewidget:chat-available` (in: a chat widget on the page announces itself).
 //  - The host element `<voice-call-widget>` carries `data-state` and a read-only
 //    `voiceWidget` test hook (state, sessionId, muted, audioLevels()).
 
@@ -33,7 +34,13 @@ export function mountFromScript(script, base) {
     retryBaseMs: number(data.retryBaseMs, DEFAULTS.retryBaseMs),
     connectTimeoutMs: number(data.connectTimeoutMs, DEFAULTS.connectTimeoutMs),
     bottomOffset: number(data.bottomOffset, DEFAULTS.bottomOffset),
+    chat: flag(data.chat),
   });
+}
+
+/** A boolean data attribute: present (empty), `true`, `on`, `yes` or `1`. */
+function flag(value) {
+  return value !== undefined && ['', 'true', 'on', 'yes', '1'].includes(value.trim().toLowerCase());
 }
 
 /**
@@ -51,6 +58,9 @@ export function mountFromScript(script, base) {
  * @param {number} [options.retryBaseMs] first automatic retry delay (then ×2, ×4)
  * @param {number} [options.connectTimeoutMs] how long a call may take to connect
  * @param {number} [options.bottomOffset] distance of the button from the bottom, px
+ * @param {boolean} [options.chat] the page has a chat widget: offer "Back to Chat",
+ *   "Start Chat" and "Use Chat Instead" (also switched on by a `voicewidget:chat-available`
+ *   event on `document`)
  */
 export async function mountCallWidget(options) {
   const opts = { ...DEFAULTS, mode: 'embed', ...options };
@@ -86,6 +96,7 @@ class CallWidget {
     this.call = config.call;
     this.opts = opts;
     this.preview = opts.mode === 'preview';
+    this.hasChat = opts.chat === true;
     this.id = `vw${++widgetCount}`;
     this.state = States.idle;
     this.panelOpen = false;
@@ -157,6 +168,13 @@ class CallWidget {
       }
     });
     window.addEventListener('pagehide', () => this.hangUpOnUnload());
+    // A chat widget may load after this one: it says so, and the chat actions appear.
+    document.addEventListener('voicewidget:chat-available', () => {
+      if (this.hasChat) return;
+      this.hasChat = true;
+      this.renderedState = null;
+      this.render(false);
+    });
     if (this.preview) {
       this.panelOpen = true;
       this.dispatch('open', { focus: false });
@@ -242,7 +260,7 @@ class CallWidget {
       const live = isLive(this.state);
       if (this.available) this.ui.launcher.setAttribute('aria-expanded', String(this.panelOpen));
       this.ui.launcher.classList.toggle('live', live);
-      if (this.available) this.ui.launcherText.textContent = live ? strings.callButtonInCall : this.call.buttonText || 'Call Us';
+      if (this.available) this.ui.launcherText.textContent = this.launcherLabel();
     }
     panel.hidden = !this.panelOpen || this.state === States.idle;
     if (this.renderedState !== this.state) {
@@ -261,6 +279,19 @@ class CallWidget {
       panel.replaceChildren(...(screen ? screen() : []));
     }
     if (focus && this.panelOpen && !panel.hidden) this.ui.screen.focus?.focus();
+  }
+
+  /** The button's words: the configured text, "Connecting…" while a call connects, then "Return to call". */
+  launcherLabel() {
+    if (this.state === States.inCall) return strings.callButtonInCall;
+    if (this.state === States.connecting) return strings.callButtonConnecting;
+    return this.call.buttonText || 'Call Us';
+  }
+
+  /** A chat action, when the page has a chat to hand over to. */
+  chatButton(reason, text, kind = 'btn') {
+    if (!this.hasChat) return null;
+    return h('button', { class: kind, type: 'button', onclick: () => this.startChat(reason) }, icon('chat'), text);
   }
 
   // --- screens ------------------------------------------------------------------------
@@ -293,13 +324,14 @@ class CallWidget {
   preCallScreen() {
     const start = h('button', { class: 'btn primary', type: 'button', onclick: () => this.startCall('start') }, icon('mic'), strings.startCall);
     this.ui.screen.focus = start;
+    const back = this.hasChat;
     return [
-      this.header(strings.preCallTitle, { back: true }),
+      this.header(strings.preCallTitle, { back }),
       h(
         'div',
         { class: 'body' },
         this.hero('phone'),
-        h('h3', { id: `${this.id}-title`, text: strings.preCallTitle }),
+        back ? h('h3', { id: `${this.id}-title`, text: strings.preCallTitle }) : null,
         h('p', { text: this.call.welcomeMessage }),
         this.echoNote(),
         h('div', { class: 'actions' }, start),
@@ -363,7 +395,16 @@ class CallWidget {
     this.visualizer.start();
     return [
       header,
-      h('div', { class: 'body' }, canvas, s.status, s.error, this.echoNote(), transcript, h('div', { class: 'controls' }, s.mute, end)),
+      h(
+        'div',
+        { class: transcript ? 'body in-call with-transcript' : 'body in-call' },
+        canvas,
+        s.status,
+        s.error,
+        this.echoNote(),
+        transcript,
+        h('div', { class: 'controls' }, s.mute, end),
+      ),
     ];
   }
 
@@ -388,7 +429,7 @@ class CallWidget {
           'div',
           { class: 'actions' },
           h('button', { class: 'btn', type: 'button', disabled: !hasLines, onclick: () => this.downloadTranscript() }, icon('download'), strings.downloadTranscript),
-          h('button', { class: 'btn', type: 'button', onclick: () => this.startChat('after-call') }, icon('chat'), strings.startChat),
+          this.chatButton('after-call', strings.startChat),
           h('button', { class: 'btn primary', type: 'button', onclick: () => this.startCall('callAgain') }, icon('phone'), strings.callAgain),
         ),
         this.session ? this.ratingForm() : null,
@@ -481,7 +522,7 @@ class CallWidget {
           missing ? null : settings,
           help,
           h('button', { class: 'btn', type: 'button', onclick: () => this.startCall('retry') }, icon('retry'), strings.tryAgain),
-          h('button', { class: 'btn primary', type: 'button', onclick: () => this.startChat('microphone-denied') }, icon('chat'), strings.useChat),
+          this.chatButton('microphone-denied', strings.useChat, 'btn primary'),
         ),
       ),
     ];
@@ -504,7 +545,7 @@ class CallWidget {
           'div',
           { class: 'actions' },
           h('button', { class: 'btn primary', type: 'button', onclick: () => this.startCall('retry') }, icon('retry'), strings.retryCall),
-          h('button', { class: 'btn', type: 'button', onclick: () => this.startChat('connection-failed') }, icon('chat'), strings.startChat),
+          this.chatButton('connection-failed', strings.startChat),
         ),
       ),
     ];

@@ -33,7 +33,8 @@ let protocol;
 before(async () => {
   stack = await startStack({ name: 'call' });
   site = await startHostServer({});
-  site.pages['/'] = hostPage(stack);
+  // The page has a chat widget (it listens for `voicewidget:start-chat`): chat actions show.
+  site.pages['/'] = hostPage(stack, { attributes: 'data-chat="true"' });
   browser = await launchBrowser();
   protocol = await protocolExamples();
 });
@@ -94,7 +95,7 @@ test('the widget loads on a plain host page: no console errors, no globals, no s
     div { border: 5px solid red !important; }
   </style>
   <script>window.__globalsBefore = Object.getOwnPropertyNames(window);</script>`;
-  site.pages['/hostile'] = hostPage(stack, { head: hostile, body: '<p><a href="#top" id="page-link">A page link</a></p>' });
+  site.pages['/hostile'] = hostPage(stack, { head: hostile, body: '<p><a href="#top" id="page-link">A page link</a></p>', attributes: 'data-chat' });
   const page = await newPage(browser);
   await page.goto(`${site.url}/hostile`);
   const launcher = widget(page).locator('.launcher');

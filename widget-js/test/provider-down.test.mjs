@@ -14,7 +14,7 @@ let browser;
 before(async () => {
   stack = await startStack({ name: 'provider-down', mockArgs: ['--openai-reject', 'all'] });
   site = await startHostServer({});
-  site.pages['/'] = hostPage(stack, { retryBaseMs: RETRY_BASE_MS });
+  site.pages['/'] = hostPage(stack, { retryBaseMs: RETRY_BASE_MS, attributes: 'data-chat="true"' });
   browser = await launchBrowser();
 });
 
