@@ -43,6 +43,8 @@ fn bench(c: &mut Criterion) {
                 node_id: "bench".into(),
                 token_hash: None,
                 token_expires_at: None,
+                integration_account_id: None,
+                external_id: None,
             })
             .await
             .expect("call");
