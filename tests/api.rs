@@ -410,3 +410,105 @@ async fn me_lists_the_companies_a_token_may_act_on() {
     assert_eq!(master.body["companies"].as_array().unwrap().len(), 2, "master admins may act on every company");
     assert_eq!(app.get("/api/me", "", None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn company_admins_list_the_active_models_they_may_choose_with_their_voices() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    let call = app.get("/api/company/ai-models?type=call", &admin, None).await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.text);
+    let models = call.body.as_array().unwrap();
+    assert!(models.iter().all(|m| m["modelType"] == "call" || m["modelType"] == "both"));
+    let realtime = models.iter().find(|m| m["id"] == GPT_REALTIME).unwrap();
+    assert_eq!(realtime["defaultVoice"], "alloy");
+    assert!(realtime["voices"].as_array().unwrap().iter().any(|v| v == "marin"), "GA voices");
+    let chat = app.get("/api/company/ai-models?type=chat", &admin, None).await;
+    let gpt5 = chat.body.as_array().unwrap().iter().find(|m| m["id"] == GPT_5_2).unwrap().clone();
+    assert_eq!((gpt5["voices"].clone(), gpt5["defaultVoice"].clone()), (json!([]), serde_json::Value::Null));
+
+    // Inactive models are not offered to company admins; master admins still see them.
+    let off =
+        app.patch(&format!("/api/admin/ai-models/{GPT_REALTIME}"), &app.master, None, json!({"isActive": false})).await;
+    assert_eq!(off.status, StatusCode::OK);
+    let offered = app.get("/api/company/ai-models?type=call", &admin, None).await;
+    assert!(offered.body.as_array().unwrap().iter().all(|m| m["id"] != GPT_REALTIME));
+    let catalogue = app.get("/api/admin/ai-models?type=call", &app.master, None).await;
+    assert!(catalogue.body.as_array().unwrap().iter().any(|m| m["id"] == GPT_REALTIME && m["voices"][0] == "alloy"));
+
+    let bad = app.get("/api/company/ai-models?type=fax", &admin, None).await;
+    assert_eq!((bad.status, bad.field()), (StatusCode::UNPROCESSABLE_ENTITY, "type"));
+    let agent = app.user_token("agent@acme.test", Role::SupportAgent, &[]).await;
+    let refused = app.get("/api/company/ai-models", &agent, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_call_history_filters_are_checked_and_stay_within_the_company() {
+    use gateway::ids::ChatbotId;
+    use gateway::store::{CallSource, NewCall};
+    let app = spawn_app().await;
+    let (acme, admin) = app.company_with_admin("Acme", true).await;
+    let (other, other_admin) = app.company_with_admin("Other", true).await;
+    let bot = app.call_chatbot(acme, &admin).await;
+    let foreign = app.call_chatbot(other, &other_admin).await;
+    for (company, chatbot, source) in
+        [(acme, &bot, CallSource::Web), (acme, &bot, CallSource::Twilio), (other, &foreign, CallSource::Web)]
+    {
+        app.state
+            .store
+            .create_call(NewCall {
+                company_id: company,
+                chatbot_id: chatbot.parse::<ChatbotId>().unwrap(),
+                source,
+                is_test: false,
+                caller: None,
+                provider: "openai".into(),
+                model_id: "gpt-realtime".into(),
+                node_id: "test-node".into(),
+                token_hash: None,
+                token_expires_at: None,
+                integration_account_id: None,
+                external_id: None,
+            })
+            .await
+            .unwrap();
+    }
+    let count = |reply: &Reply| reply.body.as_array().map(Vec::len).unwrap_or(usize::MAX);
+    let all = app.get("/api/company/calls", &admin, None).await;
+    assert_eq!((all.status, count(&all)), (StatusCode::OK, 2), "{}", all.text);
+    let web = app.get(&format!("/api/company/calls?chatbotId={bot}&source=web&status=pending"), &admin, None).await;
+    assert_eq!((web.status, count(&web)), (StatusCode::OK, 1), "{}", web.text);
+    assert_eq!(web.body[0]["source"], "web");
+    let window = app
+        .get("/api/company/calls?from=2020-01-01T00:00:00%2B01:00&to=2999-01-01T00:00:00Z&source=twilio", &admin, None)
+        .await;
+    assert_eq!((window.status, count(&window)), (StatusCode::OK, 1), "{}", window.text);
+    let past = app.get("/api/company/calls?to=2020-01-01T00:00:00Z", &admin, None).await;
+    assert_eq!(count(&past), 0);
+    let foreign_bot = app.get(&format!("/api/company/calls?chatbotId={foreign}"), &admin, None).await;
+    assert_eq!(
+        (foreign_bot.status, count(&foreign_bot)),
+        (StatusCode::OK, 0),
+        "another company's chatbot finds nothing"
+    );
+
+    for (query, field) in [
+        ("source=fax", "source"),
+        ("status=ringing", "status"),
+        ("chatbotId=nope", "chatbotId"),
+        ("from=yesterday", "from"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+    ] {
+        let refused = app.get(&format!("/api/company/calls?{query}"), &admin, None).await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{query}: {}",
+            refused.text
+        );
+    }
+    let unknown = app.get("/api/company/calls?colour=red", &admin, None).await;
+    assert!(unknown.status.is_client_error(), "unknown filters are refused");
+}

@@ -61,7 +61,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         super::widget::create_session, super::widget::call_socket, super::widget::end_call, super::widget::rate_call,
         super::widget::chatbot_config,
         super::calls::test_call, super::calls::list_calls, super::calls::get_call,
-        super::voices::list_voices, super::voices::preview,
+        super::voices::list_models, super::voices::list_voices, super::voices::preview,
         super::me::me,
         super::auth::login, super::auth::session, super::auth::logout,
         super::users::list_users, super::users::list_tokens, super::users::revoke_token, super::users::revoke_all,
