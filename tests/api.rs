@@ -512,3 +512,39 @@ async fn the_call_history_filters_are_checked_and_stay_within_the_company() {
     let unknown = app.get("/api/company/calls?colour=red", &admin, None).await;
     assert!(unknown.status.is_client_error(), "unknown filters are refused");
 }
+
+#[tokio::test]
+async fn the_admin_console_is_served_for_every_screen_and_the_old_test_call_address_leads_there() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str| http.get(format!("{}{path}", app.base)).send();
+    for path in ["/admin", "/admin/", "/admin/calls", "/admin/chatbots/42/widget"] {
+        let page = get(path).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(policy.contains("script-src 'self';") && policy.contains("frame-ancestors 'self'"), "{policy}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"<script type="module" src="/admin/app.js">"#), "{path}");
+        assert!(html.contains(&format!(r#"content="{}""#, app.state.public_base)), "the public URL for embed snippets");
+    }
+    let script = get("/admin/app.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(script.headers().get("access-control-allow-origin").is_none(), "the console is not for other sites");
+    let screen = get("/admin/screens/calls.js").await.unwrap();
+    assert_eq!(screen.status(), StatusCode::OK);
+    let preview = get("/admin/preview.html").await.unwrap();
+    assert!(preview.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'self'"));
+    let missing = get("/admin/nope.js").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"]["code"], "not_found");
+    let escape = get("/admin/..%2F..%2FCargo.toml").await.unwrap();
+    assert_eq!(escape.status(), StatusCode::NOT_FOUND, "no file outside the console");
+
+    let old = get("/test-call?chatbot=abc").await.unwrap();
+    assert_eq!(old.status(), StatusCode::SEE_OTHER);
+    assert_eq!(old.headers()["location"], "/admin/test-call?chatbot=abc");
+    let plain = get("/test-call").await.unwrap();
+    assert_eq!(plain.headers()["location"], "/admin/test-call");
+}
