@@ -18,10 +18,16 @@ window.addEventListener('message', (event) => {
   queue = queue.then(show, show);
 });
 
+/** The configuration the widget on screen was mounted with (the same one again changes nothing). */
+let shown = '';
+
 async function show() {
   const config = latest;
   const old = document.querySelector('voice-call-widget');
   if (busy(old?.dataset.state)) return;
+  const key = JSON.stringify(config);
+  if (key === shown && (old || !config.call)) return;
+  shown = key;
   const bubble = document.getElementById('chat-bubble');
   bubble.textContent = config.chat.chatButtonIcon || '💬';
   bubble.style.background = /^#[0-9a-f]{6}$/i.test(config.chat.primaryColor) ? config.chat.primaryColor : '#2563eb';
