@@ -110,7 +110,7 @@ function renderCompanyPicker() {
   const area = $('company-area');
   const companies = state.me.companies;
   if (!companies.length) {
-    area.replaceChildren(h('p', { class: 'muted', text: 'Not a member of any company' }));
+    area.replaceChildren(h('p', { class: 'muted', text: state.me.role === 'master_admin' ? 'No companies yet' : 'Not a member of any company' }));
     return;
   }
   if (companies.length === 1) {
