@@ -590,3 +590,141 @@ async fn long_term_turn_credentials_reach_callers_only_by_explicit_choice() {
         json!([{"urls": ["turn:turn.example.com:3478"], "username": "gateway", "credential": "long-term-password"}])
     );
 }
+
+#[tokio::test]
+async fn company_admins_list_the_active_models_they_may_choose_with_their_voices() {
+    let app = spawn_app().await;
+    let (_, admin) = app.company_with_admin("Acme", true).await;
+    let call = app.get("/api/company/ai-models?type=call", &admin, None).await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.text);
+    let models = call.body.as_array().unwrap();
+    assert!(models.iter().all(|m| m["modelType"] == "call" || m["modelType"] == "both"));
+    let realtime = models.iter().find(|m| m["id"] == GPT_REALTIME).unwrap();
+    assert_eq!(realtime["defaultVoice"], "alloy");
+    assert!(realtime["voices"].as_array().unwrap().iter().any(|v| v == "marin"), "GA voices");
+    let chat = app.get("/api/company/ai-models?type=chat", &admin, None).await;
+    let gpt5 = chat.body.as_array().unwrap().iter().find(|m| m["id"] == GPT_5_2).unwrap().clone();
+    assert_eq!((gpt5["voices"].clone(), gpt5["defaultVoice"].clone()), (json!([]), serde_json::Value::Null));
+
+    // Inactive models are not offered to company admins; master admins still see them.
+    let off =
+        app.patch(&format!("/api/admin/ai-models/{GPT_REALTIME}"), &app.master, None, json!({"isActive": false})).await;
+    assert_eq!(off.status, StatusCode::OK);
+    let offered = app.get("/api/company/ai-models?type=call", &admin, None).await;
+    assert!(offered.body.as_array().unwrap().iter().all(|m| m["id"] != GPT_REALTIME));
+    let catalogue = app.get("/api/admin/ai-models?type=call", &app.master, None).await;
+    assert!(catalogue.body.as_array().unwrap().iter().any(|m| m["id"] == GPT_REALTIME && m["voices"][0] == "alloy"));
+
+    let bad = app.get("/api/company/ai-models?type=fax", &admin, None).await;
+    assert_eq!((bad.status, bad.field()), (StatusCode::UNPROCESSABLE_ENTITY, "type"));
+    let agent = app.user_token("agent@acme.test", Role::SupportAgent, &[]).await;
+    let refused = app.get("/api/company/ai-models", &agent, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_call_history_filters_are_checked_and_stay_within_the_company() {
+    use gateway::ids::ChatbotId;
+    use gateway::store::{CallSource, NewCall};
+    let app = spawn_app().await;
+    let (acme, admin) = app.company_with_admin("Acme", true).await;
+    let (other, other_admin) = app.company_with_admin("Other", true).await;
+    let bot = app.call_chatbot(acme, &admin).await;
+    let foreign = app.call_chatbot(other, &other_admin).await;
+    for (company, chatbot, source) in
+        [(acme, &bot, CallSource::Web), (acme, &bot, CallSource::Twilio), (other, &foreign, CallSource::Web)]
+    {
+        app.state
+            .store
+            .create_call(NewCall {
+                company_id: company,
+                chatbot_id: chatbot.parse::<ChatbotId>().unwrap(),
+                source,
+                is_test: false,
+                caller: None,
+                provider: "openai".into(),
+                model_id: "gpt-realtime".into(),
+                node_id: "test-node".into(),
+                token_hash: None,
+                token_expires_at: None,
+                integration_account_id: None,
+                external_id: None,
+            })
+            .await
+            .unwrap();
+    }
+    let count = |reply: &Reply| reply.body.as_array().map(Vec::len).unwrap_or(usize::MAX);
+    let all = app.get("/api/company/calls", &admin, None).await;
+    assert_eq!((all.status, count(&all)), (StatusCode::OK, 2), "{}", all.text);
+    let web = app.get(&format!("/api/company/calls?chatbotId={bot}&source=web&status=pending"), &admin, None).await;
+    assert_eq!((web.status, count(&web)), (StatusCode::OK, 1), "{}", web.text);
+    assert_eq!(web.body[0]["source"], "web");
+    let window = app
+        .get("/api/company/calls?from=2020-01-01T00:00:00%2B01:00&to=2999-01-01T00:00:00Z&source=twilio", &admin, None)
+        .await;
+    assert_eq!((window.status, count(&window)), (StatusCode::OK, 1), "{}", window.text);
+    let past = app.get("/api/company/calls?to=2020-01-01T00:00:00Z", &admin, None).await;
+    assert_eq!(count(&past), 0);
+    let foreign_bot = app.get(&format!("/api/company/calls?chatbotId={foreign}"), &admin, None).await;
+    assert_eq!(
+        (foreign_bot.status, count(&foreign_bot)),
+        (StatusCode::OK, 0),
+        "another company's chatbot finds nothing"
+    );
+
+    for (query, field) in [
+        ("source=fax", "source"),
+        ("status=ringing", "status"),
+        ("chatbotId=nope", "chatbotId"),
+        ("from=yesterday", "from"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+    ] {
+        let refused = app.get(&format!("/api/company/calls?{query}"), &admin, None).await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{query}: {}",
+            refused.text
+        );
+    }
+    let unknown = app.get("/api/company/calls?colour=red", &admin, None).await;
+    assert!(unknown.status.is_client_error(), "unknown filters are refused");
+}
+
+#[tokio::test]
+async fn the_admin_console_is_served_for_every_screen_and_the_old_test_call_address_leads_there() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str| http.get(format!("{}{path}", app.base)).send();
+    for path in ["/admin", "/admin/", "/admin/calls", "/admin/chatbots/42/widget"] {
+        let page = get(path).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(policy.contains("script-src 'self';") && policy.contains("frame-ancestors 'self'"), "{policy}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"<script type="module" src="/admin/app.js">"#), "{path}");
+        assert!(html.contains(&format!(r#"content="{}""#, app.state.public_base)), "the public URL for embed snippets");
+    }
+    let script = get("/admin/app.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(script.headers().get("access-control-allow-origin").is_none(), "the console is not for other sites");
+    let screen = get("/admin/screens/calls.js").await.unwrap();
+    assert_eq!(screen.status(), StatusCode::OK);
+    let preview = get("/admin/preview.html").await.unwrap();
+    assert!(preview.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'self'"));
+    let missing = get("/admin/nope.js").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"]["code"], "not_found");
+    let escape = get("/admin/..%2F..%2FCargo.toml").await.unwrap();
+    assert_eq!(escape.status(), StatusCode::NOT_FOUND, "no file outside the console");
+
+    let old = get("/test-call?chatbot=abc").await.unwrap();
+    assert_eq!(old.status(), StatusCode::SEE_OTHER);
+    assert_eq!(old.headers()["location"], "/admin/test-call?chatbot=abc");
+    let plain = get("/test-call").await.unwrap();
+    assert_eq!(plain.headers()["location"], "/admin/test-call");
+}

@@ -48,7 +48,7 @@ struct Line {
 
 impl Line {
     async fn calls(&self) -> Vec<gateway::store::Call> {
-        self.app.state.store.list_calls(self.company, 100).await.unwrap()
+        self.app.state.store.list_calls(self.company, &gateway::store::CallFilter::latest(100)).await.unwrap()
     }
 
     async fn only_call(&self) -> CallId {

@@ -17,6 +17,7 @@ use crate::ids::{CompanyId, ModelId};
 use crate::settings::{CompanySettings, CompanySettingsPatch};
 use crate::store::{AiModel, Company, ModelPatch, ModelSettings, ModelType, NewModel, Provider};
 use crate::time::rfc3339;
+use crate::voices;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -119,13 +120,21 @@ pub struct ModelView {
     model_type: ModelType,
     is_active: bool,
     settings: ModelSettings,
+    /// The voices a call-capable model speaks with (empty for chat models); they follow
+    /// from the provider and its dialect.
+    voices: Vec<&'static str>,
+    /// The voice calls use when none is chosen (null for chat models).
+    default_voice: Option<&'static str>,
     created_at: String,
     updated_at: String,
 }
 
 impl From<AiModel> for ModelView {
     fn from(m: AiModel) -> Self {
+        let call_capable = m.model_type.is_call_capable();
         Self {
+            voices: if call_capable { voices::voices_for(&m).to_vec() } else { Vec::new() },
+            default_voice: call_capable.then(|| voices::default_voice(&m)),
             id: m.id,
             provider: m.provider,
             model_id: m.model_id,
@@ -145,7 +154,7 @@ impl From<AiModel> for ModelView {
 pub struct ModelQuery {
     #[serde(rename = "type")]
     #[param(value_type = Option<String>)]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
 }
 
 /// The model catalogue.
@@ -156,15 +165,21 @@ pub async fn list_models(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ModelQuery>,
 ) -> ApiResult<Json<Vec<ModelView>>> {
-    let models = match query.kind.as_deref() {
+    let models = models_of_type(&state, query.kind.as_deref()).await?;
+    Ok(Json(models.into_iter().map(Into::into).collect()))
+}
+
+/// The catalogue filtered by `?type=`: `call` lists the models usable for calls (`call`
+/// or `both`), `chat` likewise for chat, none lists every model.
+pub(super) async fn models_of_type(state: &AppState, kind: Option<&str>) -> ApiResult<Vec<AiModel>> {
+    Ok(match kind {
         None => state.store.list_models(false).await?,
         Some("call") => state.store.list_models(true).await?,
         Some("chat") => {
             state.store.list_models(false).await?.into_iter().filter(|m| m.model_type != ModelType::Call).collect()
         }
         Some(_) => return Err(ApiError::invalid("type", "must be `call` or `chat`")),
-    };
-    Ok(Json(models.into_iter().map(Into::into).collect()))
+    })
 }
 
 /// Body of `POST /api/admin/ai-models`.

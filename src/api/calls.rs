@@ -15,7 +15,7 @@ use super::widget::{SessionView, open_session};
 use crate::app::AppState;
 use crate::auth::CompanyAdmin;
 use crate::ids::{CallId, ChatbotId};
-use crate::store::{Call, CallSource, CallStatus, EndReason, TranscriptLine, TranscriptRole};
+use crate::store::{Call, CallFilter, CallSource, CallStatus, EndReason, TranscriptLine, TranscriptRole};
 use crate::time::{rfc3339, rfc3339_opt};
 
 pub fn router() -> Router<AppState> {
@@ -60,6 +60,12 @@ pub struct CallView {
     rating: Option<i64>,
     rating_comment: Option<String>,
     error_message: Option<String>,
+    /// Who called: the caller's number (phone), WhatsApp id, or the page's origin (web).
+    caller: Option<String>,
+    /// Whether the call has a recording (`GET /api/company/calls/{id}/recording`); shown on
+    /// a single call only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_recording: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     transcript: Option<Vec<LineView>>,
 }
@@ -77,6 +83,8 @@ pub struct LineView {
 impl CallView {
     fn new(call: Call, transcript: Option<Vec<TranscriptLine>>) -> Self {
         Self {
+            caller: call.caller,
+            has_recording: None,
             id: call.id,
             chatbot_id: call.chatbot_id,
             source: call.source,
@@ -102,27 +110,95 @@ impl CallView {
     }
 }
 
-/// `?limit=` of the call history.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The call history's query: `?limit=` and filters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many calls, the most recent first (1–200, default 50).
     #[serde(default)]
     limit: Option<i64>,
+    /// Only this chatbot's calls.
+    #[serde(default)]
+    chatbot_id: Option<String>,
+    /// Only calls from `web`, `twilio` or `whatsapp`.
+    #[serde(default)]
+    source: Option<String>,
+    /// Only calls in this status (`pending`, `connecting`, `active`, `completed`, `failed`).
+    #[serde(default)]
+    status: Option<String>,
+    /// Only calls created at or after this instant (RFC 3339, e.g. `2026-11-25T00:00:00+01:00`).
+    #[serde(default)]
+    from: Option<String>,
+    /// Only calls created before this instant (RFC 3339).
+    #[serde(default)]
+    to: Option<String>,
 }
 
-/// The company's most recent calls (`?limit=`, 1–200, default 50).
-#[utoipa::path(get, path = "/api/company/calls", tag = "calls", params(("limit" = Option<i64>, Query)),
+fn one_of<T: std::str::FromStr + std::fmt::Display + Copy>(
+    field: &'static str,
+    raw: Option<&str>,
+    all: &[T],
+) -> ApiResult<Option<T>> {
+    raw.map(|text| {
+        text.parse().map_err(|_| {
+            let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+            ApiError::invalid(field, format!("must be one of {}", names.join(", ")))
+        })
+    })
+    .transpose()
+}
+
+fn instant(field: &'static str, raw: Option<&str>) -> ApiResult<Option<crate::time::UnixMs>> {
+    raw.map(|text| {
+        chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| ApiError::invalid(field, "must be an RFC 3339 time like 2026-11-25T00:00:00Z"))
+    })
+    .transpose()
+}
+
+impl ListQuery {
+    fn filter(&self) -> ApiResult<CallFilter> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be 1 to 200"));
+        }
+        let chatbot = self
+            .chatbot_id
+            .as_deref()
+            .map(|raw| {
+                raw.trim().parse::<ChatbotId>().map_err(|_| ApiError::invalid("chatbotId", "is not a chatbot id"))
+            })
+            .transpose()?;
+        let filter = CallFilter {
+            chatbot,
+            source: one_of("source", self.source.as_deref(), CallSource::ALL)?,
+            status: one_of("status", self.status.as_deref(), CallStatus::ALL)?,
+            created_from: instant("from", self.from.as_deref())?,
+            created_before: instant("to", self.to.as_deref())?,
+            limit,
+        };
+        if let (Some(from), Some(to)) = (filter.created_from, filter.created_before)
+            && to < from
+        {
+            return Err(ApiError::invalid("to", "must not be before `from`"));
+        }
+        Ok(filter)
+    }
+}
+
+/// The company's most recent calls, newest first, optionally filtered by chatbot, source,
+/// status and creation time (`from` inclusive, `to` exclusive). A chatbot of another
+/// company finds nothing.
+#[utoipa::path(get, path = "/api/company/calls", tag = "calls", params(ListQuery),
     responses((status = 200, body = [CallView]), (status = 422, body = ErrorBody)))]
 pub async fn list_calls(
     admin: CompanyAdmin,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<CallView>>> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 200"));
-    }
-    let calls = state.store.list_calls(admin.company_id, limit).await?;
+    let calls = state.store.list_calls(admin.company_id, &query.filter()?).await?;
     Ok(Json(calls.into_iter().map(|c| CallView::new(c, None)).collect()))
 }
 
@@ -137,7 +213,8 @@ pub async fn get_call(
     let id: CallId = path_id(&id, "call")?;
     let call = state.store.call_for_company(admin.company_id, id).await?.ok_or_else(|| ApiError::not_found("call"))?;
     let transcript = state.store.transcript(id).await?;
-    Ok(Json(CallView::new(call, Some(transcript))))
+    let recorded = state.store.recording_for_call(admin.company_id, id).await?.is_some();
+    Ok(Json(CallView { has_recording: Some(recorded), ..CallView::new(call, Some(transcript)) }))
 }
 
 /// Deletes one of the company's calls that has ended, with its transcript and its

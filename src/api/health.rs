@@ -100,7 +100,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         super::calls::delete_call, super::calls::download_transcript,
         super::recordings::recording_link, super::recordings::download,
         super::recordings::get_recording_settings, super::recordings::update_recording_settings,
-        super::voices::list_voices, super::voices::preview,
+        super::voices::list_models, super::voices::list_voices, super::voices::preview,
         super::me::me,
         super::auth::login, super::auth::session, super::auth::logout,
         super::users::list_users, super::users::list_tokens, super::users::revoke_token, super::users::revoke_all,

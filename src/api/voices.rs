@@ -1,4 +1,5 @@
-//! Company admin API: the voices a call model offers, and a spoken preview of each.
+//! Company admin API: the active models a chatbot may use, the voices a call model
+//! offers, and a spoken preview of each.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -7,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::admin::{ModelQuery, ModelView, models_of_type};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::ApiQuery;
 use crate::app::AppState;
@@ -17,8 +19,23 @@ use crate::voices;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/company/ai-models", get(list_models))
         .route("/api/company/voices", get(list_voices))
         .route("/api/company/voices/{voice}/preview", get(preview))
+}
+
+/// The active models of the catalogue, for a company admin choosing one (`?type=call`:
+/// the models usable for calls, `call` or `both`; `?type=chat` likewise). Inactive models
+/// are left out: chatbots cannot be moved onto them.
+#[utoipa::path(get, path = "/api/company/ai-models", tag = "voices", params(ModelQuery),
+    responses((status = 200, body = [ModelView]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list_models(
+    _: CompanyAdmin,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ModelQuery>,
+) -> ApiResult<Json<Vec<ModelView>>> {
+    let models = models_of_type(&state, query.kind.as_deref()).await?;
+    Ok(Json(models.into_iter().filter(|m| m.is_active).map(Into::into).collect()))
 }
 
 /// `?modelId=` naming the call model.

@@ -68,6 +68,27 @@ pub struct NewCall {
     pub external_id: Option<String>,
 }
 
+/// Which of a company's calls a history lists: every condition that is set must hold.
+#[derive(Debug, Clone)]
+pub struct CallFilter {
+    pub chatbot: Option<ChatbotId>,
+    pub source: Option<CallSource>,
+    pub status: Option<CallStatus>,
+    /// Created at or after this instant.
+    pub created_from: Option<UnixMs>,
+    /// Created before this instant.
+    pub created_before: Option<UnixMs>,
+    /// At most this many calls, the most recent.
+    pub limit: i64,
+}
+
+impl CallFilter {
+    /// The most recent `limit` calls, whatever they are.
+    pub fn latest(limit: i64) -> Self {
+        Self { chatbot: None, source: None, status: None, created_from: None, created_before: None, limit }
+    }
+}
+
 /// A final line of a call's transcript.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranscriptLine {
@@ -211,15 +232,51 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// A company's most recent calls.
-    pub async fn list_calls(&self, company: CompanyId, limit: i64) -> StoreResult<Vec<Call>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM calls WHERE company_id = $1 ORDER BY created_at DESC, id LIMIT $2"
-        ))
-        .bind(company.as_string())
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+    /// A company's most recent calls that pass `filter`, newest first.
+    pub async fn list_calls(&self, company: CompanyId, filter: &CallFilter) -> StoreResult<Vec<Call>> {
+        let mut conditions = vec!["company_id = $1".to_owned()];
+        let mut next = 2;
+        let mut condition = |sql: &str| {
+            conditions.push(sql.replace('?', &format!("${next}")));
+            next += 1;
+        };
+        if filter.chatbot.is_some() {
+            condition("chatbot_id = ?");
+        }
+        if filter.source.is_some() {
+            condition("source = ?");
+        }
+        if filter.status.is_some() {
+            condition("status = ?");
+        }
+        if filter.created_from.is_some() {
+            condition("created_at >= ?");
+        }
+        if filter.created_before.is_some() {
+            condition("created_at < ?");
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM calls WHERE {} ORDER BY created_at DESC, id LIMIT ${next}",
+            conditions.join(" AND ")
+        );
+        // Binds follow the order the conditions were added in.
+        let mut query = sqlx::query(&sql).bind(company.as_string());
+        if let Some(chatbot) = filter.chatbot {
+            query = query.bind(chatbot.as_string());
+        }
+        if let Some(source) = filter.source {
+            query = query.bind(source.as_str());
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(from) = filter.created_from {
+            query = query.bind(from);
+        }
+        if let Some(before) = filter.created_before {
+            query = query.bind(before);
+        }
+        let rows = query.bind(filter.limit).fetch_all(self.pool()).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -678,5 +735,94 @@ mod tests {
             payloads().await.pop().unwrap().1.contains("\"endReason\":\"error\""),
             "a lost node's calls end with error"
         );
+    });
+    store_test!(the_call_history_filters_by_chatbot_source_status_and_time, |store| {
+        use crate::settings::{ChatbotSettings, CompanySettings};
+        use crate::store::{CallFilter, CallSource, CallStatus, ChatbotType, EndReason, NewCall, NewChatbot};
+        let acme = store.create_company("Acme", &CompanySettings::default()).await.unwrap();
+        let other = store.create_company("Other", &CompanySettings::default()).await.unwrap();
+        let chatbot = || NewChatbot {
+            name: "Voice".into(),
+            description: String::new(),
+            chatbot_type: ChatbotType::Call,
+            call_model_id: None,
+            instructions: String::new(),
+            settings: ChatbotSettings::default(),
+        };
+        let sales = store.create_chatbot(acme.id, chatbot()).await.unwrap();
+        let support = store.create_chatbot(acme.id, chatbot()).await.unwrap();
+        let elsewhere = store.create_chatbot(other.id, chatbot()).await.unwrap();
+        // (chatbot, company, source, created at, ended with)
+        let day = 86_400_000;
+        let t0 = 1_764_028_800_000; // 2025-11-25T00:00:00Z
+        let mut ids = Vec::new();
+        for (bot, company, source, at, end) in [
+            (sales.id, acme.id, CallSource::Web, t0, Some(EndReason::CallerHangup)),
+            (sales.id, acme.id, CallSource::Twilio, t0 + day, Some(EndReason::NetworkLost)),
+            (support.id, acme.id, CallSource::WhatsApp, t0 + 2 * day, None),
+            (support.id, acme.id, CallSource::Web, t0 + 3 * day, Some(EndReason::CallerHangup)),
+            (elsewhere.id, other.id, CallSource::Web, t0 + day, Some(EndReason::CallerHangup)),
+        ] {
+            let call = store
+                .create_call(NewCall {
+                    company_id: company,
+                    chatbot_id: bot,
+                    source,
+                    is_test: false,
+                    caller: None,
+                    provider: "openai".into(),
+                    model_id: "gpt-realtime".into(),
+                    node_id: "node-a".into(),
+                    token_hash: None,
+                    token_expires_at: None,
+                    integration_account_id: None,
+                    external_id: None,
+                })
+                .await
+                .unwrap();
+            sqlx::query("UPDATE calls SET created_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(call.id.as_string())
+                .execute(store.pool())
+                .await
+                .unwrap();
+            if let Some(reason) = end {
+                assert!(store.end_call(call.id, reason, at + 60_000, None).await.unwrap());
+            }
+            ids.push(call.id);
+        }
+        let listed = |filter: CallFilter| {
+            let store = store.clone();
+            async move { store.list_calls(acme.id, &filter).await.unwrap().into_iter().map(|c| c.id).collect::<Vec<_>>() }
+        };
+        assert_eq!(
+            listed(CallFilter::latest(50)).await,
+            vec![ids[3], ids[2], ids[1], ids[0]],
+            "newest first, one company"
+        );
+        assert_eq!(listed(CallFilter::latest(2)).await, vec![ids[3], ids[2]]);
+        let only = |f: fn(&mut CallFilter)| {
+            let mut filter = CallFilter::latest(50);
+            f(&mut filter);
+            filter
+        };
+        let mut by_bot = CallFilter::latest(50);
+        by_bot.chatbot = Some(sales.id);
+        assert_eq!(listed(by_bot).await, vec![ids[1], ids[0]]);
+        let mut foreign_bot = CallFilter::latest(50);
+        foreign_bot.chatbot = Some(elsewhere.id);
+        assert!(listed(foreign_bot).await.is_empty(), "another company's chatbot finds nothing here");
+        assert_eq!(listed(only(|f| f.source = Some(CallSource::Web))).await, vec![ids[3], ids[0]]);
+        assert_eq!(listed(only(|f| f.source = Some(CallSource::WhatsApp))).await, vec![ids[2]]);
+        assert_eq!(listed(only(|f| f.status = Some(CallStatus::Failed))).await, vec![ids[1]]);
+        assert_eq!(listed(only(|f| f.status = Some(CallStatus::Pending))).await, vec![ids[2]]);
+        let mut window = CallFilter::latest(50);
+        window.created_from = Some(t0 + day);
+        window.created_before = Some(t0 + 3 * day);
+        assert_eq!(listed(window.clone()).await, vec![ids[2], ids[1]], "from is inclusive, before exclusive");
+        window.source = Some(CallSource::Twilio);
+        window.status = Some(CallStatus::Failed);
+        window.chatbot = Some(sales.id);
+        assert_eq!(listed(window).await, vec![ids[1]], "every condition holds at once");
     });
 }

@@ -35,7 +35,7 @@ pub use crate::domain::{CallSource, CallStatus, EndReason, Provider, RealtimeDia
 pub(crate) fn ai_models_settings(dialect: Option<RealtimeDialect>) -> ModelSettings {
     ModelSettings { realtime_dialect: dialect, live_api_version: None }
 }
-pub use calls::{Call, NODE_LOST, NewCall, TranscriptLine};
+pub use calls::{Call, CallFilter, NODE_LOST, NewCall, TranscriptLine};
 pub use chatbots::{Chatbot, ChatbotType, NewChatbot};
 pub use companies::Company;
 pub use events::{

@@ -1,5 +1,6 @@
 // The widget in headless Chromium against a real gateway on the mock OpenAI server:
-// embedding, a full call, both visualizers, a dropped connection, the Test Call page,
+// embedding, a full call, both visualizers, a dropped connection, the Test Call page
+// (the console's screen, reached by its old address),
 // the unavailable button and a denied microphone.
 
 import { test, before, after } from 'node:test';
@@ -353,11 +354,12 @@ test('a call goes on while the panel is closed, and leaving the page ends it', a
   }
 });
 
-test('the Test Call page places a preview call and shows the stored transcript and a summary', async () => {
+test('the Test Call page (now in the console) places a preview call and shows the stored transcript and a summary', async () => {
   const page = await newPage(browser);
   // A second company, so that the master admin picks one.
   await stack.api('/api/admin/companies', { method: 'POST', body: { name: 'Another Company' } });
   await page.goto(`${stack.url}/test-call`);
+  assert.match(page.url(), /\/admin\/test-call$/, 'the old page leads to the console');
   await page.getByLabel('E-mail').fill(stack.admin.email);
   await page.getByLabel('Password').fill('not the password');
   await page.getByRole('button', { name: 'Sign in' }).click();

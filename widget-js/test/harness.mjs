@@ -119,6 +119,9 @@ export async function startStack({ name = 'stack', mockArgs = [], openai = true,
       baseEnv.OPENAI_API_KEY = mocks.openai.api_key;
       baseEnv.OPENAI_REALTIME_URL = `${mocks.openai.ws_base_url}/realtime`;
     }
+    // Connection tests of integration accounts go to the Twilio and Graph mocks.
+    baseEnv.TWILIO_API_BASE_URL = mocks.twilio.base_url;
+    baseEnv.META_GRAPH_BASE_URL = mocks.graph.base_url;
     // A master admin with a password (for the signed-in Test Call page) and an API token.
     const admin = { email: 'admin@widget.test', password: 'widget-test-password' };
     const created = promisify(execFile)(gatewayBin, ['user', 'create', '--email', admin.email, '--role', 'master_admin', '--password-stdin'], {
@@ -144,6 +147,15 @@ export async function startStack({ name = 'stack', mockArgs = [], openai = true,
     );
     const url = `http://${address}`;
     const stack = { url, token, admin, dataDir, mocks, stop };
+    /** Creates (or adds companies to) a user with a password, like `gateway user create`. */
+    stack.createUser = async ({ email, password, role, company }) => {
+      const args = ['user', 'create', '--email', email, '--role', role, '--password-stdin'];
+      if (company) args.push('--company', company);
+      const run = promisify(execFile)(gatewayBin, args, { env: baseEnv });
+      run.child.stdin.end(`${password}\n`);
+      await run;
+      return { email, password };
+    };
     stack.api = (path, options) => adminApi(url, token, path, options);
     const [company] = await stack.api('/api/admin/companies');
     stack.companyId = company.id;

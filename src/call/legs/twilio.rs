@@ -28,6 +28,8 @@ use crate::ws_frames::TextFrames;
 const SEND_LIMIT: Duration = Duration::from_secs(2);
 /// Longest the gateway tries to end a call through Twilio's REST API.
 const HANG_UP_BUDGET: Duration = Duration::from_secs(5);
+/// How long the gateway waits for Twilio's `stop` after hanging up through the REST API.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Caller audio held before the session takes it (a burst of a few frames).
 const INBOUND_HELD: usize = FRAME_BYTES * 8;
 
@@ -294,7 +296,11 @@ impl TwilioLeg {
             let policy = RetryPolicy { budget: HANG_UP_BUDGET, ..RetryPolicy::default() };
             let Hangup { rest, account_sid, auth_token } = &self.hangup;
             match rest.hang_up(account_sid, auth_token, &self.call_sid, policy).await {
-                Ok(outcome) => tracing::info!(?outcome, reason = %reason, "hung up the phone call"),
+                Ok(outcome) => {
+                    tracing::info!(?outcome, reason = %reason, "hung up the phone call");
+                    // Twilio ends the stream itself (`stop`, then it closes): let it, briefly.
+                    let _ = tokio::time::timeout(STOP_WAIT, self.wait_for_stop()).await;
+                }
                 Err(err) => tracing::warn!(error = %err, "could not hang up the phone call through Twilio"),
             }
         }
@@ -305,6 +311,23 @@ impl TwilioLeg {
         }
         if self.unreadable > 0 {
             tracing::info!(frames = self.unreadable, "Twilio frames the gateway could not read");
+        }
+    }
+}
+
+impl TwilioLeg {
+    /// Reads the stream until Twilio stops it or it closes.
+    async fn wait_for_stop(&mut self) {
+        while self.open {
+            match self.socket.recv().await {
+                Some(Ok(Message::Text(text))) => {
+                    if matches!(media_stream::parse(text.as_str()), Ok(Inbound::Stop(_))) {
+                        self.open = false;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => self.open = false,
+            }
         }
     }
 }
