@@ -33,6 +33,8 @@ pub struct AppState {
     pub node_id: Arc<str>,
     pub twilio: TwilioRest,
     pub graph: GraphApi,
+    /// WhatsApp calls this node is answering or holding, and what each webhook event means.
+    pub whatsapp: Arc<crate::telephony::whatsapp::LiveCalls>,
     /// Endpoints and keys of the AI providers.
     pub providers: Arc<ProviderSettings>,
     /// Live calls on this node.
@@ -206,6 +208,7 @@ impl App {
             node_id,
             twilio: TwilioRest::new(http.clone(), config.twilio_api_base_url.clone()),
             graph: GraphApi::new(http, config.meta_graph_base_url.clone(), config.meta_graph_api_version.clone()),
+            whatsapp: Arc::default(),
             providers,
             calls,
             widget_limiter,

@@ -28,6 +28,7 @@ pub mod twilio;
 mod users;
 pub mod voices;
 pub mod webhooks;
+pub mod whatsapp;
 pub mod widget;
 
 use axum::Router;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(widget::router())
         .merge(calls::router())
         .merge(twilio::router())
+        .merge(whatsapp::router())
         .merge(recordings::router())
         .merge(me::router())
         .merge(auth::router())

@@ -422,6 +422,7 @@ impl CallSession {
             Ok(Ok(provider)) => {
                 tracing::info!("provider session ready");
                 self.provider = Some(provider);
+                self.caller.call_ready();
                 self.maybe_activate().await;
             }
             Ok(Err(err)) => {

@@ -7,6 +7,7 @@
 //! for Twilio — so the session never sees an offer, a candidate or a stream message.
 //!
 //! - `webrtc`: browsers (and, signalled differently, WhatsApp): Opus over WebRTC
+//! - `whatsapp`: the Graph side of a WhatsApp caller's WebRTC leg (accept, terminate)
 //! - `twilio`: phone callers through Twilio Media Streams: G.711 μ-law over a WebSocket
 //!
 //! The session waits on [`CallerLeg::next_input`] (cancel-safe: it only receives) and
@@ -15,6 +16,7 @@
 
 pub mod twilio;
 pub mod webrtc;
+pub mod whatsapp;
 
 use std::time::Instant;
 
@@ -145,6 +147,14 @@ impl CallerLeg {
         match self {
             Self::WebRtc(leg) => leg.take_caller_audio(now, sink),
             Self::Twilio(leg) => leg.take_caller_audio(now, sink),
+        }
+    }
+
+    /// The call is ready for the caller (the provider connected): a WhatsApp call is
+    /// accepted now; other legs need nothing.
+    pub fn call_ready(&mut self) {
+        if let Self::WebRtc(leg) = self {
+            leg.call_ready();
         }
     }
 

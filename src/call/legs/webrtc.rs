@@ -8,7 +8,10 @@
 //! audio in real time and the browser plays what it gets.
 //!
 //! Signaling: a browser offers through the widget's WebSocket (`offer`, trickled
-//! `candidate`s), and is answered and trickled to through the same socket.
+//! `candidate`s), and is answered and trickled to through the same socket. A WhatsApp
+//! caller's offer came with Meta's `connect` webhook and was answered (complete, no
+//! trickle) before the leg existed; the leg then talks to Meta through its
+//! [`WhatsAppLine`]: media flows only once Meta took the `accept`.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,7 @@ use media::{InboundChain, InboundFrame, JitterConfig, MediaError, OpusEncoder, O
 use signaling::{IceCandidate, Peer, PeerEvent, PeerEvents, PeerFactory};
 use tokio::sync::mpsc;
 
+use super::whatsapp::{self, WhatsAppLine};
 use super::{AgentFrame, CallerFrame, CallerSamples, LegEvent};
 use crate::call::client::ClientLink;
 use crate::call::heard::Delivery;
@@ -34,6 +38,7 @@ const FRAME: Duration = Duration::from_millis(20);
 pub enum Input {
     Signal(Option<Signal>),
     Peer(Option<PeerEvent>),
+    WhatsApp(whatsapp::Input),
 }
 
 /// How this leg is signalled.
@@ -41,6 +46,8 @@ enum Signaling {
     /// A browser: offers and candidates from the widget's WebSocket, answers and
     /// candidates back over it.
     Widget { signals: Option<mpsc::Receiver<Signal>>, client: ClientLink },
+    /// A WhatsApp user: answered already; accepted and ended through the Graph API.
+    WhatsApp(Box<WhatsAppLine>),
 }
 
 /// A WebRTC caller.
@@ -79,6 +86,20 @@ impl WebRtcLeg {
         Self::new(factory, Signaling::Widget { signals: Some(signals), client }, input, output)
     }
 
+    /// A WhatsApp caller's leg: `peer` answered Meta's offer, and `line` sent that answer
+    /// with `pre_accept`. Media flows once the line's `accept` went through.
+    pub fn for_whatsapp(
+        factory: PeerFactory,
+        peer: (Peer, PeerEvents),
+        line: WhatsAppLine,
+        input: AudioFormat,
+        output: AudioFormat,
+    ) -> Result<Self, MediaError> {
+        let mut leg = Self::new(factory, Signaling::WhatsApp(Box::new(line)), input, output)?;
+        leg.peer = Some(peer);
+        Ok(leg)
+    }
+
     fn new(
         factory: PeerFactory,
         signaling: Signaling,
@@ -110,19 +131,34 @@ impl WebRtcLeg {
 
     /// The next signal or peer event (cancel-safe).
     pub async fn next_input(&mut self) -> Input {
-        let signals = match &mut self.signaling {
-            Signaling::Widget { signals, .. } => signals.as_mut(),
-        };
         let peer = self.peer.as_mut().map(|(_, events)| events);
-        tokio::select! {
-            signal = recv_signal(signals) => Input::Signal(signal),
-            event = recv_peer(peer) => Input::Peer(event),
+        match &mut self.signaling {
+            Signaling::Widget { signals, .. } => tokio::select! {
+                signal = recv_signal(signals.as_mut()) => Input::Signal(signal),
+                event = recv_peer(peer) => Input::Peer(event),
+            },
+            Signaling::WhatsApp(line) => tokio::select! {
+                input = line.next_input() => Input::WhatsApp(input),
+                event = recv_peer(peer) => Input::Peer(event),
+            },
+        }
+    }
+
+    /// The call is ready for the caller (the provider connected): a WhatsApp call is
+    /// accepted now.
+    pub fn call_ready(&mut self) {
+        if let Signaling::WhatsApp(line) = &mut self.signaling {
+            line.accept();
         }
     }
 
     /// Handles a signal or peer event.
     pub async fn handle(&mut self, input: Input, _now: Instant) -> LegEvent {
         match input {
+            Input::WhatsApp(input) => match &mut self.signaling {
+                Signaling::WhatsApp(line) => line.handle(input, self.connected),
+                Signaling::Widget { .. } => LegEvent::Nothing,
+            },
             Input::Signal(Some(Signal::Offer(sdp))) => self.handle_offer(&sdp).await,
             Input::Signal(Some(Signal::Candidate(candidate))) => {
                 let candidate = candidate.unwrap_or_else(|| IceCandidate::end_of_candidates(Some("0".into()), None));
@@ -139,19 +175,26 @@ impl WebRtcLeg {
             }
             Input::Signal(None) => {
                 // The client's socket closed; the session hears of it on its control channel.
-                let Signaling::Widget { signals, .. } = &mut self.signaling;
-                *signals = None;
+                if let Signaling::Widget { signals, .. } = &mut self.signaling {
+                    *signals = None;
+                }
                 LegEvent::Nothing
             }
             Input::Peer(Some(PeerEvent::LocalCandidate(candidate))) => {
-                let candidate = (!candidate.is_end_of_candidates()).then_some(candidate);
-                self.client().send(ServerMessage::Candidate { candidate });
+                // A WhatsApp answer carries every candidate: nothing is trickled to Meta.
+                if let Signaling::Widget { client, .. } = &mut self.signaling {
+                    let candidate = (!candidate.is_end_of_candidates()).then_some(candidate);
+                    client.send(ServerMessage::Candidate { candidate });
+                }
                 LegEvent::Nothing
             }
             Input::Peer(Some(PeerEvent::Connected)) => {
                 self.connected = true;
                 tracing::info!("caller media connected");
-                LegEvent::Connected
+                match &self.signaling {
+                    Signaling::Widget { .. } => LegEvent::Connected,
+                    Signaling::WhatsApp(line) => line.media_connected(),
+                }
             }
             Input::Peer(Some(PeerEvent::Rtp(rtp))) => {
                 self.inbound.push(rtp.sequence, rtp.timestamp, &rtp.payload, rtp.arrival);
@@ -170,15 +213,10 @@ impl WebRtcLeg {
         }
     }
 
-    fn client(&mut self) -> &mut ClientLink {
-        match &mut self.signaling {
-            Signaling::Widget { client, .. } => client,
-        }
-    }
-
     async fn handle_offer(&mut self, sdp: &str) -> LegEvent {
+        let Signaling::Widget { client, .. } = &mut self.signaling else { return LegEvent::Nothing };
         if self.peer.is_some() {
-            self.client().send(ServerMessage::Error {
+            client.send(ServerMessage::Error {
                 code: "invalid_message",
                 message: "an offer was already received".into(),
                 retryable: false,
@@ -193,12 +231,12 @@ impl WebRtcLeg {
                     }
                 }
                 self.peer = Some((peer, events));
-                self.client().send(ServerMessage::Answer { sdp: answer });
+                client.send(ServerMessage::Answer { sdp: answer });
                 LegEvent::Ringing
             }
             Err(err) => {
                 tracing::warn!(error = %err, "could not answer the caller's offer");
-                self.client().send(ServerMessage::Error {
+                client.send(ServerMessage::Error {
                     code: "invalid_offer",
                     message: "The call could not be set up with this browser's audio settings.".into(),
                     retryable: true,
@@ -231,9 +269,13 @@ impl WebRtcLeg {
         }
     }
 
-    /// Whether media is up.
+    /// Whether media is up (and, on WhatsApp, Meta took the `accept`: no RTP before it).
     pub fn can_send(&self) -> bool {
-        self.connected && self.peer.is_some()
+        let accepted = match &self.signaling {
+            Signaling::Widget { .. } => true,
+            Signaling::WhatsApp(line) => line.is_accepted(),
+        };
+        self.connected && accepted && self.peer.is_some()
     }
 
     /// Encodes and sends one frame. A silent frame is left out when the RTP timeline runs
@@ -267,8 +309,12 @@ impl WebRtcLeg {
         Some(Delivery::Heard)
     }
 
-    /// Closes the peer and logs what the caller's media was like.
+    /// Ends the call on the caller's side (a WhatsApp call through the Graph API unless
+    /// Meta ended it), closes the peer and logs what the caller's media was like.
     pub async fn close(&mut self) {
+        if let Signaling::WhatsApp(line) = &mut self.signaling {
+            line.close().await;
+        }
         let stats = self.inbound.jitter().stats();
         tracing::info!(
             received = stats.received,
