@@ -22,7 +22,11 @@ const state = {
   leave: [],
   /** Bumped on each navigation, so a slow screen does not replace a newer one. */
   generation: 0,
+  /** Open notices of the active company (the menu's count), null until read. */
+  openNotices: null,
 };
+/** How often the menu's count of open notices is read again while the console is open. */
+const NOTICES_EVERY_MS = 60_000;
 
 api.onSignedOut = () => {
   if (state.me) showSignIn('Your session has ended: sign in again.', true);
@@ -32,7 +36,7 @@ api.onSignedOut = () => {
 
 function showSignIn(message = '', error = false) {
   leaveScreen();
-  Object.assign(state, { me: null, company: null });
+  Object.assign(state, { me: null, company: null, openNotices: null });
   api.csrf = '';
   api.companyId = '';
   $('nav').hidden = true;
@@ -125,6 +129,7 @@ function renderCompanyPicker() {
 
 function chooseCompany(id) {
   state.company = state.me.companies.find((c) => c.id === id) ?? null;
+  state.openNotices = null;
   api.companyId = state.company?.id ?? '';
   sessionStorage.setItem(COMPANY_KEY, api.companyId);
   const { screen, id: itemId } = parseRoute(location.pathname);
@@ -146,9 +151,15 @@ async function refreshMe() {
 
 // --- navigation ----------------------------------------------------------------------
 
+/** A menu entry's text: its label, and for Notices the count of open ones. */
+function navLabel(s) {
+  if (s.id !== 'notices' || !state.openNotices) return [s.label];
+  return [s.label, h('span', { class: 'count', 'aria-hidden': 'true', text: state.openNotices }), h('span', { class: 'sr-only', text: ` (${state.openNotices} open)` })];
+}
+
 function renderNav(nav, route) {
   const item = (s) =>
-    h('li', {}, h('a', { href: `/admin/${s.id}`, 'aria-current': s.id === route.screen ? 'page' : false, text: s.label }));
+    h('li', {}, h('a', { href: `/admin/${s.id}`, 'aria-current': s.id === route.screen ? 'page' : false }, ...navLabel(s)));
   const platform = nav.filter((s) => s.scope === 'platform');
   const company = nav.filter((s) => s.scope === 'company');
   const groups = [];
@@ -161,6 +172,26 @@ function renderNav(nav, route) {
   $('nav').replaceChildren(...groups);
   $('nav').hidden = !groups.length;
 }
+
+/**
+ * Reads the active company's open notices again for the menu's count (after each
+ * navigation, a dismissal, and every minute); silent on failure, the screens say why.
+ */
+async function refreshNotices() {
+  const company = state.company?.id;
+  if (!state.me || !navFor(state.me.role, state.company, state.apiPaths).some((s) => s.id === 'notices')) return;
+  try {
+    const open = await api.get('/api/company/notices?status=open&limit=200');
+    if (!state.me || state.company?.id !== company) return;
+    state.openNotices = open.length >= 200 ? '200+' : open.length;
+    // In place: a keyboard user's focus in the menu stays where it is.
+    const entry = SCREENS.find((s) => s.id === 'notices');
+    document.querySelector('#nav a[href="/admin/notices"]')?.replaceChildren(...navLabel(entry));
+  } catch {
+    // The count waits for the next try; a lost session is handled by the client.
+  }
+}
+setInterval(refreshNotices, NOTICES_EVERY_MS);
 
 function navigate(path, { replace = false } = {}) {
   if (replace) history.replaceState(null, '', path);
@@ -185,6 +216,7 @@ async function route({ focus = true } = {}) {
   const parsed = parseRoute(location.pathname);
   const nav = navFor(state.me.role, state.company, state.apiPaths);
   renderNav(nav, parsed);
+  refreshNotices();
   if (parsed.screen === null) {
     history.replaceState(null, '', homePath(nav) + location.search);
     return route({ focus });
@@ -224,6 +256,9 @@ function context(route) {
     apiPaths: state.apiPaths,
     navigate,
     refreshMe,
+    refreshNotices,
+    /** The screens this person may open (links to others are left out). */
+    screens: navFor(state.me.role, state.company, state.apiPaths).map((s) => s.id),
     onLeave: (fn) => state.leave.push(fn),
     /** Whether this screen is still the one shown (async work checks before drawing). */
     current: ((generation) => () => generation === state.generation)(state.generation),

@@ -9,8 +9,9 @@ const ADMINS = ['master_admin', 'company_admin'];
  * Every screen of the console, in navigation order. `scope: 'company'` screens act on the
  * active company; `calls: true` ones only appear when the company has voice calls
  * (spec 1: "when disabled, call features are hidden from the company dashboard").
- * Entries with `module: null` are screens other issues bring (tickets, webhooks, notices):
- * they appear once their module exists and the API documents `api` (GET /api/openapi.json).
+ * Entries with `module: null` are screens other issues bring (tickets): they appear once
+ * their module exists; screens with `api` also need the API to document that route
+ * (GET /api/openapi.json).
  */
 export const SCREENS = [
   { id: 'companies', label: 'Companies', roles: ['master_admin'], scope: 'platform', module: 'companies' },
@@ -21,8 +22,8 @@ export const SCREENS = [
   { id: 'knowledge', label: 'Knowledge base', roles: ADMINS, scope: 'company', module: 'knowledge' },
   { id: 'test-call', label: 'Test Call', roles: ADMINS, scope: 'company', calls: true, module: 'test-call' },
   { id: 'tickets', label: 'Tickets', roles: [...ADMINS, 'support_agent'], scope: 'company', module: null, api: '/api/company/tickets' },
-  { id: 'webhooks', label: 'Webhooks', roles: ADMINS, scope: 'company', module: null, api: '/api/company/webhooks' },
-  { id: 'notices', label: 'Notices', roles: ADMINS, scope: 'company', module: null, api: '/api/company/notices' },
+  { id: 'webhooks', label: 'Webhooks', roles: ADMINS, scope: 'company', module: 'webhooks', api: '/api/company/webhooks' },
+  { id: 'notices', label: 'Notices', roles: ADMINS, scope: 'company', module: 'notices', api: '/api/company/notices' },
 ];
 
 /**
@@ -65,7 +66,7 @@ export function parseRoute(pathname) {
     if (tab !== undefined && !CHATBOT_TABS.includes(tab)) return { screen: 'not-found' };
     return { screen, id, tab: tab ?? 'general' };
   }
-  if (screen === 'calls' && id && tab === undefined) return { screen, id };
+  if ((screen === 'calls' || screen === 'webhooks') && id && tab === undefined) return { screen, id };
   if (id !== undefined) return { screen: 'not-found' };
   return { screen };
 }
@@ -270,3 +271,77 @@ export function contentTypeFor(fileName) {
 export function titleFromFile(fileName) {
   return fileName.replace(/\.[^.]+$/, '').trim() || fileName;
 }
+
+/**
+ * The event types a webhook endpoint can subscribe to (docs/webhooks.md, "Events"), with
+ * when each is sent.
+ */
+export const WEBHOOK_EVENTS = [
+  ['call.started', 'a call becomes active'],
+  ['call.ended', 'a call ends and completed, with its transcript'],
+  ['call.failed', 'a call ends and failed, with the error'],
+  ['call.escalated', 'a call is handed to a human agent'],
+  ['ticket.created', 'a support ticket is created'],
+  ['integration.failed', 'an integration account or the voice provider keeps failing'],
+];
+
+/**
+ * What a webhook endpoint's state looks like: `{label, tone, detail}`. Disabled endpoints
+ * (by an admin, or after failing for their whole retry window) carry the API's reason;
+ * enabled ones whose deliveries fail (`failingSince`) are Failing.
+ */
+export function webhookStatus(endpoint) {
+  if (!endpoint.enabled) return { label: 'Disabled', tone: 'bad', detail: endpoint.disabledReason ?? '' };
+  if (endpoint.failingSince) return { label: 'Failing', tone: 'warn', detail: '' };
+  return { label: 'Active', tone: 'ok', detail: '' };
+}
+
+/** A delivery's status as a badge: `{label, tone}`. */
+export function deliveryStatus(delivery) {
+  switch (delivery.status) {
+    case 'delivered':
+      return { label: 'Delivered', tone: 'ok' };
+    case 'failed':
+      return { label: 'Failed', tone: 'bad' };
+    default:
+      return { label: delivery.attempts ? 'Retrying' : 'Pending', tone: delivery.attempts ? 'warn' : 'info' };
+  }
+}
+
+/** The receiver's answer to a delivery's last attempt, in a few words. */
+export function deliveryResponse(delivery) {
+  if (!delivery.attempts) return 'not sent yet';
+  if (delivery.lastStatusCode !== null && delivery.lastStatusCode !== undefined) return `HTTP ${delivery.lastStatusCode}`;
+  return 'no answer';
+}
+
+/** A webhook's fields an API error names (`events.2`) → the form row that shows it (`events`). */
+export function webhookField(field) {
+  return field && /^events\.\d+$/.test(field) ? 'events' : field;
+}
+
+const NOTICE_KINDS = {
+  integration_failed: 'Integration account failing',
+  provider_failures: 'Voice provider failures',
+  webhook_disabled: 'Webhook endpoint disabled',
+};
+const SEVERITY_TONES = { critical: 'bad', warning: 'warn', info: 'info' };
+const NOTICE_STATUS_TONES = { open: 'bad', resolved: 'ok', dismissed: '' };
+
+/**
+ * How a notice reads: its title, severity and status badges (`{text, tone}`), and where
+ * to go about it (`{href, text}`, null when nothing to open). `screens` are the ids of the
+ * screens the person may open (a company without calls has no Integration accounts).
+ */
+export function noticeView(notice, screens = []) {
+  const title = NOTICE_KINDS[notice.kind] ?? notice.kind.replaceAll('_', ' ');
+  const severity = { text: capitalize(notice.severity), tone: SEVERITY_TONES[notice.severity] ?? '' };
+  const status = { text: capitalize(notice.status), tone: NOTICE_STATUS_TONES[notice.status] ?? '' };
+  let action = null;
+  if (notice.kind === 'integration_failed' && screens.includes('integrations')) action = { href: '/admin/integrations', text: 'Open Integration accounts' };
+  else if (notice.kind === 'webhook_disabled' && screens.includes('webhooks')) action = { href: `/admin/webhooks/${encodeURIComponent(notice.subject)}`, text: 'Open its delivery log' };
+  else if (notice.kind === 'provider_failures' && screens.includes('calls')) action = { href: '/admin/calls?status=failed', text: 'See the failed calls' };
+  return { title, severity, status, action };
+}
+
+const capitalize = (text) => (text ? text.charAt(0).toUpperCase() + text.slice(1) : '');

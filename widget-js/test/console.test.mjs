@@ -3,14 +3,20 @@
 // switches calls on for a new company and adds a call model; that company's admin adds
 // a Twilio number (wrong token, then the right one), configures Call Options (an
 // out-of-range value shows the API's error), previews a voice, changes the widget colour
-// in the live preview, fills the knowledge base, places a test call and finds it in Calls;
-// a support agent sees no configuration; the layout holds at tablet width.
+// in the live preview, fills the knowledge base, registers webhook endpoints (the signing
+// secret shown once), places a test call and finds it in Calls, reads the test call's
+// deliveries in the webhook log and redelivers one, sees a failing endpoint disabled with
+// its reason and its notice counted in the menu, dismisses the notice and enables the
+// endpoint again; a support agent sees no configuration; the layout holds at tablet width.
 // UPDATE_DOCS_SCREENSHOT=1 copies the screenshots to docs/images/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import { createHmac } from 'node:crypto';
 import { startStack, launchBrowser, newPage, waitForState, eventually, screenshot, REPO } from './harness.mjs';
 
 const TWILIO = { sid: 'AC0123456789abcdef0123456789abcdef', token: 'fedcba9876543210fedcba9876543210', number: '+15551234567' };
@@ -25,11 +31,40 @@ let browser;
 let page;
 let acme;
 let model;
+/** A company's systems receiving webhooks: `/hooks/crm` takes them, `/hooks/down` answers 503 while `down`. */
+let receiver;
+/** The CRM endpoint's signing secret, as the console showed it once. */
+let crmSecret;
+
+/** A local receiver of webhook deliveries that records each one. */
+async function startReceiver() {
+  const got = [];
+  const state = { got, down: true };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      got.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      if (req.url === '/hooks/down' && state.down) res.writeHead(503).end('upstream busy');
+      else res.writeHead(200).end('ok');
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  state.url = `http://127.0.0.1:${server.address().port}`;
+  state.close = () => new Promise((r) => server.close(r));
+  state.events = (path, type) => got.filter((r) => r.path === path && r.headers['x-gateway-event'] === type);
+  return state;
+}
 
 before(async () => {
+  receiver = await startReceiver();
   stack = await startStack({
     name: 'console',
     mockArgs: ['--twilio-account', `${TWILIO.sid}:${TWILIO.token}:${TWILIO.number}`, '--graph-number', `${WHATSAPP.phoneNumberId}:${WHATSAPP.token}`],
+    // Webhooks to the local receiver, retried quickly and given up after 3 s, so a
+    // failing endpoint is disabled within the test.
+    env: { GATEWAY_WEBHOOKS_ALLOW_PRIVATE: 'true', GATEWAY_WEBHOOKS_POLL_MS: '100', GATEWAY_WEBHOOKS_BACKOFF_MS: '200', GATEWAY_WEBHOOKS_RETRY_WINDOW_SECONDS: '3' },
   });
   browser = await launchBrowser();
 });
@@ -37,6 +72,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await stack?.stop();
+  await receiver?.close();
 });
 
 async function signIn(p, who, { path = '/admin' } = {}) {
@@ -154,7 +190,7 @@ test('a company admin sees only their company, and neither Companies nor AI mode
   await signIn(page, companyAdmin);
   await heading(page, 'Chatbots');
   const links = await navLinks(page);
-  assert.deepEqual(links, ['Chatbots', 'Integration accounts', 'Calls', 'Knowledge base', 'Test Call']);
+  assert.deepEqual(links, ['Chatbots', 'Integration accounts', 'Calls', 'Knowledge base', 'Test Call', 'Webhooks', 'Notices']);
   await page.getByText(`Company: ${COMPANY}`).waitFor();
   assert.equal(await page.locator('#company-picker').count(), 0, 'one company: no picker');
   assert.equal(await page.getByText('Demo Company').count(), 0);
@@ -359,6 +395,69 @@ test('the Widget tab previews the real widget with unsaved changes', async () =>
   await page.setViewportSize({ width: 1100, height: 820 });
 });
 
+test('a company admin adds webhook endpoints: the API refuses bad input beside its control, the signing secret shows once', async () => {
+  const companyApi = (path) => stack.api(path, { headers: { 'X-Company-Id': acme.id } });
+  await nav(page).getByRole('link', { name: 'Webhooks' }).click();
+  await heading(page, 'Webhooks');
+  await page.getByText('No webhook endpoints yet.').waitFor();
+  await page.getByRole('button', { name: '+ Add endpoint' }).click();
+  const form = dialog(page);
+  await form.getByLabel('URL').fill('ftp://crm.example.com/hooks');
+  await form.getByLabel('call.ended').check();
+  await form.getByRole('button', { name: 'Add endpoint' }).click();
+  await form.getByText('Must be an http or https URL (invalid_value)').waitFor();
+  assert.equal(await form.getByLabel('URL').getAttribute('aria-invalid'), 'true');
+  await form.getByLabel('URL').fill(`${receiver.url}/hooks/crm`);
+  await form.getByLabel('call.ended').uncheck();
+  await form.getByRole('button', { name: 'Add endpoint' }).click();
+  await form.locator('[data-field="events"]').getByText('Must list at least one event type (invalid_value)').waitFor();
+  assert.equal(await form.getByLabel('URL').getAttribute('aria-invalid'), null, 'the URL is fine now');
+  assert.deepEqual(await companyApi('/api/company/webhooks'), [], 'refused twice, nothing registered');
+  await form.getByLabel('Description (optional)').fill('CRM');
+  await form.getByLabel('call.started').check();
+  await form.getByLabel('call.ended').check();
+  await form.getByRole('button', { name: 'Add endpoint' }).click();
+
+  // The secret in full, this once, with Copy and the warning.
+  const created = dialog(page);
+  await created.getByRole('heading', { name: '✅ Webhook endpoint created' }).waitFor();
+  await created.getByText('Copy the signing secret now: you will not see it again.').waitFor();
+  crmSecret = await created.locator('#new-webhook-secret').textContent();
+  assert.match(crmSecret, /^whsec_[A-Za-z0-9_-]{43}$/);
+  await created.getByRole('button', { name: 'Copy secret' }).click();
+  await created.getByRole('button', { name: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), crmSecret);
+  await created.getByRole('button', { name: 'Done' }).click();
+  const [crm] = await companyApi('/api/company/webhooks');
+  assert.equal(crm.url, `${receiver.url}/hooks/crm`);
+  assert.deepEqual(crm.events, ['call.started', 'call.ended']);
+  const card = page.locator(`[data-webhook="${crm.id}"]`);
+  await card.getByText('Active', { exact: true }).waitFor();
+  await card.getByText(crm.secret, { exact: true }).waitFor();
+  assert.match(crm.secret, /^whsec_•+/, 'masked from now on');
+  assert.equal(await page.getByText(crmSecret).count(), 0, 'the full secret is gone from the page');
+
+  // A second endpoint whose receiver is down: it will fail its deliveries.
+  await page.getByRole('button', { name: '+ Add endpoint' }).click();
+  await dialog(page).getByLabel('URL').fill(`${receiver.url}/hooks/down`);
+  await dialog(page).getByLabel('Description (optional)').fill('Backup');
+  await dialog(page).getByLabel('call.started').check();
+  await dialog(page).getByRole('button', { name: 'Add endpoint' }).click();
+  await dialog(page).getByRole('heading', { name: '✅ Webhook endpoint created' }).waitFor();
+  await dialog(page).getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('heading', { name: 'Backup' }).waitFor();
+
+  // Edit: the events change, the secret stays.
+  await page.getByRole('button', { name: 'Edit CRM' }).click();
+  assert.equal(await dialog(page).getByLabel('call.started').isChecked(), true);
+  await dialog(page).getByLabel('call.failed').check();
+  await dialog(page).getByRole('button', { name: 'Save changes' }).click();
+  await page.getByText('CRM saved.').waitFor();
+  await card.getByText('call.failed', { exact: true }).waitFor();
+  assert.deepEqual((await companyApi(`/api/company/webhooks/${crm.id}`)).events, ['call.started', 'call.ended', 'call.failed']);
+  assert.deepEqual(await unlabelled(page), []);
+});
+
 test('a test call placed from the console is found in Calls with its timeline and transcript', async () => {
   await nav(page).getByRole('link', { name: 'Test Call' }).click();
   await heading(page, 'Test Your Chatbot');
@@ -421,8 +520,123 @@ test('a test call placed from the console is found in Calls with its timeline an
   assert.deepEqual(await unlabelled(page), []);
   // The company admin's page saw only the refusals the tests provoked (the bad Account
   // SID, the out-of-range silence timeout).
-  const provoked = [/status of 422 .*\/api\/company\/integration-accounts\)$/, /status of 422 .*\/call-settings\)$/];
+  const provoked = [/status of 422 .*\/api\/company\/integration-accounts\)$/, /status of 422 .*\/call-settings\)$/, /status of 422 .*\/api\/company\/webhooks\)$/];
   assert.deepEqual(problems(page, provoked), []);
+});
+
+/** True when `header` (`t=…,v1=…`) signs `body` with `secret` as docs/webhooks.md says. */
+function signedWith(secret, header, body) {
+  const fields = Object.fromEntries(header.split(',').map((part) => part.split('=', 2)));
+  return createHmac('sha256', secret).update(`${fields.t}.${body}`).digest('hex') === fields.v1;
+}
+
+test("the test call's events are in the delivery log; Redeliver sends one again", async () => {
+  const crm = (await stack.api('/api/company/webhooks', { headers: { 'X-Company-Id': acme.id } })).find((w) => w.description === 'CRM');
+  await eventually(() => receiver.events('/hooks/crm', 'call.ended').length === 1, { message: 'call.ended at the CRM' });
+  const [ended] = receiver.events('/hooks/crm', 'call.ended');
+  assert.ok(signedWith(crmSecret, ended.headers['x-gateway-signature'], ended.body), 'signed with the secret the console showed');
+  assert.equal(JSON.parse(ended.body).data.isTest, true);
+
+  await nav(page).getByRole('link', { name: 'Webhooks' }).click();
+  await page.getByRole('link', { name: 'Delivery log of CRM' }).click();
+  await heading(page, 'Delivery log of CRM');
+  assert.match(page.url(), new RegExp(`/admin/webhooks/${crm.id}$`));
+  const row = (type) => page.getByRole('row').filter({ has: page.locator('code', { hasText: type }) });
+  await eventually(async () => {
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    const delivered = (type) => row(type).getByText('Delivered', { exact: true }).count();
+    return (await delivered('call.started')) === 1 && (await delivered('call.ended')) === 1;
+  }, { message: 'both events delivered in the log' });
+  const cells = async (type) => (await row(type).locator('td').allInnerTexts()).slice(2, 5);
+  assert.deepEqual(await cells('call.ended'), ['Delivered', '1', 'HTTP 200']);
+  await row('call.ended').getByText(ended.headers['x-gateway-event-id']).waitFor();
+
+  await row('call.ended').getByRole('button', { name: /^Redeliver call\.ended of / }).click();
+  await page.getByText('Redelivery of call.ended queued.').waitFor();
+  await eventually(() => receiver.events('/hooks/crm', 'call.ended').length === 2, { message: 'the redelivery at the CRM' });
+  const again = receiver.events('/hooks/crm', 'call.ended')[1];
+  assert.equal(again.headers['x-gateway-event-id'], ended.headers['x-gateway-event-id'], 'the same event, to deduplicate');
+  await eventually(async () => {
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    return (await cells('call.ended'))[1] === '2';
+  }, { message: 'the second attempt in the log' });
+  const attempts = row('call.ended').locator('summary');
+  assert.equal(await attempts.getAttribute('aria-label'), '2 attempts: show them');
+  await attempts.click();
+  assert.equal(await row('call.ended').locator('ol.attempts li').count(), 2);
+  await row('call.ended').getByText(/HTTP 200, \d+ ms/).first().waitFor();
+  await page.getByLabel('Status').selectOption('failed');
+  await page.getByText('No deliveries with this status.').waitFor();
+  assert.match(page.url(), /\?status=failed$/);
+  await page.getByLabel('Status').selectOption('');
+  await row('call.ended').waitFor();
+  await shoot(page, 'console-webhook-deliveries');
+  assert.deepEqual(await unlabelled(page), []);
+});
+
+test('a failing endpoint is disabled with its reason, its notice is counted in the menu and dismissed, and the endpoint enabled again', async () => {
+  const companyApi = (path) => stack.api(path, { headers: { 'X-Company-Id': acme.id } });
+  const backup = (await companyApi('/api/company/webhooks')).find((w) => w.description === 'Backup');
+  // Given up after its 3 s window: the endpoint is disabled and a notice opens.
+  await eventually(async () => !(await companyApi(`/api/company/webhooks/${backup.id}`)).enabled, { message: 'the failing endpoint disabled' });
+  assert.ok(receiver.events('/hooks/down', 'call.started').length >= 2, 'retried before giving up');
+  await nav(page).getByRole('link', { name: 'Webhooks' }).click();
+  const card = page.locator(`[data-webhook="${backup.id}"]`);
+  await card.getByText('Disabled', { exact: true }).first().waitFor();
+  const { disabledReason } = await companyApi(`/api/company/webhooks/${backup.id}`);
+  assert.match(disabledReason, /503/);
+  await card.getByText(disabledReason, { exact: false }).waitFor();
+  await shoot(page, 'console-webhooks');
+
+  // The menu counts the open notice.
+  const notices = nav(page).getByRole('link', { name: 'Notices (1 open)' });
+  await notices.waitFor();
+  await notices.click();
+  await heading(page, 'Notices');
+  const notice = page.locator('[data-notice]');
+  await notice.getByRole('heading', { name: 'Webhook endpoint disabled' }).waitFor();
+  assert.deepEqual(await notice.locator('.badge').allTextContents(), ['Warning', 'Open']);
+  const [open] = await companyApi('/api/company/notices?status=open');
+  await notice.getByText(open.message).waitFor();
+  await shoot(page, 'console-notices');
+  assert.deepEqual(await unlabelled(page), []);
+  await page.getByRole('button', { name: 'Dismiss: Webhook endpoint disabled' }).click();
+  await page.getByText('No open notices: nothing is failing.').waitFor();
+  await nav(page).getByRole('link', { name: 'Notices', exact: true }).waitFor();
+  assert.equal((await companyApi(`/api/company/notices?status=all`))[0].status, 'dismissed');
+  await page.getByLabel('Show').selectOption('all');
+  await notice.locator('.badge', { hasText: 'Dismissed' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^Dismiss/ }).count(), 0, 'nothing left to dismiss');
+
+  // Its delivery log: the given-up delivery; Redeliver is refused until it is enabled.
+  await notice.getByRole('link', { name: 'Open its delivery log' }).click();
+  await heading(page, 'Delivery log of Backup');
+  const row = page.getByRole('row').filter({ has: page.locator('code', { hasText: 'call.started' }) });
+  assert.deepEqual((await row.locator('td').allInnerTexts()).slice(2, 3), ['Failed']);
+  await row.getByText('HTTP 503', { exact: true }).waitFor();
+  await row.getByRole('button', { name: /^Redeliver call\.started/ }).click();
+  await page.getByRole('alert').getByText(/^The endpoint is disabled: enable it .*\(webhook_disabled\)$/).waitFor();
+  receiver.down = false;
+  await page.getByRole('button', { name: 'Enable Backup' }).click();
+  await page.getByText('Backup enabled: deliveries waiting for it go out in order.').waitFor();
+  await row.getByRole('button', { name: /^Redeliver call\.started/ }).click();
+  await eventually(async () => {
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    return (await row.getByText('Delivered', { exact: true }).count()) === 1;
+  }, { message: 'the redelivery delivered' });
+  assert.equal((await companyApi(`/api/company/webhooks/${backup.id}`)).enabled, true);
+  assert.equal((await companyApi('/api/company/notices?status=all'))[0].status, 'dismissed', 'a dismissed notice stays dismissed');
+
+  // Delete after a confirmation.
+  await nav(page).getByRole('link', { name: 'Webhooks' }).click();
+  await page.getByRole('button', { name: 'Delete Backup' }).click();
+  await dialog(page).getByRole('button', { name: 'Cancel' }).click();
+  await page.getByRole('button', { name: 'Delete Backup' }).click();
+  await dialog(page).getByRole('button', { name: 'Delete' }).click();
+  await page.getByText('Backup deleted.').waitFor();
+  assert.deepEqual((await companyApi('/api/company/webhooks')).map((w) => w.description), ['CRM']);
+  const provoked = [/status of 409 .*\/redeliver\)$/];
+  assert.deepEqual(problems(page, [...provoked, /status of 422 .*\/api\/company\/(integration-accounts|webhooks)\)$/, /status of 422 .*\/call-settings\)$/]), []);
 });
 
 test('the console works at tablet width and from the keyboard', async () => {
@@ -463,6 +677,8 @@ test('a support agent sees neither Companies nor AI models, nor any configuratio
     ['/admin/companies', 'Companies is not available to a support agent.'],
     ['/admin/ai-models', 'AI models is not available to a support agent.'],
     ['/admin/integrations', 'Integration accounts is not available to a support agent.'],
+    ['/admin/webhooks', 'Webhooks is not available to a support agent.'],
+    ['/admin/notices', 'Notices is not available to a support agent.'],
   ]) {
     await p.goto(`${stack.url}${path}`);
     await p.getByText(text).waitFor();
