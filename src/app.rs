@@ -137,6 +137,22 @@ impl App {
         });
         let signaling = signaling::PeerFactory::new(signaling_config(&config)).context("setting up WebRTC")?;
         let shutdown = CancellationToken::new();
+        let sealer = Arc::new(sealer);
+        let recordings = Arc::new(
+            crate::recording::Recordings::new(
+                store.clone(),
+                crate::recording::RecordingStorage::from_config(&recording_storage_config(&config))
+                    .context("setting up recordings storage")?,
+                crate::recording::LinkSigner::new(sealer.clone()),
+                config.public_base().into(),
+                config.store.data_dir.join("recordings-spool"),
+                shutdown.clone(),
+            )
+            .context("setting up recordings")?,
+        );
+        tracing::debug!(storage = %recordings.storage().describe(), "call recordings storage");
+        recordings.spawn_recovery();
+        recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
         let knowledge: Arc<dyn crate::knowledge::KnowledgeSearch> =
             Arc::new(crate::knowledge::DatabaseSearch::new(store.clone()));
         let calls = Arc::new(CallManager::new(
@@ -146,6 +162,7 @@ impl App {
                 signaling,
                 providers: providers.clone(),
                 connect_limit: Duration::from_secs(config.call_connect_limit_seconds),
+                recordings: recordings.clone(),
             },
             shutdown.clone(),
         ));
@@ -181,22 +198,6 @@ impl App {
                 }
             }
         });
-        let sealer = Arc::new(sealer);
-        let recordings = Arc::new(
-            crate::recording::Recordings::new(
-                store.clone(),
-                crate::recording::RecordingStorage::from_config(&recording_storage_config(&config))
-                    .context("setting up recordings storage")?,
-                crate::recording::LinkSigner::new(sealer.clone()),
-                config.public_base().into(),
-                config.store.data_dir.join("recordings-spool"),
-                shutdown.clone(),
-            )
-            .context("setting up recordings")?,
-        );
-        tracing::debug!(storage = %recordings.storage().describe(), "call recordings storage");
-        recordings.spawn_recovery();
-        recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
         crate::metrics::handle();
         let events =
             crate::events::Background::start(store.clone(), sealer.clone(), &config.webhooks, shutdown.clone())

@@ -20,6 +20,7 @@ pub mod messages;
 pub mod playout;
 pub mod policy;
 pub mod recorder;
+pub mod recording;
 pub mod session;
 pub mod setup;
 pub mod transcript;

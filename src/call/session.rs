@@ -29,6 +29,7 @@ use super::messages::{Control, ServerMessage, Who, WidgetState};
 use super::playout::Playout;
 use super::policy::{CallPolicies, PolicyAction, PolicyConfig};
 use super::recorder::{Record, Recorder};
+use super::recording::CallRecording;
 use super::transcript::{FinalLine, Heard, Transcript};
 use crate::domain::{CallSource, EndReason, TranscriptRole};
 use crate::ids::{CallId, ChatbotId, CompanyId};
@@ -37,6 +38,7 @@ use crate::providers::{
     Capabilities, InputFrame, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, ProviderSettings,
     SessionSpec,
 };
+use crate::recording::Recordings;
 use crate::store::{AiModel, Store};
 use crate::time::{UnixMs, now_ms};
 
@@ -79,6 +81,10 @@ pub struct CallSetup {
     pub spec: SessionSpec,
     /// Spoken when the call becomes active (empty: none).
     pub greeting: String,
+    /// Record the call (the chatbot's `callRecording`).
+    pub record: bool,
+    /// Spoken before the greeting when the call is recorded (None: not spoken).
+    pub recording_notice: Option<String>,
 }
 
 /// Shared services a session uses.
@@ -93,6 +99,8 @@ pub struct SessionDeps {
     /// beyond it, a caller who never sent an offer, or a provider that never answered,
     /// does not hold a session open.
     pub connect_limit: Duration,
+    /// Where recorded calls' frames go.
+    pub recordings: Arc<Recordings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +178,10 @@ struct CallSession {
     agent_audible: bool,
     /// When agent audio arrived to an idle playout (for the outbound latency metric).
     outbound_pending: Option<Instant>,
+    /// The call's recording, from its answer on, when the chatbot records calls.
+    recording: Option<CallRecording>,
+    /// No agent audio has reached the caller since the answer yet (for its metric).
+    awaiting_first_audio: bool,
 }
 
 /// Runs a call to its end. `caller` is the caller's leg; `client` the client watching the
@@ -220,6 +232,8 @@ pub async fn run(
             caller_talking: false,
             agent_audible: false,
             outbound_pending: None,
+            recording: None,
+            awaiting_first_audio: false,
         };
         tracing::info!(model = %session.setup.model.model_id, source = %session.setup.source, "call connecting");
         session.send(ServerMessage::State {
@@ -367,10 +381,13 @@ impl CallSession {
 
     /// Runs the caller's frames through the local VAD and on to the provider.
     async fn forward_caller_audio(&mut self, now: Instant) {
-        let Self { caller, vad, vad_events, provider, muted, phase, closing, .. } = self;
+        let Self { caller, vad, vad_events, provider, muted, phase, closing, recording, .. } = self;
         let forward = *phase == Phase::Active && !*muted && closing.is_none();
         let commands = provider.as_ref().map(|p| &p.commands);
         caller.take_caller_audio(now, |frame| {
+            if let Some(recording) = recording.as_mut() {
+                recording.caller(&frame);
+            }
             let event = vad.process_level(frame.dbfs());
             if let Some(event) = event
                 && vad_events.len() < VAD_EVENTS
@@ -402,6 +419,10 @@ impl CallSession {
                 self.policies.handle_caller_speaking(true, at);
                 if self.closing.is_none() {
                     let action = self.barge_in.handle_local_speech(self.agent_audible, at);
+                    if self.agent_audible && matches!(action, BargeInAction::Pause | BargeInAction::Interrupt) {
+                        // The next frame the caller gets is silence: the agent stopped.
+                        crate::metrics::barge_in_stopped(Instant::now().saturating_duration_since(at));
+                    }
                     self.apply_barge_in(action).await;
                 }
             }
@@ -444,14 +465,25 @@ impl CallSession {
         }
         self.phase = Phase::Active;
         let answered_at = now_ms();
-        self.answered = Some((Instant::now(), answered_at));
-        self.recorder.record(Record::Active { answered_at }).await;
-        self.policies.handle_active(Instant::now());
-        tracing::info!("call active");
-        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None });
-        if !self.setup.greeting.trim().is_empty() {
-            self.command(ProviderCommand::Say { text: self.setup.greeting.clone() });
+        let answered = Instant::now();
+        self.answered = Some((answered, answered_at));
+        self.awaiting_first_audio = true;
+        if self.setup.record {
+            let tap = self.deps.recordings.start(self.setup.call_id, self.setup.company_id, answered_at);
+            self.recording = Some(CallRecording::new(tap, answered, self.setup.spec.input, self.setup.spec.output));
         }
+        self.recorder.record(Record::Active { answered_at }).await;
+        self.policies.handle_active(answered);
+        tracing::info!(recorded = self.setup.record, "call active");
+        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None });
+        if let Some(text) = opening_words(self.recording_notice(), &self.setup.greeting) {
+            self.command(ProviderCommand::Say { text });
+        }
+    }
+
+    /// The recording notice, when this call is being recorded.
+    fn recording_notice(&self) -> Option<&str> {
+        self.recording.as_ref().and(self.setup.recording_notice.as_deref())
     }
 
     fn command(&mut self, command: ProviderCommand) {
@@ -744,6 +776,17 @@ impl CallSession {
             return;
         };
         crate::metrics::frame_sent(late);
+        if !silent {
+            if let Some(recording) = &mut self.recording {
+                recording.other(self.playout.frame(), now);
+            }
+            if self.awaiting_first_audio {
+                self.awaiting_first_audio = false;
+                if let Some((answered, _)) = self.answered {
+                    crate::metrics::first_agent_audio(now.saturating_duration_since(answered));
+                }
+            }
+        }
         if let PacedFrame::Audio { item, samples } = &paced {
             if let Some(received) = self.outbound_pending.take() {
                 crate::metrics::outbound_latency(received.elapsed());
@@ -905,6 +948,9 @@ impl CallSession {
         }
         let ended_at = now_ms();
         let duration_ms = self.answered.map_or(0, |(_, at)| ended_at - at);
+        if let Some(recording) = self.recording.take() {
+            recording.finish(Instant::now());
+        }
         let CallSession { recorder, client, mut caller, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
         recorder.finish().await;
@@ -924,5 +970,35 @@ impl CallSession {
         // phone line the gateway ends the call through the carrier when it ends it).
         let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
         caller.close(reason, by_gateway).await;
+    }
+}
+
+/// What the agent says first when the call is answered: the recording notice, then the
+/// greeting, as one utterance (None when there is neither).
+fn opening_words(notice: Option<&str>, greeting: &str) -> Option<String> {
+    match (notice.map(str::trim).filter(|n| !n.is_empty()), greeting.trim()) {
+        (None, "") => None,
+        (None, greeting) => Some(greeting.to_owned()),
+        (Some(notice), "") => Some(notice.to_owned()),
+        (Some(notice), greeting) => Some(format!("{notice} {greeting}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::opening_words;
+
+    #[test]
+    fn the_recording_notice_comes_before_the_greeting_in_one_utterance() {
+        assert_eq!(
+            opening_words(Some("This call may be recorded."), "Hi, how can I help?").as_deref(),
+            Some("This call may be recorded. Hi, how can I help?")
+        );
+        assert_eq!(
+            opening_words(Some("This call may be recorded."), " ").as_deref(),
+            Some("This call may be recorded.")
+        );
+        assert_eq!(opening_words(None, "Hi!").as_deref(), Some("Hi!"));
+        assert_eq!(opening_words(None, "  "), None);
     }
 }

@@ -67,5 +67,7 @@ pub fn call_setup(call: &Call, chatbot: &Chatbot, model: AiModel) -> CallSetup {
         model,
         spec,
         greeting: settings.greeting_message.clone(),
+        record: settings.call_recording,
+        recording_notice: settings.recording_notice().map(str::to_owned),
     }
 }
