@@ -153,6 +153,15 @@ async fn a_recorded_browser_call_has_the_caller_left_and_the_agent_right_on_the_
     let said = clock.wall(caller.speech_started()[0]) - row.answered_at.unwrap();
     check(&app, id, &recording, said).await;
     notice_spoken_first(&mock);
+
+    // The session timed its first agent audio (the recording is on or off alike).
+    let page = app.get("/metrics", "", None).await;
+    let count = page
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_first_agent_audio_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(count.is_some_and(|c| c >= 1.0), "time to first agent audio recorded: {count:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
