@@ -95,6 +95,8 @@ pub struct Escalation {
 /// An escalation to offer. Its conversation is the call's.
 #[derive(Debug, Clone)]
 pub struct NewEscalation {
+    /// Chosen by the caller, so it can wait for the acceptance before the offer exists.
+    pub id: EscalationId,
     pub company_id: CompanyId,
     pub call_id: CallId,
     pub reason: String,
@@ -195,7 +197,7 @@ impl Store {
     /// Offers a call to the company's agents: a `pending` escalation of the call's
     /// conversation, which becomes `waiting_human`. None if the company has no such call.
     pub async fn open_escalation(&self, new: NewEscalation, now: UnixMs) -> StoreResult<Option<Escalation>> {
-        let id = EscalationId::new();
+        let id = new.id;
         let transcript =
             serde_json::to_string(&new.transcript).map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin_write().await?;
@@ -531,6 +533,7 @@ mod tests {
 
     fn offer(f: &Fixture, expires_at: UnixMs) -> NewEscalation {
         NewEscalation {
+            id: EscalationId::new(),
             company_id: f.company,
             call_id: f.call.id,
             reason: "wants a refund".into(),

@@ -258,6 +258,17 @@ impl Store {
         Ok(())
     }
 
+    /// Sends a Postgres notification (`pg_notify`) on `channel`: the cross-node bus of
+    /// `escalation::bus`. Payloads must stay under Postgres' 8000-byte limit. SQLite has
+    /// no notifications (single-node deployments use an in-process bus): an error there.
+    pub async fn notify(&self, channel: &str, payload: &str) -> StoreResult<()> {
+        if self.backend != Backend::Postgres {
+            return Err(StoreError::Database(sqlx::Error::Configuration("notifications need Postgres".into())));
+        }
+        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to return.
     pub async fn close(&self) {
         self.pool.close().await;
