@@ -2,6 +2,7 @@
 //! the one agent who accepts, and the ticket taken when nobody does.
 //!
 //! - [`bus`]: the [`AgentBus`] trait and its engines (Postgres `LISTEN/NOTIFY`, in-process)
+//! - [`console`]: what one agent console socket is told (pure), and its wire messages
 //! - [`Escalations`] (this file, in `AppState`): the seam between the call session, the
 //!   agent API and the database
 //!
@@ -43,6 +44,7 @@
 //! the socket), so "is anyone available" is one query for the whole cluster.
 
 pub mod bus;
+pub mod console;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
