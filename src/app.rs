@@ -51,6 +51,8 @@ pub struct AppState {
     pub voice_previews: Arc<crate::voice_previews::VoicePreviews>,
     /// Call recordings: taps for sessions, links, deletion, retention.
     pub recordings: Arc<crate::recording::Recordings>,
+    /// Escalations to human agents: offers, accepts, join tokens, tickets (and the agent bus).
+    pub escalations: Arc<crate::escalation::Escalations>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -202,7 +204,9 @@ impl App {
         let events =
             crate::events::Background::start(store.clone(), sealer.clone(), &config.webhooks, shutdown.clone())
                 .context("starting the webhook worker")?;
+        let escalations = start_escalations(&config, &store, &node_id, &shutdown).await?;
         let state = AppState {
+            escalations,
             store,
             sealer,
             public_base: config.public_base().into(),
@@ -283,6 +287,29 @@ impl App {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// The escalation service on the agent bus of the database: Postgres `LISTEN/NOTIFY`
+/// when nodes share Postgres, an in-process bus on SQLite (one node). Agent presence rows
+/// this node left at its last run are gone with its sockets.
+async fn start_escalations(
+    config: &ServeArgs,
+    store: &Store,
+    node_id: &Arc<str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<crate::escalation::Escalations>> {
+    use crate::escalation::{AgentBus, Escalations, InProcessBus, PgBus};
+    let cleared = store.clear_node_presence(node_id).await?;
+    if cleared > 0 {
+        tracing::info!(consoles = cleared, "forgot the agent consoles of this node's last run");
+    }
+    let bus: Arc<dyn AgentBus> = match store.backend() {
+        crate::store::Backend::Postgres => PgBus::start(&config.store.database_url(), store.clone(), shutdown.clone())
+            .await
+            .context("listening for agent events (Postgres LISTEN)")?,
+        crate::store::Backend::Sqlite => Arc::new(InProcessBus::new()),
+    };
+    Ok(Escalations::start(store.clone(), bus, node_id.clone(), config.public_base().into(), shutdown.clone()))
 }
 
 /// Recordings storage settings from the configuration.
