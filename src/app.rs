@@ -155,6 +155,7 @@ impl App {
         tracing::debug!(storage = %recordings.storage().describe(), "call recordings storage");
         recordings.spawn_recovery();
         recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
+        let escalations = start_escalations(&config, &store, &node_id, &shutdown).await?;
         let knowledge: Arc<dyn crate::knowledge::KnowledgeSearch> =
             Arc::new(crate::knowledge::DatabaseSearch::new(store.clone()));
         let calls = Arc::new(CallManager::new(
@@ -165,6 +166,7 @@ impl App {
                 providers: providers.clone(),
                 connect_limit: Duration::from_secs(config.call_connect_limit_seconds),
                 recordings: recordings.clone(),
+                escalations: escalations.clone(),
             },
             shutdown.clone(),
         ));
@@ -204,7 +206,6 @@ impl App {
         let events =
             crate::events::Background::start(store.clone(), sealer.clone(), &config.webhooks, shutdown.clone())
                 .context("starting the webhook worker")?;
-        let escalations = start_escalations(&config, &store, &node_id, &shutdown).await?;
         let state = AppState {
             escalations,
             store,

@@ -14,6 +14,7 @@
 pub mod admission;
 pub mod barge_in;
 pub mod client;
+pub mod handover;
 pub mod heard;
 pub mod legs;
 pub mod messages;
