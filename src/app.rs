@@ -51,6 +51,8 @@ pub struct AppState {
     pub voice_previews: Arc<crate::voice_previews::VoicePreviews>,
     /// Call recordings: taps for sessions, links, deletion, retention.
     pub recordings: Arc<crate::recording::Recordings>,
+    /// Escalations to human agents: offers, accepts, join tokens, tickets (and the agent bus).
+    pub escalations: Arc<crate::escalation::Escalations>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -137,6 +139,23 @@ impl App {
         });
         let signaling = signaling::PeerFactory::new(signaling_config(&config)).context("setting up WebRTC")?;
         let shutdown = CancellationToken::new();
+        let sealer = Arc::new(sealer);
+        let recordings = Arc::new(
+            crate::recording::Recordings::new(
+                store.clone(),
+                crate::recording::RecordingStorage::from_config(&recording_storage_config(&config))
+                    .context("setting up recordings storage")?,
+                crate::recording::LinkSigner::new(sealer.clone()),
+                config.public_base().into(),
+                config.store.data_dir.join("recordings-spool"),
+                shutdown.clone(),
+            )
+            .context("setting up recordings")?,
+        );
+        tracing::debug!(storage = %recordings.storage().describe(), "call recordings storage");
+        recordings.spawn_recovery();
+        recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
+        let escalations = start_escalations(&config, &store, &node_id, &shutdown).await?;
         let knowledge: Arc<dyn crate::knowledge::KnowledgeSearch> =
             Arc::new(crate::knowledge::DatabaseSearch::new(store.clone()));
         let calls = Arc::new(CallManager::new(
@@ -146,6 +165,8 @@ impl App {
                 signaling,
                 providers: providers.clone(),
                 connect_limit: Duration::from_secs(config.call_connect_limit_seconds),
+                recordings: recordings.clone(),
+                escalations: escalations.clone(),
             },
             shutdown.clone(),
         ));
@@ -181,27 +202,12 @@ impl App {
                 }
             }
         });
-        let sealer = Arc::new(sealer);
-        let recordings = Arc::new(
-            crate::recording::Recordings::new(
-                store.clone(),
-                crate::recording::RecordingStorage::from_config(&recording_storage_config(&config))
-                    .context("setting up recordings storage")?,
-                crate::recording::LinkSigner::new(sealer.clone()),
-                config.public_base().into(),
-                config.store.data_dir.join("recordings-spool"),
-                shutdown.clone(),
-            )
-            .context("setting up recordings")?,
-        );
-        tracing::debug!(storage = %recordings.storage().describe(), "call recordings storage");
-        recordings.spawn_recovery();
-        recordings.spawn_retention_sweep(Duration::from_secs(config.recording_sweep_seconds));
         crate::metrics::handle();
         let events =
             crate::events::Background::start(store.clone(), sealer.clone(), &config.webhooks, shutdown.clone())
                 .context("starting the webhook worker")?;
         let state = AppState {
+            escalations,
             store,
             sealer,
             public_base: config.public_base().into(),
@@ -282,6 +288,29 @@ impl App {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// The escalation service on the agent bus of the database: Postgres `LISTEN/NOTIFY`
+/// when nodes share Postgres, an in-process bus on SQLite (one node). Agent presence rows
+/// this node left at its last run are gone with its sockets.
+async fn start_escalations(
+    config: &ServeArgs,
+    store: &Store,
+    node_id: &Arc<str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<crate::escalation::Escalations>> {
+    use crate::escalation::{AgentBus, Escalations, InProcessBus, PgBus};
+    let cleared = store.clear_node_presence(node_id).await?;
+    if cleared > 0 {
+        tracing::info!(consoles = cleared, "forgot the agent consoles of this node's last run");
+    }
+    let bus: Arc<dyn AgentBus> = match store.backend() {
+        crate::store::Backend::Postgres => PgBus::start(&config.store.database_url(), store.clone(), shutdown.clone())
+            .await
+            .context("listening for agent events (Postgres LISTEN)")?,
+        crate::store::Backend::Sqlite => Arc::new(InProcessBus::new()),
+    };
+    Ok(Escalations::start(store.clone(), bus, node_id.clone(), config.public_base().into(), shutdown.clone()))
 }
 
 /// Recordings storage settings from the configuration.

@@ -237,6 +237,34 @@ impl FromRequestParts<AppState> for CompanyAdmin {
     }
 }
 
+/// Someone who handles the active company's callers (the agent API, the ticket inbox): a
+/// support agent or company admin of it, or a master admin acting on it. Every role may,
+/// so membership of the company is what is checked.
+#[derive(Debug, Clone)]
+pub struct CompanyStaff {
+    pub user: AuthUser,
+    pub company_id: CompanyId,
+}
+
+impl CompanyStaff {
+    /// Checks the company: `requested` (for a WebSocket, from the query string), or the
+    /// user's only one.
+    pub async fn check(user: AuthUser, requested: Option<CompanyId>, state: &AppState) -> Result<Self, ApiError> {
+        let company_id = company_for(requested, &user, state).await?;
+        Ok(Self { user, company_id })
+    }
+}
+
+impl FromRequestParts<AppState> for CompanyStaff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        let company_id = active_company(&parts.headers, &user, state).await?;
+        Ok(Self { user, company_id })
+    }
+}
+
 /// The company a request acts on, checked against the user's memberships.
 pub async fn active_company(headers: &HeaderMap, user: &AuthUser, state: &AppState) -> Result<CompanyId, ApiError> {
     let requested = match headers.get(COMPANY_HEADER) {

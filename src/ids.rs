@@ -133,6 +133,18 @@ id_type!(
     /// A notice to a company's admins.
     NoticeId
 );
+id_type!(
+    /// A hand-off of a call (or chat) to a human agent.
+    EscalationId
+);
+id_type!(
+    /// A message taken for the company when no agent was free.
+    TicketId
+);
+id_type!(
+    /// One agent console socket (an agent may have several), as its presence row knows it.
+    PresenceId
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@
 //! - [`integrations`], [`telephony`]: Twilio/WhatsApp accounts and their REST checks
 //! - [`knowledge`]: documents cut into passages, and the search the agent's tool runs
 //! - [`call`]: one task per call — the session, its edges, barge-in, transcripts
+//! - [`escalation`]: calls handed to human agents — offers, the one who accepts, the agent bus, tickets
 //! - [`events`]: call events for the companies' systems (webhooks from an outbox), notices
 //! - [`providers`]: OpenAI Realtime and the echo provider behind one channel pair
 //! - [`recording`]: stereo call recordings — the session's tap, storage, links, retention
@@ -31,6 +32,7 @@ pub mod crypto;
 pub mod demo;
 #[macro_use]
 pub mod domain;
+pub mod escalation;
 pub mod events;
 pub mod ids;
 pub mod integrations;

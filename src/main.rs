@@ -132,7 +132,13 @@ async fn create_user(args: UserCreateArgs, out: &mut impl Write) -> anyhow::Resu
                 anyhow::bail!("a user with e-mail {} exists with role {}, not {role}", user.email, user.role);
             }
             let added = store.add_memberships(user.id, &companies).await?;
-            writeln!(out, "user {} exists ({}); added to {added} more compan(ies)", user.email, user.role)?;
+            let membership = match (companies.len(), added) {
+                (0, _) => String::new(),
+                (_, 0) => "; already in the companies named".to_owned(),
+                (_, 1) => "; added to 1 more company".to_owned(),
+                (_, n) => format!("; added to {n} more companies"),
+            };
+            writeln!(out, "user {} exists ({}){membership}", user.email, user.role)?;
             match (password, stored) {
                 (Some(password), None) => {
                     store.set_password(user.id, &password::hash_password(&password)).await?;

@@ -184,10 +184,21 @@ pub struct CallSettings {
     pub noise_suppression: bool,
     /// Ask the caller's browser for automatic gain control.
     pub auto_gain_control: bool,
+    /// Offer the caller a human agent: the model gets the `escalate_to_human` tool.
+    pub escalation_enabled: bool,
+    /// How long an escalation waits for an agent to accept before the AI takes a
+    /// message instead (10–300 seconds).
+    pub escalation_timeout_seconds: u32,
+    /// What the AI says before the caller waits for an agent (1–300 characters).
+    pub hold_message: String,
 }
 
 /// The recording notice a chatbot starts with.
 pub const DEFAULT_RECORDING_NOTICE: &str = "This call may be recorded.";
+/// What the AI says when it hands the caller to a person, unless the chatbot says otherwise.
+pub const DEFAULT_HOLD_MESSAGE: &str = "Let me connect you with a team member. Please hold.";
+/// Seconds an escalation waits for an agent, unless the chatbot says otherwise.
+pub const DEFAULT_ESCALATION_TIMEOUT_SECONDS: u32 = 45;
 
 impl Default for CallSettings {
     fn default() -> Self {
@@ -208,6 +219,9 @@ impl Default for CallSettings {
             echo_cancellation: true,
             noise_suppression: true,
             auto_gain_control: true,
+            escalation_enabled: false,
+            escalation_timeout_seconds: DEFAULT_ESCALATION_TIMEOUT_SECONDS,
+            hold_message: DEFAULT_HOLD_MESSAGE.to_owned(),
         }
     }
 }
@@ -235,6 +249,9 @@ pub struct CallSettingsPatch {
     pub echo_cancellation: Option<bool>,
     pub noise_suppression: Option<bool>,
     pub auto_gain_control: Option<bool>,
+    pub escalation_enabled: Option<bool>,
+    pub escalation_timeout_seconds: Option<u32>,
+    pub hold_message: Option<String>,
 }
 
 macro_rules! apply_fields {
@@ -264,7 +281,10 @@ impl CallSettings {
             vad_threshold,
             echo_cancellation,
             noise_suppression,
-            auto_gain_control
+            auto_gain_control,
+            escalation_enabled,
+            escalation_timeout_seconds,
+            hold_message
         );
     }
 
@@ -292,7 +312,19 @@ impl CallSettings {
                 "must not be empty (turn recordingNoticeEnabled off to say nothing)",
             ));
         }
+        if !(10..=300).contains(&self.escalation_timeout_seconds) {
+            return Err(FieldError::new("escalationTimeoutSeconds", "must be between 10 and 300 seconds"));
+        }
+        check_len("holdMessage", &self.hold_message, 300)?;
+        if self.hold_message.trim().is_empty() {
+            return Err(FieldError::new("holdMessage", "must not be empty"));
+        }
         Ok(())
+    }
+
+    /// How long an escalation waits for an agent.
+    pub fn escalation_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.escalation_timeout_seconds))
     }
 
     /// What the agent says before its greeting on this chatbot's calls: the recording
@@ -554,6 +586,35 @@ mod tests {
                 assert_eq!(s.validate().unwrap_err().field, "recordingNotice");
             }
         }
+    }
+
+    #[test]
+    fn escalation_is_off_by_default_and_older_documents_get_the_defaults() {
+        let stored: CallSettings = serde_json::from_str(r#"{"callRecording":true}"#).unwrap();
+        assert!(!stored.escalation_enabled);
+        assert_eq!(stored.escalation_timeout_seconds, 45);
+        assert_eq!(stored.hold_message, "Let me connect you with a team member. Please hold.");
+        assert_eq!(stored.escalation_timeout(), std::time::Duration::from_secs(45));
+        let mut s = stored;
+        s.apply(serde_json::from_str(r#"{"escalationEnabled":true,"escalationTimeoutSeconds":10}"#).unwrap());
+        assert!(s.escalation_enabled && s.validate().is_ok());
+    }
+
+    #[test]
+    fn escalation_settings_are_bounded_and_name_their_field() {
+        for (json, field) in [
+            (r#"{"escalationTimeoutSeconds":9}"#, Some("escalationTimeoutSeconds")),
+            (r#"{"escalationTimeoutSeconds":301}"#, Some("escalationTimeoutSeconds")),
+            (r#"{"escalationTimeoutSeconds":300}"#, None),
+            (r#"{"holdMessage":"  "}"#, Some("holdMessage")),
+            (r#"{"holdMessage":"One moment."}"#, None),
+        ] {
+            let mut s = CallSettings::default();
+            s.apply(serde_json::from_str(json).unwrap());
+            assert_eq!(s.validate().err().map(|e| e.field), field, "{json}");
+        }
+        let long = CallSettings { hold_message: "x".repeat(301), ..CallSettings::default() };
+        assert_eq!(long.validate().unwrap_err().field, "holdMessage");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use common::*;
 use gateway::ids::CallId;
 use gateway::store::{CallStatus, EndReason, TranscriptRole};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use testkit::{Caller, HandshakeRejection, MockOpenAiRealtime, MockReply, OpenAiRealtimeConfig, utterance};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -259,7 +259,8 @@ async fn an_oversize_message_closes_the_socket_and_ends_the_call() {
     let (caller, call_id) = dial(&app, &bot).await;
     caller.wait_for_state("active", 10 * SECOND).await.unwrap();
     caller.send(json!({"type": "offer", "sdp": "x".repeat(100_000)})).await;
-    caller.wait_for_event(5 * SECOND, |e| e["type"] == "_closed").await.unwrap();
+    let closed = caller.wait_for_event(5 * SECOND, |e| e["type"] == "_closed").await.unwrap();
+    assert_eq!(closed["code"], 1009, "closed as the protocol promises (message too big): {closed}");
     let ended = async {
         loop {
             let call = app.state.store.call(call_id).await.unwrap().unwrap();
@@ -474,4 +475,134 @@ async fn shutting_down_ends_live_calls_with_their_transcripts_saved() {
     let lines = store.transcript(call_id).await.unwrap();
     assert_eq!(lines[0].content, "Hello there!", "the greeting line was kept");
     caller.close().await;
+}
+
+// --- the signaling socket before the offer --------------------------------------------
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a call session and its signaling WebSocket, and sends nothing: what an idle (or
+/// hostile) client does.
+async fn silent_socket(app: &TestApp, bot: &str) -> (Socket, CallId) {
+    let session = app.open_session(bot, None).await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let (socket, _) = tokio_tungstenite::connect_async(session.body["wsUrl"].as_str().unwrap()).await.unwrap();
+    (socket, session.body["sessionId"].as_str().unwrap().parse().unwrap())
+}
+
+/// The next JSON message on a raw socket.
+async fn next_message(socket: &mut Socket) -> Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let read = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("the socket ended before a message: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(5 * SECOND, read).await.expect("a message within 5 s")
+}
+
+/// Reads a raw socket until the gateway closes it: the JSON messages, and the close code.
+async fn until_closed(socket: &mut Socket) -> (Vec<Value>, Option<u16>) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let read = async {
+        let mut messages = Vec::new();
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => messages.push(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(close))) => return (messages, close.map(|c| u16::from(c.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return (messages, None),
+            }
+        }
+    };
+    tokio::time::timeout(5 * SECOND, read).await.expect("the gateway closes the socket within 5 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_open_no_provider_session_and_are_bounded_per_address() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, bot, _) = spawn_call_app(&mock, |args| args.max_pending_sockets_per_ip = 3).await;
+
+    // Sockets that never offer hold their place, but reach no provider.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let (mut socket, _) = silent_socket(&app, &bot).await;
+        assert_eq!(next_message(&mut socket).await, json!({"type": "state", "state": "connecting"}));
+        idle.push(socket);
+    }
+    let (mut refused, refused_id) = silent_socket(&app, &bot).await;
+    let (messages, code) = until_closed(&mut refused).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!((&messages[0]["code"], &messages[0]["retryable"]), (&json!("too_many_pending"), &json!(true)));
+    assert_eq!(code, Some(4429));
+    let row = app.state.store.call(refused_id).await.unwrap().unwrap();
+    assert_eq!(row.status, CallStatus::Pending, "the refused session can be tried again");
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(mock.state().handshakes, 0, "idle sockets made provider handshakes");
+
+    // One goes away: its place is free, and a caller who offers opens the provider.
+    drop(idle.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (caller, _) = dial(&app, &bot).await;
+    caller.wait_for_state("active", 10 * SECOND).await.unwrap();
+    assert_eq!(mock.state().handshakes, 1, "one provider session, for the call that offered");
+
+    // The offer gave the caller's place back: another socket may wait beside the two.
+    let (mut another, _) = silent_socket(&app, &bot).await;
+    assert_eq!(next_message(&mut another).await, json!({"type": "state", "state": "connecting"}));
+    assert_eq!(mock.state().handshakes, 1);
+    caller.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_for_a_chatbot_that_can_no_longer_take_calls_gets_the_session_apis_code() {
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, bot, admin) = spawn_call_app(&mock, |_| {}).await;
+    let company = app.state.store.list_companies().await.unwrap()[0].id;
+    // A session opened while the chatbot could take calls, connected after `change`.
+    let connect_after = |change: Value, path: String, token: String| {
+        let app = &app;
+        let bot = bot.clone();
+        async move {
+            let session = app.open_session(&bot, None).await;
+            assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+            let changed = app.patch(&path, &token, None, change).await;
+            assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+            let (mut socket, _) =
+                tokio_tungstenite::connect_async(session.body["wsUrl"].as_str().unwrap()).await.unwrap();
+            let (messages, code) = until_closed(&mut socket).await;
+            let error = messages.iter().find(|m| m["type"] == "error").cloned().unwrap_or(Value::Null);
+            let call: CallId = session.body["sessionId"].as_str().unwrap().parse().unwrap();
+            let row = app.state.store.call(call).await.unwrap().unwrap();
+            (error, code, row)
+        }
+    };
+
+    // The chatbot became a chat chatbot.
+    let (error, code, row) =
+        connect_after(json!({"chatbotType": "chat"}), format!("/api/company/chatbots/{bot}"), admin.clone()).await;
+    assert_eq!((&error["code"], &error["retryable"]), (&json!("not_a_call_chatbot"), &json!(false)), "{error}");
+    assert_eq!(code, Some(4409));
+    assert_eq!((row.status, row.end_reason), (CallStatus::Failed, Some(EndReason::Error)));
+
+    // Voice calls were switched off for the company.
+    let back = app.patch(&format!("/api/company/chatbots/{bot}"), &admin, None, json!({"chatbotType": "call"})).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text);
+    let (error, code, row) = connect_after(
+        json!({"features": {"callEnabled": false}}),
+        format!("/api/admin/companies/{company}/settings"),
+        app.master.clone(),
+    )
+    .await;
+    assert_eq!((&error["code"], &error["retryable"]), (&json!("calls_disabled"), &json!(false)), "{error}");
+    assert_eq!(code, Some(4409));
+    assert_eq!((row.status, row.end_reason), (CallStatus::Failed, Some(EndReason::Error)));
+    assert_eq!(mock.state().handshakes, 0, "no provider session for a refused call");
 }

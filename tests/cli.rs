@@ -259,7 +259,10 @@ fn the_readme_first_steps_work_when_followed_literally_twice() {
         assert!(stdout.contains(r#""name":"Demo Voice Agent""#), "run {run}: the demo chatbot is listed: {stdout}");
         assert!(!stdout.contains(r#""error""#), "run {run}: {stdout}");
         if run == 2 {
-            assert!(stdout.contains("user admin@example.com exists (company_admin)"), "{stdout}");
+            assert!(
+                stdout.contains("user admin@example.com exists (company_admin); already in the companies named"),
+                "{stdout}"
+            );
             assert!(stdout.contains("password unchanged"), "{stdout}");
         }
     }

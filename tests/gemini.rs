@@ -171,6 +171,62 @@ async fn a_caller_talking_over_gemini_stops_its_audio_and_the_stored_line_is_cut
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talking_over_an_answer_gemini_has_finished_sending_is_confirmed_by_the_gateways_own_vad() {
+    let _serial = media_timing_lock().await;
+    // Gemini sends the whole answer at once (faster than real time), and without input
+    // transcription: once the caller talks over it, Gemini has nothing to interrupt and
+    // says nothing — neither `interrupted` nor a caller transcript.
+    let mock = MockGeminiLive::start(GeminiLiveConfig {
+        replies: vec![MockReply::tone(LONG_ANSWER, 6000), MockReply::tone(ANSWER, 2000)],
+        user_transcript: QUESTION.into(),
+        pacing: Pacing::Burst,
+        ..GeminiLiveConfig::default()
+    })
+    .await;
+    let (app, bot, admin) = spawn_gemini_app(&mock, |_| {}).await;
+    app.set_call_settings(&bot, &admin, json!({"greetingMessage": "", "realtimeTranscription": false})).await;
+    let (caller, call_id) = dial(&app, &bot).await;
+    caller.wait_for_state("active", 10 * SECOND).await.unwrap();
+    let setup = mock.connections()[0].setup.clone().unwrap();
+    assert!(setup.get("inputAudioTranscription").is_none(), "{setup}");
+
+    caller.say(utterance(1200)).await;
+    mock.wait_for(|s| s.turns.len() == 1, 10 * SECOND).await.unwrap();
+    caller.wait_until_heard(1000, -50.0, 10 * SECOND).await.unwrap();
+    // Longer than Gemini's 1.5 s confirmation window: an unconfirmed pause would resume
+    // the old answer while the caller is still talking.
+    caller.say(utterance(2500)).await;
+    mock.wait_for(|s| s.turns.len() == 2, 10 * SECOND).await.unwrap();
+    tokio::time::sleep(2 * SECOND).await;
+
+    let turns = mock.turns();
+    assert!(!turns[0].interrupted && turns[0].audio_ms == 6000, "the answer was sent in full first: {turns:?}");
+    assert_eq!(mock.state().count_sent("interrupted"), 0, "Gemini had nothing to interrupt");
+    let barge_in = caller.speech_started()[1];
+    let talked_until = barge_in + Duration::from_millis(2500);
+    let (_, last) = agent_audio(&caller, barge_in - 2 * SECOND, barge_in + Duration::from_millis(900)).unwrap();
+    let stopped_after = last.saturating_duration_since(barge_in);
+    println!("barge-in: agent audio stopped {stopped_after:?} after the caller's speech onset");
+    assert!(stopped_after <= Duration::from_millis(200), "agent audio went on for {stopped_after:?}");
+    let resumed: Vec<_> = caller
+        .loud_frames(-50.0)
+        .into_iter()
+        .filter(|h| h.at > barge_in + Duration::from_millis(300) && h.at < talked_until)
+        .map(|h| h.at - barge_in)
+        .collect();
+    assert!(resumed.is_empty(), "the talked-over answer came back while the caller spoke: {resumed:?}");
+    // The reply to what the caller said is heard after they stop, and alone.
+    let (first, last) = agent_audio(&caller, talked_until, Instant::now()).expect("the reply was heard");
+    println!("barge-in: the reply played {:?} after the caller stopped", first - talked_until);
+    let reply_ms = caller.loud_frames(-50.0).iter().filter(|h| h.at >= talked_until).count() * 20;
+    assert!(last - first >= Duration::from_millis(1500), "the reply was heard: {:?}", last - first);
+    assert!(reply_ms <= 2200, "{reply_ms} ms heard after the barge-in: the old answer played behind the reply");
+
+    hang_up(&app, caller, call_id).await;
+    assert_client_shapes(&mock);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_outlives_its_gemini_connection_by_resuming_the_session() {
     let _serial = media_timing_lock().await;
     let mock = MockGeminiLive::start(GeminiLiveConfig {

@@ -197,6 +197,45 @@ async fn without_interruption_the_agent_finishes_its_sentence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_interruption_the_indicator_says_the_agent_speaks_while_it_does() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(config(3500)).await;
+    let (app, bot, admin) = spawn_call_app(&mock, |_| {}).await;
+    app.set_call_settings(&bot, &admin, json!({"greetingMessage": "", "allowInterruption": false})).await;
+    let (caller, _) = dial(&app, &bot).await;
+    caller.say(utterance(1000)).await;
+    caller.wait_until_heard(500, -50.0, 10 * SECOND).await.unwrap();
+    caller.say(utterance(800)).await;
+    // The caller's talking is noticed (the provider's VAD), then the agent goes on speaking.
+    mock.wait_for(|s| s.count_sent("input_audio_buffer.speech_started") >= 2, 5 * SECOND).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let barge_in = caller.speech_started()[1];
+    // The end of the agent audio the caller talked over (without a gap of 200 ms).
+    let agent_until = caller
+        .loud_frames(-50.0)
+        .into_iter()
+        .filter(|h| h.at >= barge_in)
+        .map(|h| h.at)
+        .reduce(|last, at| if at.duration_since(last) < Duration::from_millis(200) { at } else { last })
+        .unwrap();
+    assert!(agent_until > barge_in + Duration::from_millis(1800), "the agent kept talking over the caller");
+    let speaking: Vec<(Instant, Value)> =
+        caller.timed_events().into_iter().filter(|(_, e)| e["type"] == "speaking").collect();
+    let before = speaking.iter().rfind(|(at, _)| *at <= barge_in).map(|(_, e)| e["who"].clone());
+    assert_eq!(before, Some(json!("agent")), "{speaking:?}");
+    // While the caller hears the agent the indicator stays on it (a little slack for the
+    // socket and the media path arriving apart).
+    let changes: Vec<_> = speaking
+        .iter()
+        .filter(|(at, _)| *at > barge_in && *at + Duration::from_millis(300) < agent_until)
+        .map(|(at, e)| (*at - barge_in, e["who"].clone()))
+        .collect();
+    assert!(changes.is_empty(), "the indicator left the agent while it still spoke: {changes:?}");
+    caller.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_answers_from_the_knowledge_base() {
     let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig {

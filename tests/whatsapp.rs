@@ -403,3 +403,30 @@ async fn lost_media_ends_the_call_network_lost_and_terminates_it() {
     };
     tokio::time::timeout(5 * SECOND, poll).await.expect("the gateway terminated the call on Meta's side");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_key_press_is_a_system_line_and_a_note_to_the_model() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(openai(800)).await;
+    let meta = meta(&mock).await;
+    meta.app.set_call_settings(&meta.bot, &meta.admin, json!({"greetingMessage": ""})).await;
+    let call = meta.sim.place_call().await.unwrap();
+    call.wait_accepted(10 * SECOND).await.unwrap();
+    let id = meta.only_call().await;
+    call.press_keys("7").await;
+    mock.wait_for(
+        |s| {
+            s.client_events.iter().any(|e| {
+                e.event["type"] == "conversation.item.create"
+                    && e.event["item"]["content"][0]["text"] == "The caller pressed 7"
+            })
+        },
+        10 * SECOND,
+    )
+    .await
+    .unwrap();
+    call.hang_up();
+    meta.wait_for_end(id).await;
+    let lines = meta.app.state.store.transcript(id).await.unwrap();
+    assert!(lines.iter().any(|l| l.role == TranscriptRole::System && l.content == "The caller pressed 7"), "{lines:?}");
+}

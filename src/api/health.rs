@@ -77,7 +77,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 /// The OpenAPI description of the gateway's API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Voice gateway API", description = "Admin, company and widget APIs of the voice gateway. \
+    info(title = "Voice gateway API", description = "Admin, company, agent and widget APIs of the voice gateway. \
         Authenticate with `Authorization: Bearer <token>` (from `gateway user token`), or sign in with \
         `POST /api/auth/login` (the `gw_session` cookie; state-changing requests then send `X-CSRF-Token`, see docs/auth.md); \
         company routes act on the company named by `X-Company-Id`."),
@@ -108,6 +108,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         super::webhooks::update_webhook, super::webhooks::delete_webhook, super::webhooks::rotate_secret,
         super::webhooks::list_deliveries, super::webhooks::redeliver,
         super::notices::list_notices, super::notices::dismiss_notice,
+        super::agent::agent_socket, super::agent::list_escalations, super::agent::accept,
+        super::tickets::list_tickets, super::tickets::get_ticket, super::tickets::update_ticket,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth),

@@ -9,9 +9,11 @@
 //! - `webhooks`, `notices`: company admins' webhook endpoints (delivery log, redelivery) and notices
 //! - `assets`: the widget's files, the Test Call page, the API reference page and the demo site
 //! - `widget`: the public widget API (call sessions and their signaling WebSocket)
+//! - `agent`: the agent console's socket, accepting escalations; `tickets`: the message inbox
 //! - `health`: `/healthz` (liveness), `/readyz` (readiness), `/metrics` and the OpenAPI document
 
 pub mod admin;
+pub mod agent;
 pub mod assets;
 pub mod auth;
 pub mod calls;
@@ -24,6 +26,7 @@ pub mod knowledge;
 pub mod me;
 pub mod notices;
 pub mod recordings;
+pub mod tickets;
 pub mod twilio;
 mod users;
 pub mod voices;
@@ -66,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .merge(voices::router())
         .merge(webhooks::router())
         .merge(notices::router())
+        .merge(agent::router())
+        .merge(tickets::router())
         .merge(assets::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -473,11 +473,13 @@ async fn serve_socket(state: AppState, id: String, token: String, ip: IpAddr, so
             .await;
     }
     let Some(pending) = state.pending_sockets.acquire(ip) else {
-        return refuse(
+        // The session is untouched: the same link works once a place is free.
+        return refuse_with(
             socket,
             "too_many_pending",
             "Too many call connections from this address are waiting to start; try again shortly.",
             close::TOO_MANY,
+            true,
         )
         .await;
     };

@@ -14,12 +14,14 @@
 pub mod admission;
 pub mod barge_in;
 pub mod client;
+pub mod handover;
 pub mod heard;
 pub mod legs;
 pub mod messages;
 pub mod playout;
 pub mod policy;
 pub mod recorder;
+pub mod recording;
 pub mod session;
 pub mod setup;
 pub mod transcript;

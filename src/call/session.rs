@@ -23,20 +23,24 @@ use tracing::Instrument;
 
 use super::barge_in::{BargeIn, BargeInAction};
 use super::client::{ClientLink, Outbox};
+use super::handover::{self, Handover, HandoverAction};
 use super::heard::{HeardEvent, HeardLedger};
 use super::legs::{CallerLeg, LegEvent};
 use super::messages::{Control, ServerMessage, Who, WidgetState};
 use super::playout::Playout;
 use super::policy::{CallPolicies, PolicyAction, PolicyConfig};
 use super::recorder::{Record, Recorder};
+use super::recording::CallRecording;
 use super::transcript::{FinalLine, Heard, Transcript};
 use crate::domain::{CallSource, EndReason, TranscriptRole};
+use crate::escalation::{CloseOutcome, EscalationRequest, Escalations, OfferLine, PendingEscalation};
 use crate::ids::{CallId, ChatbotId, CompanyId};
 use crate::knowledge::KnowledgeSearch;
 use crate::providers::{
     Capabilities, InputFrame, ProviderCommand, ProviderError, ProviderEvent, ProviderSession, ProviderSettings,
     SessionSpec,
 };
+use crate::recording::Recordings;
 use crate::store::{AiModel, Store};
 use crate::time::{UnixMs, now_ms};
 
@@ -55,6 +59,8 @@ const SYSTEM_LINE_CHARS: usize = 600;
 const SEARCH_LIMIT: Duration = Duration::from_secs(5);
 /// Longest wait to tell the client the call ended.
 const FAREWELL_SEND_LIMIT: Duration = Duration::from_secs(2);
+/// Longest wait to withdraw a waiting escalation when the call ends.
+const ESCALATION_CLOSE_LIMIT: Duration = Duration::from_secs(2);
 /// VAD events of one batch of caller frames (a batch is at most a few frames).
 const VAD_EVENTS: usize = 8;
 
@@ -64,6 +70,10 @@ pub mod tools {
     pub const SEARCH_KNOWLEDGE_BASE: &str = "search_knowledge_base";
     /// Ends the call after the agent's goodbye.
     pub const END_CALL: &str = "end_call";
+    /// Hands the caller to a human agent (when the chatbot's escalation is on).
+    pub const ESCALATE_TO_HUMAN: &str = "escalate_to_human";
+    /// Takes a message when no agent came (a ticket).
+    pub const TAKE_MESSAGE: &str = "take_message";
 }
 
 /// Everything a session needs to know about its call.
@@ -79,6 +89,21 @@ pub struct CallSetup {
     pub spec: SessionSpec,
     /// Spoken when the call becomes active (empty: none).
     pub greeting: String,
+    /// Record the call (the chatbot's `callRecording`).
+    pub record: bool,
+    /// Spoken before the greeting when the call is recorded (None: not spoken).
+    pub recording_notice: Option<String>,
+    /// Escalation to a human, when the chatbot offers it.
+    pub escalation: Option<EscalationSetup>,
+}
+
+/// A chatbot's escalation settings, as a call uses them.
+#[derive(Debug, Clone)]
+pub struct EscalationSetup {
+    /// How long agents have to accept.
+    pub timeout: Duration,
+    /// What the AI says before the caller waits.
+    pub hold_message: String,
 }
 
 /// Shared services a session uses.
@@ -93,6 +118,10 @@ pub struct SessionDeps {
     /// beyond it, a caller who never sent an offer, or a provider that never answered,
     /// does not hold a session open.
     pub connect_limit: Duration,
+    /// Where recorded calls' frames go.
+    pub recordings: Arc<Recordings>,
+    /// Offers to human agents, and tickets.
+    pub escalations: Arc<Escalations>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +199,24 @@ struct CallSession {
     agent_audible: bool,
     /// When agent audio arrived to an idle playout (for the outbound latency metric).
     outbound_pending: Option<Instant>,
+    /// The call's recording, from its answer on, when the chatbot records calls.
+    recording: Option<CallRecording>,
+    /// No agent audio has reached the caller since the answer yet (for its metric).
+    awaiting_first_audio: bool,
+    /// Where the call is in a hand-over to a human.
+    handover: Handover,
+    /// The escalation offered to agents, once stored.
+    escalation: Option<PendingEscalation>,
+    /// Results of the escalation's database work, done off the session's task.
+    escalation_results: mpsc::Sender<EscalationResult>,
+}
+
+/// What the escalation's database work came back with.
+enum EscalationResult {
+    /// The escalation was stored and offered.
+    Opened(Result<PendingEscalation, String>),
+    /// Closing it without an agent found an agent had won after all.
+    AssignedLate,
 }
 
 /// Runs a call to its end. `caller` is the caller's leg; `client` the client watching the
@@ -186,6 +233,7 @@ pub async fn run(
     async move {
         let caps = crate::providers::capabilities(setup.model.provider);
         let (tool_tx, mut tool_rx) = mpsc::channel::<ToolOutcome>(8);
+        let (escalation_tx, mut escalation_rx) = mpsc::channel::<EscalationResult>(4);
         let mut session = CallSession {
             recorder: Recorder::start(deps.store.clone(), setup.call_id),
             barge_in: BargeIn::new(setup.spec.allow_interruption, caps.barge_in_confirm),
@@ -220,6 +268,11 @@ pub async fn run(
             caller_talking: false,
             agent_audible: false,
             outbound_pending: None,
+            recording: None,
+            awaiting_first_audio: false,
+            handover: Handover::default(),
+            escalation: None,
+            escalation_results: escalation_tx,
         };
         tracing::info!(model = %session.setup.model.model_id, source = %session.setup.source, "call connecting");
         session.send(ServerMessage::State {
@@ -246,6 +299,8 @@ pub async fn run(
                 }
                 event = next_provider_event(&mut session.provider) => session.handle_provider(event).await,
                 Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome).await,
+                Some(result) = escalation_rx.recv() => session.handle_escalation_result(result).await,
+                accepted = next_acceptance(&mut session.escalation) => session.handle_agent_accepted(accepted).await,
                 result = join(&mut session.connecting) => {
                     session.connecting = None;
                     session.handle_provider_connected(result).await;
@@ -277,6 +332,33 @@ async fn recv_control(control: &mut mpsc::Receiver<Control>) -> Control {
 async fn next_provider_event(provider: &mut Option<ProviderSession>) -> Option<ProviderEvent> {
     match provider {
         Some(provider) => provider.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stores and offers an escalation, with the conversation so far for the agents.
+async fn open_escalation(
+    store: Store,
+    escalations: &Escalations,
+    mut request: EscalationRequest,
+) -> Result<PendingEscalation, String> {
+    if let Ok(Some(call)) = store.call(request.call_id).await {
+        request.caller = call.caller;
+    }
+    if let Ok(lines) = store.transcript(request.call_id).await {
+        request.transcript = lines
+            .into_iter()
+            .filter(|l| l.role != TranscriptRole::System)
+            .map(|l| OfferLine { role: l.role, text: l.content })
+            .collect();
+    }
+    escalations.open(request).await.map_err(|err| err.to_string())
+}
+
+/// An agent accepting the call's escalation; never without one.
+async fn next_acceptance(escalation: &mut Option<PendingEscalation>) -> crate::escalation::Accepted {
+    match escalation {
+        Some(pending) => pending.accepted().await,
         None => std::future::pending().await,
     }
 }
@@ -367,10 +449,14 @@ impl CallSession {
 
     /// Runs the caller's frames through the local VAD and on to the provider.
     async fn forward_caller_audio(&mut self, now: Instant) {
-        let Self { caller, vad, vad_events, provider, muted, phase, closing, .. } = self;
-        let forward = *phase == Phase::Active && !*muted && closing.is_none();
+        let Self { caller, vad, vad_events, provider, muted, phase, closing, recording, handover, .. } = self;
+        // Nor is a caller on hold for a person heard by the AI.
+        let forward = *phase == Phase::Active && !*muted && closing.is_none() && handover.ai_on_call();
         let commands = provider.as_ref().map(|p| &p.commands);
         caller.take_caller_audio(now, |frame| {
+            if let Some(recording) = recording.as_mut() {
+                recording.caller(&frame);
+            }
             let event = vad.process_level(frame.dbfs());
             if let Some(event) = event
                 && vad_events.len() < VAD_EVENTS
@@ -402,6 +488,10 @@ impl CallSession {
                 self.policies.handle_caller_speaking(true, at);
                 if self.closing.is_none() {
                     let action = self.barge_in.handle_local_speech(self.agent_audible, at);
+                    if self.agent_audible && matches!(action, BargeInAction::Pause | BargeInAction::Interrupt) {
+                        // The next frame the caller gets is silence: the agent stopped.
+                        crate::metrics::barge_in_stopped(Instant::now().saturating_duration_since(at));
+                    }
                     self.apply_barge_in(action).await;
                 }
             }
@@ -444,14 +534,25 @@ impl CallSession {
         }
         self.phase = Phase::Active;
         let answered_at = now_ms();
-        self.answered = Some((Instant::now(), answered_at));
-        self.recorder.record(Record::Active { answered_at }).await;
-        self.policies.handle_active(Instant::now());
-        tracing::info!("call active");
-        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None });
-        if !self.setup.greeting.trim().is_empty() {
-            self.command(ProviderCommand::Say { text: self.setup.greeting.clone() });
+        let answered = Instant::now();
+        self.answered = Some((answered, answered_at));
+        self.awaiting_first_audio = true;
+        if self.setup.record {
+            let tap = self.deps.recordings.start(self.setup.call_id, self.setup.company_id, answered_at);
+            self.recording = Some(CallRecording::new(tap, answered, self.setup.spec.input, self.setup.spec.output));
         }
+        self.recorder.record(Record::Active { answered_at }).await;
+        self.policies.handle_active(answered);
+        tracing::info!(recorded = self.setup.record, "call active");
+        self.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None });
+        if let Some(text) = opening_words(self.recording_notice(), &self.setup.greeting) {
+            self.command(ProviderCommand::Say { text });
+        }
+    }
+
+    /// The recording notice, when this call is being recorded.
+    fn recording_notice(&self) -> Option<&str> {
+        self.recording.as_ref().and(self.setup.recording_notice.as_deref())
     }
 
     fn command(&mut self, command: ProviderCommand) {
@@ -707,8 +808,14 @@ impl CallSession {
         let late = now.duration_since(scheduled) >= FRAME;
         self.send_frame(now, late).await;
         if self.phase == Phase::Active {
-            let action = self.policies.poll(now);
-            self.apply_policy(action).await;
+            if self.handover.ai_on_call() {
+                let action = self.policies.poll(now);
+                self.apply_policy(action).await;
+            } else if self.closing.is_none() {
+                // On hold: no silence check-ins; the hand-over's own timers run.
+                let action = self.handover.poll(now);
+                self.apply_handover(action).await;
+            }
             self.poll_closing(now);
         }
     }
@@ -744,6 +851,17 @@ impl CallSession {
             return;
         };
         crate::metrics::frame_sent(late);
+        if !silent {
+            if let Some(recording) = &mut self.recording {
+                recording.other(self.playout.frame(), now);
+            }
+            if self.awaiting_first_audio {
+                self.awaiting_first_audio = false;
+                if let Some((answered, _)) = self.answered {
+                    crate::metrics::first_agent_audio(now.saturating_duration_since(answered));
+                }
+            }
+        }
         if let PacedFrame::Audio { item, samples } = &paced {
             if let Some(received) = self.outbound_pending.take() {
                 crate::metrics::outbound_latency(received.elapsed());
@@ -860,12 +978,170 @@ impl CallSession {
                     .in_current_span(),
                 );
             }
+            tools::ESCALATE_TO_HUMAN if self.setup.escalation.is_some() => {
+                self.escalate(call_id, name, &arguments).await
+            }
+            tools::TAKE_MESSAGE if self.setup.escalation.is_some() => self.take_message(call_id, name, &arguments),
             _ => {
                 tracing::warn!(tool = %name, "the agent called a tool this call does not offer");
                 let output = serde_json::json!({"error": format!("no tool named {name} is available")}).to_string();
                 self.command(ProviderCommand::ToolResult { call_id, name, output });
             }
         }
+    }
+
+    // --- escalation to a human ---------------------------------------------------------
+
+    /// `escalate_to_human`: the AI says the hold message (as the tool's answer), the caller
+    /// is put on hold, and the escalation is stored and offered to the agents off this task.
+    async fn escalate(&mut self, call_id: String, name: String, arguments: &str) {
+        let Some(setup) = self.setup.escalation.clone() else { return };
+        let reason = serde_json::from_str::<serde_json::Value>(arguments)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(|r| r.trim().chars().take(500).collect::<String>()))
+            .unwrap_or_default();
+        let output = match self.handover.request(Instant::now(), setup.timeout) {
+            Err(handover::Refusal::AlreadyWaiting) => {
+                serde_json::json!({"error": "the caller is already waiting for a team member"})
+            }
+            Err(handover::Refusal::NobodyCame) => serde_json::json!({
+                "error": "no team member is available on this call; offer to take a message with take_message"
+            }),
+            Ok(()) => {
+                tracing::info!(reason = %reason, "escalating to a human agent");
+                let offset_ms = self.offset_ms();
+                self.system_line(format!("Escalation to a human agent requested: {reason}"), offset_ms).await;
+                let request = EscalationRequest {
+                    company_id: self.setup.company_id,
+                    call_id: self.setup.call_id,
+                    reason,
+                    source: self.setup.source,
+                    caller: None,
+                    transcript: Vec::new(),
+                    timeout: setup.timeout,
+                };
+                let (store, escalations, results) =
+                    (self.deps.store.clone(), self.deps.escalations.clone(), self.escalation_results.clone());
+                tokio::spawn(
+                    async move {
+                        let opened = open_escalation(store, &escalations, request).await;
+                        let _ = results.send(EscalationResult::Opened(opened)).await;
+                    }
+                    .in_current_span(),
+                );
+                serde_json::json!({
+                    "ok": true,
+                    "next": format!("Say exactly this and nothing else: \"{}\" Then stay silent: the caller is on hold for a team member.", setup.hold_message),
+                })
+            }
+        };
+        self.command(ProviderCommand::ToolResult { call_id, name, output: output.to_string() });
+    }
+
+    async fn handle_escalation_result(&mut self, result: EscalationResult) {
+        match result {
+            EscalationResult::Opened(Ok(pending)) => {
+                tracing::info!(escalation_id = %pending.id, agents = pending.available_agents, "offered to the agents");
+                let nobody = pending.available_agents == 0;
+                self.escalation = Some(pending);
+                if nobody {
+                    self.apply_handover(Some(HandoverAction::GiveUp)).await;
+                }
+            }
+            EscalationResult::Opened(Err(err)) => {
+                tracing::warn!(error = %err, "could not offer the call to the agents");
+                self.apply_handover(Some(HandoverAction::GiveUp)).await;
+            }
+            EscalationResult::AssignedLate => {
+                // The caller was already told nobody is free; the agent's offer is withdrawn.
+                tracing::info!("an agent accepted as the wait ran out; the call stays with the AI");
+            }
+        }
+    }
+
+    /// An agent accepted. Their media joins through the agent leg; until it does, the
+    /// caller stays on hold, and an agent who never joins ends the wait like a timeout.
+    async fn handle_agent_accepted(&mut self, accepted: crate::escalation::Accepted) {
+        if !self.handover.accepted(Instant::now(), crate::escalation::JOIN_TOKEN_TTL) {
+            return;
+        }
+        tracing::info!(escalation_id = %accepted.escalation_id, agent_id = %accepted.agent.id, "an agent accepted the call");
+        let offset_ms = self.offset_ms();
+        self.system_line(format!("{} accepted the call", accepted.agent.name), offset_ms).await;
+    }
+
+    async fn apply_handover(&mut self, action: Option<HandoverAction>) {
+        match action {
+            None => {}
+            Some(HandoverAction::Remind(text)) => self.command(ProviderCommand::Say { text: text.to_owned() }),
+            Some(HandoverAction::GiveUp) => {
+                let joining = matches!(self.handover.stage(), handover::Stage::Joining { .. });
+                self.handover.gave_up();
+                if let Some(pending) = self.escalation.take() {
+                    let (escalations, results, id) =
+                        (self.deps.escalations.clone(), self.escalation_results.clone(), pending.id);
+                    drop(pending);
+                    tokio::spawn(
+                        async move {
+                            let outcome = if joining {
+                                escalations.resolve(id).await.map(|_| None)
+                            } else {
+                                escalations.timed_out(id).await.map(Some)
+                            };
+                            match outcome {
+                                Ok(Some(CloseOutcome::Assigned(_))) => {
+                                    let _ = escalations.resolve(id).await;
+                                    let _ = results.send(EscalationResult::AssignedLate).await;
+                                }
+                                Ok(_) => {}
+                                Err(err) => tracing::warn!(error = %err, "could not close the escalation"),
+                            }
+                        }
+                        .in_current_span(),
+                    );
+                }
+                tracing::info!("no agent took the call; the AI takes a message");
+                let offset_ms = self.offset_ms();
+                self.system_line("No agent was available".to_owned(), offset_ms).await;
+                self.interrupt_agent().await;
+                self.command(ProviderCommand::Say { text: handover::BUSY.to_owned() });
+            }
+        }
+    }
+
+    /// `take_message`: a ticket for the company's inbox, once no agent came.
+    fn take_message(&mut self, call_id: String, name: String, arguments: &str) {
+        if !self.handover.may_take_message() {
+            let output = serde_json::json!({"error": "take_message is only for when no team member is available"});
+            self.command(ProviderCommand::ToolResult { call_id, name, output: output.to_string() });
+            return;
+        }
+        let args = serde_json::from_str::<serde_json::Value>(arguments).unwrap_or_default();
+        let field = |key: &str| args[key].as_str().unwrap_or_default().trim().to_owned();
+        let (caller_name, callback, message) = (field("name"), field("callbackNumber"), field("message"));
+        self.tool_calls.insert(call_id.clone());
+        let (escalations, results) = (self.deps.escalations.clone(), self.tool_results.clone());
+        let (company, call) = (self.setup.company_id, self.setup.call_id);
+        tokio::spawn(
+            async move {
+                let output = match escalations.take_message(company, Some(call), &caller_name, &callback, &message).await {
+                    Ok(ticket) => serde_json::json!({
+                        "ok": true,
+                        "ticketId": ticket.id.to_string(),
+                        "next": "Tell the caller their message was taken and a team member will call them back.",
+                    }),
+                    Err(crate::escalation::EscalationError::Invalid(err)) => {
+                        serde_json::json!({"error": format!("{}: {}", err.field, err.message)})
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not store the caller's message");
+                        serde_json::json!({"error": "the message could not be saved right now; apologise and ask the caller to call again later"})
+                    }
+                };
+                let _ = results.send(ToolOutcome { call_id, name, output: output.to_string() }).await;
+            }
+            .in_current_span(),
+        );
     }
 
     async fn handle_tool_outcome(&mut self, outcome: ToolOutcome) {
@@ -905,6 +1181,27 @@ impl CallSession {
         }
         let ended_at = now_ms();
         let duration_ms = self.answered.map_or(0, |(_, at)| ended_at - at);
+        if let Some(recording) = self.recording.take() {
+            recording.finish(Instant::now());
+        }
+        if let Some(pending) = self.escalation.take() {
+            // A call that ends while waiting withdraws its offer from the agents.
+            let (id, joining) = (pending.id, matches!(self.handover.stage(), handover::Stage::Joining { .. }));
+            drop(pending);
+            let escalations = &self.deps.escalations;
+            let close = async {
+                if joining {
+                    escalations.resolve(id).await.map(|_| ())
+                } else {
+                    escalations.cancel(id).await.map(|_| ())
+                }
+            };
+            match tokio::time::timeout(ESCALATION_CLOSE_LIMIT, close).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "could not withdraw the escalation"),
+                Err(_) => tracing::warn!("withdrawing the escalation timed out; the sweep closes it"),
+            }
+        }
         let CallSession { recorder, client, mut caller, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
         recorder.finish().await;
@@ -924,5 +1221,35 @@ impl CallSession {
         // phone line the gateway ends the call through the carrier when it ends it).
         let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
         caller.close(reason, by_gateway).await;
+    }
+}
+
+/// What the agent says first when the call is answered: the recording notice, then the
+/// greeting, as one utterance (None when there is neither).
+fn opening_words(notice: Option<&str>, greeting: &str) -> Option<String> {
+    match (notice.map(str::trim).filter(|n| !n.is_empty()), greeting.trim()) {
+        (None, "") => None,
+        (None, greeting) => Some(greeting.to_owned()),
+        (Some(notice), "") => Some(notice.to_owned()),
+        (Some(notice), greeting) => Some(format!("{notice} {greeting}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::opening_words;
+
+    #[test]
+    fn the_recording_notice_comes_before_the_greeting_in_one_utterance() {
+        assert_eq!(
+            opening_words(Some("This call may be recorded."), "Hi, how can I help?").as_deref(),
+            Some("This call may be recorded. Hi, how can I help?")
+        );
+        assert_eq!(
+            opening_words(Some("This call may be recorded."), " ").as_deref(),
+            Some("This call may be recorded.")
+        );
+        assert_eq!(opening_words(None, "Hi!").as_deref(), Some("Hi!"));
+        assert_eq!(opening_words(None, "  "), None);
     }
 }

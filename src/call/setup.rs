@@ -37,6 +37,33 @@ pub fn call_setup(call: &Call, chatbot: &Chatbot, model: AiModel) -> CallSetup {
             }),
         });
     }
+    if settings.escalation_enabled {
+        tools.push(ToolSpec {
+            name: tools::ESCALATE_TO_HUMAN.to_owned(),
+            description: "Hand the caller to a human team member when they ask for a person or you cannot help. \
+                          The caller is put on hold while an agent is found."
+                .to_owned(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"reason": {"type": "string", "description": "Why the caller needs a person, in a few words"}},
+                "required": ["reason"],
+            }),
+        });
+        tools.push(ToolSpec {
+            name: tools::TAKE_MESSAGE.to_owned(),
+            description: "Only after you were told that no team member is available: take a message for a call back."
+                .to_owned(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "The caller's name"},
+                    "callbackNumber": {"type": "string", "description": "Where to call them back"},
+                    "message": {"type": "string", "description": "What they need, in their words"},
+                },
+                "required": ["name", "callbackNumber", "message"],
+            }),
+        });
+    }
     let instructions = match chatbot.instructions.trim() {
         "" => TOOL_GUIDANCE.to_owned(),
         own => format!("{own}\n\n{TOOL_GUIDANCE}"),
@@ -67,5 +94,11 @@ pub fn call_setup(call: &Call, chatbot: &Chatbot, model: AiModel) -> CallSetup {
         model,
         spec,
         greeting: settings.greeting_message.clone(),
+        record: settings.call_recording,
+        escalation: settings.escalation_enabled.then(|| super::session::EscalationSetup {
+            timeout: std::time::Duration::from_secs(u64::from(settings.escalation_timeout_seconds)),
+            hold_message: settings.hold_message.trim().to_owned(),
+        }),
+        recording_notice: settings.recording_notice().map(str::to_owned),
     }
 }

@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, EventId, IntegrationAccountId};
+use crate::ids::{
+    CallId, ChatbotId, CompanyId, ConversationId, EscalationId, EventId, IntegrationAccountId, TicketId, UserId,
+};
 use crate::store::{Call, CallSource, CallStatus, EndReason, EventType, TranscriptLine, TranscriptRole};
 use crate::time::{UnixMs, rfc3339, rfc3339_opt};
 
@@ -171,26 +173,45 @@ impl CallEnded {
     }
 }
 
-/// A call was handed to a human agent (written by the escalation work, in the same
-/// transaction as the escalation).
+/// A call was handed to a human agent: an agent accepted its escalation (written in the
+/// same transaction as the acceptance).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEscalated {
     pub call_id: CallId,
-    pub escalation_id: String,
+    pub escalation_id: EscalationId,
     pub conversation_id: Option<ConversationId>,
-    /// Why: the caller asked for a person, the agent's tool, ...
+    /// Why, as the AI put it when it called `escalate_to_human`.
     pub reason: String,
+    /// The agent who took the call.
+    pub agent_id: UserId,
 }
 
-/// A support ticket was created (from a call or a conversation).
+/// A support ticket was created (the AI took a message when no agent was free), in the
+/// same transaction as the ticket.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketCreated {
-    pub ticket_id: String,
+    pub ticket_id: TicketId,
     pub call_id: Option<CallId>,
     pub conversation_id: Option<ConversationId>,
+    /// The message's first line, cut to [`TICKET_SUBJECT_CHARS`] characters.
     pub subject: String,
+    /// Who left the message.
+    pub name: String,
+    /// Where to call them back.
+    pub callback_number: String,
+    pub message: String,
+}
+
+/// Longest `subject` of a `ticket.created` event.
+pub const TICKET_SUBJECT_CHARS: usize = 100;
+
+/// The subject of a ticket: the message's first non-empty line, cut to
+/// [`TICKET_SUBJECT_CHARS`] characters.
+pub fn ticket_subject(message: &str) -> String {
+    let line = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    line.chars().take(TICKET_SUBJECT_CHARS).collect()
 }
 
 /// Which integration failed.
@@ -287,6 +308,13 @@ mod tests {
             serde_json::json!({"role": "user", "content": "Hello", "offsetMs": 5})
         );
         assert!(!body.to_string().contains("secret-hash"));
+    }
+
+    #[test]
+    fn a_ticket_subject_is_the_first_line_of_its_message_cut_short() {
+        assert_eq!(ticket_subject("\n  Call me back about my order \nthanks"), "Call me back about my order");
+        assert_eq!(ticket_subject(&"é".repeat(150)).chars().count(), TICKET_SUBJECT_CHARS);
+        assert_eq!(ticket_subject(""), "");
     }
 
     #[test]

@@ -1030,6 +1030,7 @@ impl Shell {
     }
 
     async fn connection_lost(&mut self, link: &mut Link, code: Option<u16>, reason: &str) -> Flow {
+        crate::metrics::provider_error("google", "dropped");
         match self.resumption.handle_lost(code, reason) {
             Ok(handle) => {
                 tracing::warn!(code, reason, "Gemini connection lost; resuming the session on a new one");
@@ -1068,6 +1069,7 @@ impl Shell {
             Ok(ws) => {
                 *link = Link::Live(ws);
                 self.resumption.handle_resumed();
+                crate::metrics::provider_reconnect("google");
                 let (held_ms, dropped_ms) = self.backlog.take_stats();
                 tracing::info!(
                     pause_ms = since.elapsed().as_millis() as u64,

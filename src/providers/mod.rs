@@ -264,6 +264,14 @@ impl ProviderError {
     fn is_retryable(&self) -> bool {
         matches!(self, Self::Connect(_))
     }
+
+    /// Its `kind` in `gateway_provider_errors_total`.
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            Self::Refused(_) | Self::NotConfigured(_) => "rejected",
+            Self::Connect(_) => "connect",
+        }
+    }
 }
 
 /// Endpoints and keys of the providers (from the configuration).
@@ -305,6 +313,9 @@ impl ProviderSettings {
                 }
                 Provider::Echo => Ok(echo::start(spec)),
             };
+            if let Err(err) = &result {
+                crate::metrics::provider_error(model.provider.as_str(), err.metric_kind());
+            }
             match result {
                 Err(err) if err.is_retryable() && attempt < self.retries => {
                     attempt += 1;

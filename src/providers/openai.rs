@@ -396,6 +396,7 @@ impl Worker {
                 }
             };
             if let Some(why) = lost {
+                crate::metrics::provider_error("openai", "dropped");
                 // The session ended under the call (time limit, network): continue in a new one.
                 tracing::info!(reason = %why, "Realtime session ended; reconnecting with the conversation so far");
                 let next = match ready.take() {
@@ -428,6 +429,7 @@ impl Worker {
                     && let Some(next) = ready.take()
                 {
                     tracing::info!("rolled over to a fresh Realtime session before the time limit");
+                    crate::metrics::provider_reconnect("openai");
                     let _ = sink.send(Message::Close(None)).await;
                     expires = next.expires;
                     (sink, stream) = next.socket.split();
@@ -454,10 +456,12 @@ impl Worker {
         for attempt in 1..=RECONNECT_ATTEMPTS {
             match open(&self.endpoint, &spec).await {
                 Ok(connection) => {
+                    crate::metrics::provider_reconnect("openai");
                     tracing::info!(attempt, "continuing the call in a new Realtime session");
                     return Some(connection);
                 }
                 Err(err) => {
+                    crate::metrics::provider_error("openai", err.metric_kind());
                     tracing::warn!(error = %err, attempt, "reconnecting to OpenAI failed");
                     if matches!(err, ProviderError::Refused(_)) {
                         return None;
@@ -766,6 +770,7 @@ fn translate(event: &ServerEvent<'_>, state: &mut ReadState, received: Instant) 
                 error.and_then(|e| e.code.clone().or_else(|| e.kind.clone())).unwrap_or_else(|| "error".to_owned());
             let message = error.and_then(|e| e.message.clone()).unwrap_or_default();
             tracing::warn!(code = %code, message = %message, "OpenAI reported an error");
+            crate::metrics::provider_error("openai", "server_error");
             vec![ProviderEvent::Error { code, message }]
         }
         _ => vec![],

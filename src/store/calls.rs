@@ -360,7 +360,8 @@ impl Store {
             }
             sqlx::query(
                 "UPDATE conversations SET status = 'resolved', updated_at = $1 \
-                 WHERE id = (SELECT conversation_id FROM calls WHERE id = $2) AND status = 'active'",
+                 WHERE id = (SELECT conversation_id FROM calls WHERE id = $2) \
+                 AND status IN ('active', 'waiting_human', 'with_human')",
             )
             .bind(now_ms())
             .bind(id.as_string())
@@ -446,7 +447,8 @@ impl Store {
     /// Resolves the `voice_call` conversations of calls that have ended.
     async fn resolve_conversations_of_ended_calls(&self) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE conversations SET status = 'resolved', updated_at = $1 WHERE status = 'active' AND channel = 'voice_call' \
+            "UPDATE conversations SET status = 'resolved', updated_at = $1 \
+             WHERE status IN ('active', 'waiting_human', 'with_human') AND channel = 'voice_call' \
              AND id IN (SELECT conversation_id FROM calls WHERE status IN ('completed', 'failed') AND conversation_id IS NOT NULL)",
         )
         .bind(now_ms())

@@ -10,11 +10,13 @@ mod ai_models;
 mod calls;
 mod chatbots;
 mod companies;
+mod escalations;
 mod events;
 mod integrations;
 mod knowledge;
 mod notices;
 mod recordings;
+mod tickets;
 mod users;
 mod webhooks;
 
@@ -38,6 +40,10 @@ pub(crate) fn ai_models_settings(dialect: Option<RealtimeDialect>) -> ModelSetti
 pub use calls::{Call, CallFilter, NODE_LOST, NewCall, TranscriptLine};
 pub use chatbots::{Chatbot, ChatbotType, NewChatbot};
 pub use companies::Company;
+pub use escalations::{
+    AcceptRefusal, AssignedAgent, CancelReason, CloseOutcome, Escalation, EscalationStatus, NewEscalation, OfferLine,
+    PRESENCE_STALE_MS, PresenceStatus,
+};
 pub use events::{
     ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryStatus, DisabledEndpoint, EventType, MAX_LOGGED_ATTEMPTS,
     MAX_PENDING_PER_COMPANY, RedeliverRefusal, insert_event,
@@ -48,6 +54,7 @@ pub use knowledge::{
 };
 pub use notices::{Notice, NoticeKind, Severity};
 pub use recordings::{NewRecording, RECORDING_FORMAT, Recording};
+pub use tickets::{NewTicket, Ticket, TicketStatus};
 pub use users::{
     ApiToken, DAY_MS, DEFAULT_API_TOKEN_TTL_DAYS, NewSession, Role, Session, TokenCheck, TokenStatus, User,
 };
@@ -248,6 +255,17 @@ impl Store {
     /// still needs the write lock, so a locked, read-only or unreachable database fails it.
     pub async fn check_writable(&self) -> StoreResult<()> {
         sqlx::query("UPDATE companies SET name = name WHERE 1 = 0").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Sends a Postgres notification (`pg_notify`) on `channel`: the cross-node bus of
+    /// `escalation::bus`. Payloads must stay under Postgres' 8000-byte limit. SQLite has
+    /// no notifications (single-node deployments use an in-process bus): an error there.
+    pub async fn notify(&self, channel: &str, payload: &str) -> StoreResult<()> {
+        if self.backend != Backend::Postgres {
+            return Err(StoreError::Database(sqlx::Error::Configuration("notifications need Postgres".into())));
+        }
+        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -61,6 +61,11 @@ impl PostgresTestDb {
         Some((store, Self { admin_url, name }))
     }
 
+    /// The test database's URL (for a second connection, e.g. a `LISTEN`er).
+    pub fn url(&self) -> String {
+        replace_database(&self.admin_url, &self.name)
+    }
+
     /// Drops the test database.
     pub async fn drop_db(self, store: Store) {
         store.close().await;

@@ -93,12 +93,52 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a gateway after `configure` adjusted its settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let postgres = std::env::var("GATEWAY_TEST_DATABASE").as_deref() == Ok("postgres");
+    spawn(postgres, configure).await
+}
+
+/// Starts a gateway on a fresh Postgres database whatever `GATEWAY_TEST_DATABASE` says;
+/// None when `GATEWAY_TEST_POSTGRES_URL` names no server (the test is then skipped).
+#[allow(clippy::print_stderr)]
+pub async fn spawn_postgres_app_with(configure: impl FnOnce(&mut ServeArgs)) -> Option<TestApp> {
+    if std::env::var("GATEWAY_TEST_POSTGRES_URL").is_ok_and(|url| !url.is_empty()) {
+        Some(spawn(true, configure).await)
+    } else {
+        eprintln!("skipped: GATEWAY_TEST_POSTGRES_URL is not set");
+        None
+    }
+}
+
+/// A second gateway node on `first`'s database (Postgres), with its own node id, data
+/// directory and address; the first app keeps (and drops) the database.
+pub async fn spawn_node(first: &TestApp, node_id: &str) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut args = first.args.clone();
+    args.store.data_dir = data_dir.path().to_path_buf();
+    args.node_id = Some(node_id.into());
+    args.public_url = None;
+    let (addr, state, server) = serve(args.clone()).await;
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        state,
+        http: reqwest::Client::new(),
+        data_dir,
+        master: first.master.clone(),
+        database_url: first.database_url.clone(),
+        serving: Some(server),
+        postgres: None,
+        args,
+    }
+}
+
+async fn spawn(postgres: bool, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     // `GATEWAY_TEST_LOG=debug cargo test …` shows the gateway's logs while debugging a test.
     if let Ok(filter) = std::env::var("GATEWAY_TEST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
     let data_dir = tempfile::tempdir().unwrap();
-    let (postgres, database_url) = if std::env::var("GATEWAY_TEST_DATABASE").as_deref() == Ok("postgres") {
+    let (postgres, database_url) = if postgres {
         let (db, url) = PostgresDb::create().await;
         (Some(db), url)
     } else {

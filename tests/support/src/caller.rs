@@ -81,13 +81,22 @@ impl Caller {
         // Reader: record events, apply the answer and the gateway's candidates.
         let (state, reader_peer, cancel) = (shared.clone(), peer.clone(), stop.clone());
         tokio::spawn(async move {
+            // The code of the gateway's close frame, reported with `_closed`.
+            let mut close_code = None;
             loop {
                 let frame = tokio::select! {
                     _ = cancel.cancelled() => break,
                     frame = stream.next() => frame,
                 };
                 let Some(Ok(frame)) = frame else { break };
-                let Message::Text(text) = frame else { continue };
+                let text = match frame {
+                    Message::Text(text) => text,
+                    Message::Close(close) => {
+                        close_code = close.map(|frame| u16::from(frame.code));
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
                 match event["type"].as_str() {
                     Some("answer") => {
@@ -108,7 +117,7 @@ impl Caller {
                 state.events.lock().expect("events").push((Instant::now(), event));
                 state.changed.notify_waiters();
             }
-            state.events.lock().expect("events").push((Instant::now(), json!({"type": "_closed"})));
+            state.events.lock().expect("events").push((Instant::now(), json!({"type": "_closed", "code": close_code})));
             state.changed.notify_waiters();
         });
 
@@ -184,7 +193,8 @@ impl Caller {
         Ok(Self { shared, ws_out, speech, peer, stop })
     }
 
-    /// Every WebSocket event so far (and `{"type":"_closed"}` once the socket closed).
+    /// Every WebSocket event so far (and `{"type":"_closed","code":…}` once the socket
+    /// closed: the code of the gateway's close frame, null without one).
     pub fn events(&self) -> Vec<Value> {
         self.shared.events.lock().expect("events").iter().map(|(_, e)| e.clone()).collect()
     }

@@ -9,9 +9,11 @@
 //! characters ending in `==`, host candidates (IPv4, and IPv6 on the same port when the
 //! host has it) in the offer, no trickle and no end-of-candidates.
 //!
-//! It sends nothing before the business's `accept` succeeded ([`MetaPeer::start_media`]);
-//! from then on one 20 ms Opus frame every 20 ms (speech when queued, silence otherwise) and
-//! RFC 4733 key presses on payload type 126. It decodes and times what it hears, and
+//! It sends nothing before the business's `accept` succeeded ([`MetaPeer::start_media`]),
+//! nor before ICE and DTLS are up (there are no SRTP keys before that; a WebRTC sender's
+//! media starts with its transport); from then on one 20 ms Opus frame every 20 ms (speech
+//! when queued, silence otherwise) and RFC 4733 key presses on payload type 126. Speech and
+//! key presses queued earlier go out once it sends. It decodes and times what it hears, and
 //! reports any RTP that arrives before `accept` was answered as a protocol error.
 
 use std::collections::VecDeque;
@@ -98,6 +100,8 @@ struct Shared {
     dtmf_sent: Mutex<Vec<char>>,
     /// Frames and key presses actually sent.
     frames_sent: AtomicU64,
+    /// When the first of them went out.
+    first_sent_at: Mutex<Option<Instant>>,
     changed: Notify,
     gathered: Notify,
 }
@@ -357,7 +361,8 @@ impl MetaPeer {
         Ok(())
     }
 
-    /// The business's accept succeeded: start sending, one frame every 20 ms. Idempotent.
+    /// The business's accept succeeded: start sending, one frame every 20 ms from the moment
+    /// ICE and DTLS are up (at once if they already are). Idempotent.
     pub fn start_media(&self) {
         if self.media_started.swap(true, Ordering::AcqRel) {
             return;
@@ -421,6 +426,11 @@ impl MetaPeer {
     /// Frames (audio and key-press packets) sent so far.
     pub fn frames_sent(&self) -> u64 {
         self.shared.frames_sent.load(Ordering::Relaxed)
+    }
+
+    /// When the first frame was sent.
+    pub fn first_sent_at(&self) -> Option<Instant> {
+        *self.shared.first_sent_at.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits until something changes (a frame heard, the connection state), or `until`.
@@ -566,7 +576,27 @@ struct KeyPress {
 }
 
 impl MediaSender {
+    /// Waits for ICE and DTLS. webrtc-rs accepts RTP written before the DTLS handshake, says
+    /// `Ok`, and drops it for want of SRTP keys: a key press pressed right after `accept`
+    /// (Meta answers `accept` before the business's DTLS handshake is done) would vanish.
+    /// `false` when the call is hung up first.
+    async fn wait_connected(&self) -> bool {
+        loop {
+            let notified = self.shared.changed.notified();
+            if self.shared.connected_at.lock().unwrap_or_else(PoisonError::into_inner).is_some() {
+                return true;
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return false,
+                () = notified => {}
+            }
+        }
+    }
+
     async fn run(mut self) {
+        if !self.wait_connected().await {
+            return;
+        }
         let Ok(mut encoder) = OpusEncoder::new(RATE, OpusEncoderConfig::default()) else { return };
         let mut queue: VecDeque<i16> = VecDeque::new();
         let mut frame = vec![0i16; FRAME];
@@ -631,6 +661,11 @@ impl MediaSender {
             if let Some(rtp) = rtp {
                 first = false;
                 if self.track.write_rtp(rtp).await.is_ok() {
+                    self.shared
+                        .first_sent_at
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(Instant::now());
                     self.shared.frames_sent.fetch_add(1, Ordering::Relaxed);
                 }
                 sequence = sequence.wrapping_add(1);

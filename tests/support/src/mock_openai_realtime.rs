@@ -68,6 +68,10 @@ pub struct OpenAiRealtimeConfig {
     pub user_transcript: String,
     /// A function call to make when the caller's turn ends.
     pub tool_call: Option<ScriptedToolCall>,
+    /// More function calls: at the end of each caller turn the first script (`tool_call`,
+    /// then these in order) whose tool the session declares and whose `max_calls` is not
+    /// used up is called.
+    pub tool_calls: Vec<ScriptedToolCall>,
     /// The transcript of the answer after a tool result; `{output}` is the
     /// `function_call_output` text.
     pub tool_reply_template: String,
@@ -85,6 +89,7 @@ impl Default for OpenAiRealtimeConfig {
             replies: Vec::new(),
             user_transcript: "Hi, can you hear me?".into(),
             tool_call: None,
+            tool_calls: Vec::new(),
             tool_reply_template: "According to our records: {output}".into(),
             pacing: Pacing::Burst,
             chunk_ms: 100,

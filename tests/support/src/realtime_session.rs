@@ -163,7 +163,8 @@ pub(crate) struct RealtimeSession {
     stream: Option<Stream>,
     pending_transcription: Option<String>,
     pending_tool_outputs: Vec<String>,
-    tool_calls_made: usize,
+    /// Calls made per scripted tool name.
+    tool_calls_by_name: std::collections::HashMap<String, usize>,
     replies_used: usize,
     produced_audio: bool,
 }
@@ -189,7 +190,7 @@ impl RealtimeSession {
             stream: None,
             pending_transcription: None,
             pending_tool_outputs: Vec::new(),
-            tool_calls_made: 0,
+            tool_calls_by_name: std::collections::HashMap::new(),
             replies_used: 0,
             produced_audio: false,
         };
@@ -819,12 +820,15 @@ impl RealtimeSession {
         }
 
         let last_is_user = matches!(self.items.last().map(|item| &item.kind), Some(ItemKind::User));
-        if let Some(script) = &self.config.tool_call
+        let script = self.config.tool_call.iter().chain(&self.config.tool_calls).find(|script| {
+            let made = self.tool_calls_by_name.get(&script.name).copied().unwrap_or(0);
+            self.settings.tools.contains(&script.name) && script.max_calls.is_none_or(|max| made < max)
+        });
+        if let Some(script) = script
             && last_is_user
-            && self.settings.tools.contains(&script.name)
-            && script.max_calls.is_none_or(|max| self.tool_calls_made < max)
         {
             let (name, arguments) = (script.name.clone(), script.arguments.to_string());
+            *self.tool_calls_by_name.entry(name.clone()).or_default() += 1;
             self.function_call(response, &name, &arguments, out);
             return;
         }
@@ -943,7 +947,6 @@ impl RealtimeSession {
             kind: ItemKind::FunctionCall { call_id: call_id.clone() },
             value: item,
         });
-        self.tool_calls_made += 1;
         out.notes.push(Note::ResponseDone(ResponseSummary {
             response_id,
             item_id,

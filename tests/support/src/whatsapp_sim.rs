@@ -7,8 +7,8 @@
 //! `connect` webhook carries it, and a task per call plays Meta from then on:
 //!
 //! - `pre_accept` → the answer is applied (ICE and DTLS may start; nothing is sent);
-//! - `accept` → the user's media starts (speech queued with [`WhatsAppCall::say`], key
-//!   presses with [`WhatsAppCall::press_keys`], silence otherwise);
+//! - `accept` → the user's media starts, as soon as ICE and DTLS are up (speech queued with
+//!   [`WhatsAppCall::say`], key presses with [`WhatsAppCall::press_keys`], silence otherwise);
 //! - no RTP from the business within `no_media_timeout` (20 s) of accept → `terminate`
 //!   webhook FAILED with error 138021 (the captured shape);
 //! - no accept within `no_answer_timeout` → `terminate` FAILED (no times);

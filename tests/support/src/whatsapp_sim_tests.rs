@@ -272,6 +272,37 @@ async fn whatsapp_meta_peer_and_the_gateway_answer_path_connect_with_the_roles_m
     gateway.close().await;
 }
 
+/// The gateway sends `accept` as soon as its provider is ready, often before its DTLS
+/// handshake with Meta is done; a key pressed at once must still arrive (it used to be
+/// written before the SRTP keys existed and silently dropped by webrtc-rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_keys_pressed_right_after_an_early_accept_reach_the_gateway() {
+    let receiver = Receiver::start(0).await;
+    let sim = sim(WhatsAppSimConfig::default(), &receiver).await;
+    let call = sim.place_call().await.expect("call placed");
+    let connect = receiver.wait_event(call.call_id(), "connect").await;
+    let offer = connect["session"]["sdp"].as_str().expect("offer").to_owned();
+    let (gateway, events, answer) =
+        gateway_factory().answer_with(&offer, &AnswerOptions::whatsapp()).await.expect("answer");
+    let seen = pump(events);
+
+    // pre_accept and accept back to back, the key pressed as soon as accept is answered.
+    assert_eq!(act(&sim, call.call_id(), "pre_accept", Some(&answer)).await.0, 200);
+    assert_eq!(act(&sim, call.call_id(), "accept", Some(&answer)).await.0, 200);
+    call.wait_accepted(WAIT).await.expect("accepted");
+    call.press_keys("7").await;
+    let connected = call.peer().wait_connected(WAIT).await.expect("Meta connected");
+
+    seen.wait_for(|s| s.digits == "7", WAIT).await.expect("the key press reaches the gateway");
+    let first_sent = call.peer().first_sent_at().expect("Meta sent media");
+    assert!(first_sent >= connected, "Meta sent RTP {:?} before DTLS was up", connected - first_sent);
+    // Audio follows the key press on the same stream.
+    seen.wait_for(|s| s.frames >= 5, WAIT).await.expect("audio after the key press");
+    assert!(sim.graph().protocol_errors().is_empty(), "{:?}", sim.graph().protocol_errors());
+    call.hang_up();
+    gateway.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whatsapp_rtp_sent_after_pre_accept_but_before_accept_is_a_protocol_error() {
     let receiver = Receiver::start(0).await;

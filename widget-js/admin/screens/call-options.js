@@ -105,13 +105,15 @@ export async function callOptions(ctx, bot) {
   categoryBox.append(h('p', { class: 'field-error' }));
   const chosenCategories = () => [...categoryBox.querySelectorAll('input[data-category]:checked')].map((b) => b.value).sort();
 
-  // 4. Escalation: the escalation work adds its settings to the call settings; they go here.
-  const escalation = h(
-    'section',
-    { class: 'card placeholder', 'data-slot': 'escalation', 'aria-labelledby': 'escalation-title' },
-    h('h2', { id: 'escalation-title', text: 'Escalation to a human' }),
-    h('p', { text: 'Coming with the escalation work: when a caller asks for a person, hand the call to an available support agent, or take a message and open a ticket. Its settings will appear here.' }),
+  // 4. Escalation to a human (docs/agent-protocol.md): the model may hand the caller to an
+  // available support agent, or take a message when nobody accepts in time.
+  const escalation = section(
+    'Escalation to a human',
+    field({ label: 'Escalation to a human agent', name: 'escalationEnabled', kind: 'checkbox', value: settings.escalationEnabled, hint: 'When the caller asks for a person, offer the call to the company’s available support agents; when nobody accepts in time, the AI takes a message (a ticket).' }).row,
+    field({ label: 'Escalation Timeout (seconds)', name: 'escalationTimeoutSeconds', kind: 'range', value: settings.escalationTimeoutSeconds, hint: 'How long the caller waits for an agent to accept before the AI offers to take a message (10–300 s).', attrs: { min: 10, max: 300, step: 5, unit: 's' } }).row,
+    field({ label: 'Hold Message', name: 'holdMessage', kind: 'textarea', value: settings.holdMessage, hint: 'What the AI says before the caller waits for an agent. Up to 300 characters.', attrs: { maxlength: 300 } }).row,
   );
+  escalation.dataset.slot = 'escalation';
 
   // 5. Advanced
   const vad = field({ label: 'Voice Activity Detection (VAD) threshold', name: 'vadThreshold', kind: 'range', value: settings.vadThreshold, hint: `0.0 (sensitive) – 1.0 (less sensitive). ℹ️ ${VAD_EXPLAINED}`, attrs: { min: 0, max: 1, step: 0.05 } });
