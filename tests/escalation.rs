@@ -201,3 +201,31 @@ async fn a_caller_who_hangs_up_while_waiting_withdraws_the_offer() {
     let accept = app.post(&format!("/api/agent/escalations/{escalation}/accept"), &agent, None, json!({})).await;
     assert_eq!(accept.status, StatusCode::GONE, "{}", accept.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_call_stays_up_on_hold_and_ends_cleanly() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, _admin, caller, id) = escalating_call(&mock).await;
+    let (agent, mut console) = available_agent(&app, id).await;
+
+    caller.say(utterance(1200)).await;
+    let offered = next_of(&mut console, "escalation").await;
+    let escalation = offered["escalationId"].as_str().unwrap();
+    let accept = app.post(&format!("/api/agent/escalations/{escalation}/accept"), &agent, None, json!({})).await;
+    assert_eq!(accept.status, StatusCode::OK, "{}", accept.text);
+
+    // The session takes the acceptance and goes on holding the caller (the agent's media
+    // leg is not served yet); it must neither die nor hand the caller back early.
+    tokio::time::sleep(2 * SECOND).await;
+    assert_eq!(app.state.store.call(id).await.unwrap().unwrap().status, CallStatus::Active);
+    caller.hang_up().await;
+    let row = wait_for_end(&app, id).await;
+    assert_eq!(row.status, CallStatus::Completed);
+    let lines = app.state.store.transcript(id).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.role == TranscriptRole::System && l.content.ends_with("accepted the call")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.content == "No agent was available"), "{lines:?}");
+}

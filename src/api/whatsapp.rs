@@ -5,7 +5,7 @@
 //! up, the raw body's `X-Hub-Signature-256` checked with its app secret, and every
 //! authentic webhook answered 200 at once (Meta retries anything else). What each call
 //! event means — answer, end, or ignore a duplicate, stale or out-of-order one — is the
-//! [`LiveCalls`] ledger's decision; answering a call (admission, the SDP answer,
+//! [`LiveCalls`](crate::telephony::whatsapp::LiveCalls) ledger's decision; answering a call (admission, the SDP answer,
 //! `pre_accept`, the session) happens off the request.
 
 use std::time::Duration;
@@ -100,7 +100,10 @@ pub async fn events(State(state): State<AppState>, Path(id): Path<String>, reque
         return refused(&WebhookError::SignatureInvalid).into_response();
     };
     let signature = parts.headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
-    let app_secret = secrets.app_secret.as_deref().unwrap_or_default();
+    let Some(app_secret) = secrets.app_secret.as_deref().filter(|s| !s.is_empty()) else {
+        tracing::warn!(account_id = %account.id, "a WhatsApp webhook for an account without an app secret");
+        return refused(&WebhookError::SignatureInvalid).into_response();
+    };
     let envelope = match webhook::authenticate(app_secret, signature, &body) {
         Ok(envelope) => envelope,
         Err(error) => {
@@ -112,7 +115,7 @@ pub async fn events(State(state): State<AppState>, Path(id): Path<String>, reque
     let now = now_ms();
     for event in envelope.call_events() {
         let call = event.call;
-        if !event.phone_number_id.is_empty() && event.phone_number_id != phone_number_id {
+        if event.phone_number_id.is_empty() || event.phone_number_id != phone_number_id {
             tracing::warn!(account_id = %account.id, "a WhatsApp call event for another phone number: ignored");
             continue;
         }
@@ -252,7 +255,7 @@ async fn start_call(
             .store
             .mark_call_connecting(call.id, &state.node_id)
             .await
-            .map_err(|e| (Decline::Internal(e.to_string()), None))?;
+            .map_err(|e| (Decline::Internal(e.to_string()), Some(call.clone())))?;
     if !claimed {
         return Err((Decline::Duplicate, None));
     }

@@ -106,6 +106,14 @@ impl Handover {
         }
     }
 
+    /// Agents may accept until `until` (the stored offer's deadline): a wait that would
+    /// have ended earlier lasts until then.
+    pub fn extend_wait(&mut self, until: Instant) {
+        if let Stage::Waiting { deadline, .. } = &mut self.stage {
+            *deadline = (*deadline).max(until);
+        }
+    }
+
     /// The wait ended without an agent (nobody available, the deadline, an agent who never
     /// joined): the AI takes a message.
     pub fn gave_up(&mut self) {
@@ -171,6 +179,19 @@ mod tests {
         assert_eq!(h.poll(t0 + TIMEOUT * 2), None, "nothing is due any more");
         assert_eq!(h.request(t0, TIMEOUT), Err(Refusal::NobodyCame));
         assert!(!h.accepted(t0, TIMEOUT), "a late acceptance changes nothing");
+    }
+
+    #[test]
+    fn the_wait_lasts_until_the_stored_offer_expires() {
+        let t0 = Instant::now();
+        let mut h = Handover::default();
+        h.request(t0, TIMEOUT).unwrap();
+        h.extend_wait(t0 + TIMEOUT + Duration::from_millis(300));
+        assert_eq!(h.poll(t0 + TIMEOUT), Some(HandoverAction::Remind(REMINDER)), "not over yet");
+        assert_eq!(h.poll(t0 + TIMEOUT + Duration::from_millis(300)), Some(HandoverAction::GiveUp));
+        h.gave_up();
+        h.extend_wait(t0 + TIMEOUT * 3);
+        assert_eq!(h.stage(), Stage::TakingMessage, "extending after the wait changes nothing");
     }
 
     #[test]

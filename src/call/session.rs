@@ -355,6 +355,17 @@ async fn open_escalation(
     escalations.open(request).await.map_err(|err| err.to_string())
 }
 
+/// Closes an escalation nobody waits for any more (the call ended, or gave up first).
+async fn close_unwanted(escalations: &Escalations, id: crate::ids::EscalationId) {
+    match escalations.timed_out(id).await {
+        Ok(CloseOutcome::Assigned(_)) => {
+            let _ = escalations.resolve(id).await;
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not withdraw an escalation nobody waits for"),
+    }
+}
+
 /// An agent accepting the call's escalation; never without one.
 async fn next_acceptance(escalation: &mut Option<PendingEscalation>) -> crate::escalation::Accepted {
     match escalation {
@@ -439,7 +450,8 @@ impl CallSession {
 
     /// A key press: a system line, and a short note to the model.
     async fn handle_dtmf(&mut self, digit: char) {
-        tracing::info!(%digit, "caller pressed a key");
+        // The digit itself stays out of the logs: callers key in PINs and card numbers.
+        tracing::info!("caller pressed a key");
         let offset_ms = self.offset_ms();
         self.system_line(format!("The caller pressed {digit}"), offset_ms).await;
         if self.phase == Phase::Active && self.closing.is_none() {
@@ -1025,7 +1037,13 @@ impl CallSession {
                 tokio::spawn(
                     async move {
                         let opened = open_escalation(store, &escalations, request).await;
-                        let _ = results.send(EscalationResult::Opened(opened)).await;
+                        let id = opened.as_ref().ok().map(|pending| pending.id);
+                        if results.send(EscalationResult::Opened(opened)).await.is_err()
+                            && let Some(id) = id
+                        {
+                            // The call ended meanwhile: nobody is waiting any more.
+                            close_unwanted(&escalations, id).await;
+                        }
                     }
                     .in_current_span(),
                 );
@@ -1041,7 +1059,18 @@ impl CallSession {
     async fn handle_escalation_result(&mut self, result: EscalationResult) {
         match result {
             EscalationResult::Opened(Ok(pending)) => {
+                if !matches!(self.handover.stage(), handover::Stage::Waiting { .. }) {
+                    // The wait ended before the offer was stored: withdraw it.
+                    let escalations = self.deps.escalations.clone();
+                    let id = pending.id;
+                    drop(pending);
+                    tokio::spawn(async move { close_unwanted(&escalations, id).await }.in_current_span());
+                    return;
+                }
                 tracing::info!(escalation_id = %pending.id, agents = pending.available_agents, "offered to the agents");
+                // Agents may accept until the stored deadline: the wait ends there, not earlier.
+                let left = Duration::from_millis(u64::try_from(pending.expires_at - now_ms()).unwrap_or(0));
+                self.handover.extend_wait(Instant::now() + left);
                 let nobody = pending.available_agents == 0;
                 self.escalation = Some(pending);
                 if nobody {
@@ -1050,7 +1079,9 @@ impl CallSession {
             }
             EscalationResult::Opened(Err(err)) => {
                 tracing::warn!(error = %err, "could not offer the call to the agents");
-                self.apply_handover(Some(HandoverAction::GiveUp)).await;
+                if matches!(self.handover.stage(), handover::Stage::Waiting { .. }) {
+                    self.apply_handover(Some(HandoverAction::GiveUp)).await;
+                }
             }
             EscalationResult::AssignedLate => {
                 // The caller was already told nobody is free; the agent's offer is withdrawn.
@@ -1191,9 +1222,12 @@ impl CallSession {
             let escalations = &self.deps.escalations;
             let close = async {
                 if joining {
-                    escalations.resolve(id).await.map(|_| ())
-                } else {
-                    escalations.cancel(id).await.map(|_| ())
+                    return escalations.resolve(id).await.map(|_| ());
+                }
+                match escalations.cancel(id).await? {
+                    // An agent won as the caller left: their part is over before it began.
+                    CloseOutcome::Assigned(_) => escalations.resolve(id).await.map(|_| ()),
+                    _ => Ok(()),
                 }
             };
             match tokio::time::timeout(ESCALATION_CLOSE_LIMIT, close).await {

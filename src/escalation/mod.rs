@@ -163,15 +163,20 @@ pub struct PendingEscalation {
     pub available_agents: i64,
     /// Until when an agent may accept.
     pub expires_at: UnixMs,
-    accepted: oneshot::Receiver<Accepted>,
+    /// Taken once it has resolved (a oneshot must not be polled again after that).
+    accepted: Option<oneshot::Receiver<Accepted>>,
     waiters: Arc<Waiters>,
 }
 
 impl PendingEscalation {
     /// Resolves when an agent accepts; never if none does, so select it against the
     /// deadline. Cancel-safe.
+    /// Resolves at most once: after an acceptance it waits forever.
     pub async fn accepted(&mut self) -> Accepted {
-        match (&mut self.accepted).await {
+        let Some(receiver) = self.accepted.as_mut() else { return std::future::pending().await };
+        let result = receiver.await;
+        self.accepted = None;
+        match result {
             Ok(accepted) => accepted,
             // The service is gone (shutting down): nobody will accept any more.
             Err(_) => std::future::pending().await,
@@ -302,8 +307,13 @@ impl Escalations {
         // Listen for the acceptance before anyone can see the offer.
         let (tx, accepted) = oneshot::channel();
         lock(&self.waiters).insert(id, tx);
-        let mut pending =
-            PendingEscalation { id, available_agents: 0, expires_at, accepted, waiters: self.waiters.clone() };
+        let mut pending = PendingEscalation {
+            id,
+            available_agents: 0,
+            expires_at,
+            accepted: Some(accepted),
+            waiters: self.waiters.clone(),
+        };
         let new = NewEscalation {
             id,
             company_id: request.company_id,

@@ -41,7 +41,10 @@ impl LiveCalls {
     /// Decides an event of Meta call `call_id` (see [`CallLedger::handle`]). Concurrent
     /// duplicates are decided one after the other: exactly one gets [`Decision::Answer`].
     pub fn handle(&self, call_id: &str, kind: CallEventKind, timestamp: Option<u64>, now: UnixMs) -> Decision {
-        let verdict = self.ledger.lock().unwrap_or_else(PoisonError::into_inner).handle(call_id, kind, timestamp, now);
+        // The ledger's lock is held while the hang-up token is registered or cancelled, so a
+        // terminate racing its connect always finds the token the connect registered.
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        let verdict = ledger.handle(call_id, kind, timestamp, now);
         match verdict {
             Verdict::Answer => {
                 let hung_up = CancellationToken::new();
