@@ -1,6 +1,7 @@
 //! The widget's files (`/widget/v1/…`, embedded from `widget-js/src` at build time), the
 //! admin console (`/admin`, `/admin/…`, embedded from `widget-js/admin`; `/test-call`
-//! leads to its Test Call screen), the API reference page (`/api/docs`, from `api-docs/`)
+//! leads to its Test Call screen), the agent console (`/agent`, `/agent/…`, embedded from
+//! `widget-js/agent`), the API reference page (`/api/docs`, from `api-docs/`)
 //! and, with `--demo`, the demo site at `/`.
 
 use axum::Router;
@@ -22,6 +23,12 @@ struct WidgetFiles;
 #[derive(Embed)]
 #[folder = "widget-js/admin/"]
 struct ConsoleFiles;
+
+/// The agent console's page and modules; it shares the admin console's client, building
+/// blocks, style sheet and ticket inbox (served under `/admin/…`).
+#[derive(Embed)]
+#[folder = "widget-js/agent/"]
+struct AgentFiles;
 
 #[derive(Embed)]
 #[folder = "widget-js/demo/"]
@@ -45,9 +52,15 @@ pub fn router() -> Router<AppState> {
         .route("/admin/", get(console_page))
         .route("/admin/{*path}", get(console_file))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    let agent = Router::new()
+        .route("/agent", get(agent_page))
+        .route("/agent/", get(agent_page))
+        .route("/agent/{*path}", get(agent_file))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     Router::new()
         .merge(widget)
         .merge(console)
+        .merge(agent)
         .route("/test-call", get(test_call_page))
         .route("/api/docs", get(|| api_docs_file(Path("index.html".to_owned()))))
         .route("/api/docs/{file}", get(api_docs_file))
@@ -124,6 +137,32 @@ async fn console_file(State(state): State<AppState>, Path(path): Path<String>, r
         return ApiError::not_found("console file").into_response();
     }
     console_page(State(state)).await
+}
+
+/// The agent console's files (`/agent/app.js`); any other path without a file extension
+/// answers the page, an unknown file is a 404.
+async fn agent_file(State(state): State<AppState>, Path(path): Path<String>, request_headers: HeaderMap) -> Response {
+    if path != "index.html"
+        && let Some(file) = AgentFiles::get(&path)
+    {
+        return embedded(file, &request_headers);
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if last.contains('.') {
+        return ApiError::not_found("agent console file").into_response();
+    }
+    agent_page(State(state)).await
+}
+
+/// The agent console's page, with the admin console's headers (its own scripts only, the
+/// gateway's sockets, no framing by other sites).
+async fn agent_page(State(state): State<AppState>) -> Response {
+    let Some(file) = AgentFiles::get("index.html") else { return ApiError::not_found("page").into_response() };
+    let mut response = Html(file.data.into_owned()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    console_headers(headers, &state.public_base);
+    response
 }
 
 /// The console's page; `{{GATEWAY}}` becomes the public URL (for embed snippets).

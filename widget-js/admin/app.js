@@ -4,7 +4,8 @@
 // module in screens/ with `render(ctx)`, reading and writing only the documented REST API.
 
 import { ConsoleApi } from './api.js';
-import { h, errorText, field, failure } from './ui.js';
+import { h, failure } from './ui.js';
+import { signInForm } from './signin.js';
 import { navFor, homePath, parseRoute, SCREENS } from './logic.js';
 
 const api = new ConsoleApi();
@@ -42,43 +43,10 @@ function showSignIn(message = '', error = false) {
   $('nav').hidden = true;
   $('account').hidden = true;
   $('company-area').replaceChildren();
-  const email = field({ label: 'E-mail', name: 'email', kind: 'email', attrs: { autocomplete: 'username', spellcheck: 'false', required: true } });
-  const password = field({
-    label: 'Password',
-    name: 'password',
-    kind: 'password',
-    hint: 'Sign in with your console account (a password is set with gateway user create … --password-stdin or gateway user passwd).',
-    attrs: { autocomplete: 'current-password', required: true },
-  });
-  const note = h('p', { class: `message ${error ? 'error' : ''}`, role: 'status', text: message });
-  const form = h(
-    'form',
-    { class: 'card signin', 'aria-labelledby': 'signin-title' },
-    h('h1', { id: 'signin-title', tabindex: '-1', text: 'Sign in' }),
-    email.row,
-    password.row,
-    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'btn primary', text: 'Sign in' })),
-    note,
-  );
-  const say = (text, isError = false) => {
-    note.textContent = text;
-    note.classList.toggle('error', isError);
-  };
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    say('Signing in…');
-    try {
-      const session = await api.post('/api/auth/login', { email: email.control.value.trim(), password: password.control.value });
-      await signedIn(session);
-    } catch (err) {
-      if (err.code === 'invalid_credentials') return say('Wrong e-mail or password.', true);
-      if (err.code === 'rate_limited') return say('Too many sign-in attempts: try again later.', true);
-      say(errorText(err), true);
-    }
-  });
+  const { form, focus } = signInForm({ api, onSignedIn: (session) => signedIn(session), message, error });
   $('main').replaceChildren(form);
   document.title = 'Sign in — Voice Gateway';
-  email.control.focus();
+  focus();
 }
 
 /** `focus`: move focus to the screen's heading (not on page load: Tab starts at the skip link). */
@@ -106,7 +74,9 @@ function renderAccount() {
     }
     showSignIn('Signed out.');
   });
-  $('account').replaceChildren(h('p', {}, 'Signed in as ', h('strong', { text: email }), ` (${ROLE_NAMES[role] ?? role})`), signOut);
+  // Agents and company admins take escalated calls in the agent console.
+  const agentConsole = role === 'master_admin' ? null : h('a', { href: '/agent', text: 'Agent console' });
+  $('account').replaceChildren(h('p', {}, 'Signed in as ', h('strong', { text: email }), ` (${ROLE_NAMES[role] ?? role})`), agentConsole ?? '', signOut);
   $('account').hidden = false;
 }
 
@@ -272,7 +242,7 @@ function welcome(nav) {
     {},
     h('h1', { tabindex: '-1', text: 'Welcome' }),
     agent
-      ? h('p', { text: 'You are signed in as a support agent. The configuration screens are for admins; taking escalated calls and tickets will come with the agent console.' })
+      ? h('p', {}, 'You are signed in as a support agent. The configuration screens are for admins; escalated calls and the ticket inbox are in the ', h('a', { href: '/agent', text: 'agent console' }), '.')
       : h('p', { text: nav.length ? 'Choose a screen in the menu.' : 'Choose a company to work on.' }),
   );
 }

@@ -9,8 +9,8 @@ const ADMINS = ['master_admin', 'company_admin'];
  * Every screen of the console, in navigation order. `scope: 'company'` screens act on the
  * active company; `calls: true` ones only appear when the company has voice calls
  * (spec 1: "when disabled, call features are hidden from the company dashboard").
- * Entries with `module: null` are screens other issues bring (tickets): they appear once
- * their module exists; screens with `api` also need the API to document that route
+ * Entries with `module: null` are screens other issues bring: they appear once their
+ * module exists; screens with `api` also need the API to document that route
  * (GET /api/openapi.json).
  */
 export const SCREENS = [
@@ -21,7 +21,7 @@ export const SCREENS = [
   { id: 'calls', label: 'Calls', roles: ADMINS, scope: 'company', module: 'calls' },
   { id: 'knowledge', label: 'Knowledge base', roles: ADMINS, scope: 'company', module: 'knowledge' },
   { id: 'test-call', label: 'Test Call', roles: ADMINS, scope: 'company', calls: true, module: 'test-call' },
-  { id: 'tickets', label: 'Tickets', roles: [...ADMINS, 'support_agent'], scope: 'company', module: null, api: '/api/company/tickets' },
+  { id: 'tickets', label: 'Tickets', roles: [...ADMINS, 'support_agent'], scope: 'company', module: 'tickets', api: '/api/company/tickets' },
   { id: 'webhooks', label: 'Webhooks', roles: ADMINS, scope: 'company', module: 'webhooks', api: '/api/company/webhooks' },
   { id: 'notices', label: 'Notices', roles: ADMINS, scope: 'company', module: 'notices', api: '/api/company/notices' },
 ];
@@ -345,3 +345,30 @@ export function noticeView(notice, screens = []) {
 }
 
 const capitalize = (text) => (text ? text.charAt(0).toUpperCase() + text.slice(1) : '');
+
+export const TICKET_FILTERS = [
+  ['open', 'Open'],
+  ['closed', 'Closed'],
+  ['all', 'All'],
+];
+
+/** The ticket filter a URL carries (`?status=open|closed|all`; open when absent or unknown). */
+export function ticketFilter(search) {
+  const status = new URLSearchParams(search).get('status');
+  return TICKET_FILTERS.some(([id]) => id === status) ? status : 'open';
+}
+
+/** The query of `GET /api/company/tickets` for a filter (`all` asks without a status). */
+export function ticketsQuery(filter, limit = 200) {
+  const query = new URLSearchParams();
+  if (filter === 'open' || filter === 'closed') query.set('status', filter);
+  query.set('limit', String(limit));
+  return query.toString();
+}
+
+/** A ticket's status badge and the change its button makes: `{label, tone, action, next}`. */
+export function ticketView(ticket) {
+  return ticket.status === 'closed'
+    ? { label: 'Closed', tone: '', action: 'Reopen', next: 'open' }
+    : { label: 'Open', tone: 'warn', action: 'Close', next: 'closed' };
+}

@@ -9,6 +9,9 @@ import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { WIDGET_DIR, REPO } from './harness.mjs';
 import {
+  ticketFilter,
+  ticketsQuery,
+  ticketView,
   navFor,
   homePath,
   parseRoute,
@@ -55,19 +58,28 @@ test('support agents see no configuration screen and land on the welcome page', 
   assert.equal(homePath(navFor('company_admin', calls)), '/admin/chatbots');
 });
 
-test('screens of other issues slot in once they have a module and the API documents them', () => {
-  const planned = SCREENS.filter((s) => !s.module).map((s) => s.id);
-  assert.deepEqual(planned, ['tickets']);
-  const everything = new Set(SCREENS.map((s) => s.api).filter(Boolean));
-  assert.ok(!ids(navFor('company_admin', calls, everything)).includes('tickets'), 'no module yet');
-  const tickets = SCREENS.find((s) => s.id === 'tickets');
-  tickets.module = 'tickets';
-  try {
-    assert.ok(!ids(navFor('company_admin', calls)).includes('tickets'), 'the API does not document it yet');
-    assert.ok(ids(navFor('company_admin', calls, everything)).includes('tickets'));
-  } finally {
-    tickets.module = null;
-  }
+test('Tickets is for admins and agents of the company, once the API documents the inbox', () => {
+  assert.deepEqual(SCREENS.filter((s) => !s.module).map((s) => s.id), [], 'every planned screen has its module');
+  const documented = new Set(['/api/company/tickets']);
+  assert.ok(!ids(navFor('company_admin', calls)).includes('tickets'), 'not while the API does not document it');
+  assert.ok(ids(navFor('company_admin', calls, documented)).includes('tickets'));
+  assert.ok(ids(navFor('company_admin', { callEnabled: false }, documented)).includes('tickets'), 'with or without voice calls');
+  assert.deepEqual(ids(navFor('support_agent', calls, documented)), ['tickets'], 'the only screen a support agent has');
+  assert.equal(homePath(navFor('support_agent', calls, documented)), '/admin/tickets');
+  assert.ok(!ids(navFor('support_agent', null, documented)).includes('tickets'), 'no company, no inbox');
+  assert.deepEqual(parseRoute('/admin/tickets'), { screen: 'tickets' });
+});
+
+test('the ticket filter lives in the URL and asks the inbox for open, closed or every ticket', () => {
+  assert.equal(ticketFilter(''), 'open');
+  assert.equal(ticketFilter('?status=closed'), 'closed');
+  assert.equal(ticketFilter('?status=all'), 'all');
+  assert.equal(ticketFilter('?status=bogus'), 'open');
+  assert.equal(ticketsQuery('open'), 'status=open&limit=200');
+  assert.equal(ticketsQuery('closed', 50), 'status=closed&limit=50');
+  assert.equal(ticketsQuery('all'), 'limit=200');
+  assert.deepEqual(ticketView({ status: 'open' }), { label: 'Open', tone: 'warn', action: 'Close', next: 'closed' });
+  assert.deepEqual(ticketView({ status: 'closed' }), { label: 'Closed', tone: '', action: 'Reopen', next: 'open' });
 });
 
 test('Webhooks and Notices are for admins of the active company, with or without voice calls', () => {
@@ -276,7 +288,7 @@ test('times, offsets and file names read naturally', () => {
 
 // Screens load when opened; what every visit loads is the page, its modules and the two
 // widget modules they share.
-const FIRST_VISIT = ['admin/index.html', 'admin/app.js', 'admin/api.js', 'admin/ui.js', 'admin/logic.js', 'admin/console.css', 'src/api.js', 'src/dom.js'];
+const FIRST_VISIT = ['admin/index.html', 'admin/app.js', 'admin/api.js', 'admin/ui.js', 'admin/signin.js', 'admin/logic.js', 'admin/console.css', 'src/api.js', 'src/dom.js'];
 
 test('the console stays small: a first visit under 25 KB gzipped, every file under 60 KB', async () => {
   const gzipped = async (file) => gzipSync(await readFile(join(WIDGET_DIR, file)), { level: 9 }).length;

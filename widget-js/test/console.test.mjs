@@ -7,7 +7,7 @@
 // secret shown once), places a test call and finds it in Calls, reads the test call's
 // deliveries in the webhook log and redelivers one, sees a failing endpoint disabled with
 // its reason and its notice counted in the menu, dismisses the notice and enables the
-// endpoint again; a support agent sees no configuration; the layout holds at tablet width.
+// endpoint again; a support agent sees no configuration (only Tickets); the layout holds at tablet width.
 // UPDATE_DOCS_SCREENSHOT=1 copies the screenshots to docs/images/.
 
 import { test, before, after } from 'node:test';
@@ -190,7 +190,7 @@ test('a company admin sees only their company, and neither Companies nor AI mode
   await signIn(page, companyAdmin);
   await heading(page, 'Chatbots');
   const links = await navLinks(page);
-  assert.deepEqual(links, ['Chatbots', 'Integration accounts', 'Calls', 'Knowledge base', 'Test Call', 'Webhooks', 'Notices']);
+  assert.deepEqual(links, ['Chatbots', 'Integration accounts', 'Calls', 'Knowledge base', 'Test Call', 'Tickets', 'Webhooks', 'Notices']);
   await page.getByText(`Company: ${COMPANY}`).waitFor();
   assert.equal(await page.locator('#company-picker').count(), 0, 'one company: no picker');
   assert.equal(await page.getByText('Demo Company').count(), 0);
@@ -666,13 +666,14 @@ test('the console works at tablet width and from the keyboard', async () => {
   await p.context().close();
 });
 
-test('a support agent sees neither Companies nor AI models, nor any configuration screen', async () => {
+test('a support agent sees neither Companies nor AI models, nor any configuration screen: only Tickets', async () => {
   await stack.createUser(agent);
   const p = await newPage(browser);
   await signIn(p, agent);
-  await heading(p, 'Welcome');
-  await p.getByText('You are signed in as a support agent.').waitFor();
-  assert.equal(await nav(p).isVisible(), false);
+  // Their one screen here is the ticket inbox; calls are taken in the agent console.
+  await heading(p, 'Tickets');
+  assert.deepEqual(await navLinks(p), ['Tickets']);
+  assert.equal(await p.getByRole('link', { name: 'Agent console' }).getAttribute('href'), '/agent');
   for (const [path, text] of [
     ['/admin/companies', 'Companies is not available to a support agent.'],
     ['/admin/ai-models', 'AI models is not available to a support agent.'],

@@ -61,9 +61,14 @@ struct Args {
     #[arg(long, default_value = "Hi, can you hear me?")]
     user_transcript: String,
     /// Call this tool after each caller turn when the session declares it:
-    /// `NAME=JSON_ARGUMENTS`, e.g. `search_knowledge_base={"query":"hours"}`.
-    #[arg(long, value_name = "NAME=JSON")]
-    tool_call: Option<String>,
+    /// `NAME=JSON_ARGUMENTS`, e.g. `search_knowledge_base={"query":"hours"}`. Repeatable:
+    /// after each caller turn the first script (in the order given) whose tool the session
+    /// declares and whose calls are not used up is made. `NAME@N=JSON` makes that tool at
+    /// most N times per connection, e.g. `escalate_to_human@1={"reason":"a person"}` then
+    /// `take_message@1={"name":"Ada","callbackNumber":"+14155550100","message":"Call back"}`.
+    /// The Gemini mock makes only the first.
+    #[arg(long = "tool-call", value_name = "NAME[@N]=JSON")]
+    tool_calls: Vec<String>,
     /// Refuse OpenAI handshakes with HTTP 503 (the service is down): `none`, `all`,
     /// or a number N to refuse the first N and then accept.
     #[arg(long, default_value = "none", value_name = "none|all|N")]
@@ -103,9 +108,17 @@ fn graph_number(spec: &str) -> anyhow::Result<GraphPhoneNumber> {
 }
 
 fn tool_call(spec: &str) -> anyhow::Result<ScriptedToolCall> {
-    let Some((name, arguments)) = spec.split_once('=') else { bail!("--tool-call wants NAME=JSON, got {spec}") };
+    let Some((name, arguments)) = spec.split_once('=') else { bail!("--tool-call wants NAME[@N]=JSON, got {spec}") };
     let arguments = serde_json::from_str(arguments).with_context(|| format!("--tool-call arguments {arguments}"))?;
-    Ok(ScriptedToolCall::new(name, arguments))
+    let (name, max_calls) = match name.split_once('@') {
+        Some((name, times)) => {
+            let times: usize =
+                times.parse().with_context(|| format!("--tool-call {name}@N wants a count, got {times}"))?;
+            (name, Some(times))
+        }
+        None => (name, None),
+    };
+    Ok(ScriptedToolCall { max_calls, ..ScriptedToolCall::new(name, arguments) })
 }
 
 #[tokio::main]
@@ -118,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let reply = MockReply::tone(args.reply_transcript.clone(), args.reply_ms);
     let pacing = pacing(&args.pacing)?;
-    let tool = args.tool_call.as_deref().map(tool_call).transpose()?;
+    let tools = args.tool_calls.iter().map(|spec| tool_call(spec)).collect::<anyhow::Result<Vec<_>>>()?;
     let reject_handshakes = rejection(&args.openai_reject)?;
     let at = |port| SocketAddr::new(args.host, port);
 
@@ -128,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
             api_key: args.openai_key.clone(),
             reply: reply.clone(),
             user_transcript: args.user_transcript.clone(),
-            tool_call: tool.clone(),
+            tool_calls: tools.clone(),
             pacing,
             faults: OpenAiFaults { reject_handshakes, ..Default::default() },
             ..Default::default()
@@ -142,7 +155,8 @@ async fn main() -> anyhow::Result<()> {
             api_key: args.gemini_key.clone(),
             reply,
             user_transcript: args.user_transcript.clone(),
-            tool_call: tool,
+            // The Gemini mock scripts one tool: the first.
+            tool_call: tools.first().cloned(),
             pacing,
             ..Default::default()
         },
