@@ -2,13 +2,12 @@
 //!
 //! A counting global allocator needs `unsafe impl GlobalAlloc`, so this test
 //! binary (and only it) allows `unsafe_code`; the allocator just forwards to
-//! `System` and bumps a counter. Counting is switched on per thread, so other
+//! `System` and bumps a per-thread counter. Counting is switched on per thread, so other
 //! tests running in parallel threads cannot disturb the count.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use media::test_signal::{OutboundPath, speech_like};
@@ -19,15 +18,15 @@ use media::{
 
 struct CountingAllocator;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's allocations while counting (per thread: tests run in parallel).
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note_allocation() {
     if COUNTING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -58,11 +57,11 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Runs `f` with allocation counting on for this thread; returns the count.
 fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATIONS.with(Cell::get);
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    ALLOCATIONS.with(Cell::get) - before
 }
 
 fn opus_packets(rate: SampleRate, ms: u32) -> Vec<Vec<u8>> {

@@ -14,6 +14,9 @@ use crate::recording::{EndInfo, RecordingTap, slot_at};
 
 /// Samples of one 20 ms G.711 frame (8 kHz).
 const G711_FRAME: usize = 160;
+/// How many slots before its arrival a caller frame may be placed: the recorder's aligner
+/// takes frames up to two slots late.
+const CALLER_BACKDATE_SLOTS: u64 = 2;
 
 /// A call being recorded, from its answer on.
 pub struct CallRecording {
@@ -26,20 +29,24 @@ pub struct CallRecording {
     output: AudioFormat,
     /// G.711 expanded to PCM, one frame at a time.
     expanded: [i16; G711_FRAME],
+    /// The slot the last caller frame went into.
+    last_caller_slot: Option<u64>,
 }
 
 impl CallRecording {
     pub fn new(tap: RecordingTap, answered: Instant, input: AudioFormat, output: AudioFormat) -> Self {
-        Self { tap, answered, input_rate: input.rate(), output, expanded: [0; G711_FRAME] }
+        Self { tap, answered, input_rate: input.rate(), output, expanded: [0; G711_FRAME], last_caller_slot: None }
     }
 
     fn slot(&self, at: Instant) -> u64 {
         slot_at(at.saturating_duration_since(self.answered))
     }
 
-    /// A caller frame (left channel), in the slot its packet arrived in.
+    /// A caller frame (left channel), in the slot after the previous caller frame's, kept
+    /// within the two slots before its arrival (see [`caller_slot`]).
     pub fn caller(&mut self, frame: &CallerFrame<'_>) {
-        let slot = self.slot(frame.arrival);
+        let slot = caller_slot(self.last_caller_slot, self.slot(frame.arrival));
+        self.last_caller_slot = Some(slot);
         match frame.samples {
             CallerSamples::Pcm16(pcm) => self.tap.caller(slot, pcm, self.input_rate),
             CallerSamples::Mulaw(codes) => {
@@ -70,6 +77,21 @@ impl CallRecording {
     }
 }
 
+/// The slot of a caller frame that arrived in slot `arrival`, after one placed in `last`.
+/// Caller frames are consecutive 20 ms of audio, but a burst of them (a late packet
+/// releasing those behind it, a TCP stall on a phone stream) arrives in one slot: they
+/// go into consecutive slots ending at their arrival, as far back as the aligner takes
+/// them; a frame after a gap goes where it arrived. So the caller's channel follows the
+/// wall clock without drifting, and a burst loses nothing.
+pub fn caller_slot(last: Option<u64>, arrival: u64) -> u64 {
+    let earliest = arrival.saturating_sub(CALLER_BACKDATE_SLOTS);
+    match last {
+        // A gap wider than a burst can explain (the start, a stall): where it arrived.
+        Some(last) if last + 1 >= earliest => (last + 1).min(arrival),
+        _ => arrival,
+    }
+}
+
 /// G.711 `codes` as PCM in `out`; `None` for a frame that is not 20 ms.
 fn expand<'a>(out: &'a mut [i16; G711_FRAME], codes: &[u8], format: AudioFormat) -> Option<&'a [i16]> {
     let n = match format {
@@ -90,6 +112,29 @@ mod tests {
         let pcm = expand(&mut out, &silence, AudioFormat::Mulaw).expect("a whole frame");
         assert_eq!(pcm.len(), G711_FRAME);
         assert!(pcm.iter().all(|&s| s.abs() < 8), "μ-law 0xFF is silence");
+    }
+
+    #[test]
+    fn a_burst_of_caller_frames_fills_the_slots_before_its_arrival() {
+        // Frames for slots 7, 8 and 9 held up and released together in slot 9.
+        let mut last = Some(6);
+        let slots: Vec<u64> = (0..3)
+            .map(|_| {
+                let slot = caller_slot(last, 9);
+                last = Some(slot);
+                slot
+            })
+            .collect();
+        assert_eq!(slots, [7, 8, 9]);
+        // Steady frames then go one per slot where they arrive.
+        assert_eq!(caller_slot(Some(9), 10), 10);
+    }
+
+    #[test]
+    fn caller_frames_after_a_gap_go_where_they_arrive_and_never_ahead_of_it() {
+        assert_eq!(caller_slot(None, 50), 50, "the first frame");
+        assert_eq!(caller_slot(Some(10), 50), 50, "after a gap (lost packets, a muted caller)");
+        assert_eq!(caller_slot(Some(50), 50), 50, "never ahead of its arrival: the aligner keeps the first");
     }
 
     #[test]
