@@ -55,19 +55,6 @@ async fn escalating_call(mock: &MockOpenAiRealtime) -> (TestApp, String, Caller,
     (app, admin, caller, id)
 }
 
-async fn wait_for_end(app: &TestApp, id: CallId) -> gateway::store::Call {
-    let poll = async {
-        loop {
-            let call = app.state.store.call(id).await.unwrap().unwrap();
-            if call.status.is_final() {
-                return call;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(10 * SECOND, poll).await.expect("the call ended")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nobody_available_the_ai_takes_a_message_that_lands_in_the_ticket_inbox() {
     let _serial = media_timing_lock().await;
@@ -124,7 +111,7 @@ async fn with_nobody_available_the_ai_takes_a_message_that_lands_in_the_ticket_i
     assert_eq!(ticket["callId"], id.to_string());
 
     caller.hang_up().await;
-    let row = wait_for_end(&app, id).await;
+    let row = app.wait_for_call_end(id).await;
     assert_eq!(row.status, CallStatus::Completed);
     let lines = app.state.store.transcript(id).await.unwrap();
     let system: Vec<&str> =
@@ -192,7 +179,7 @@ async fn a_caller_who_hangs_up_while_waiting_withdraws_the_offer() {
     assert_eq!(appended_after, responses, "the AI does not answer a caller on hold");
 
     caller.hang_up().await;
-    wait_for_end(&app, id).await;
+    app.wait_for_call_end(id).await;
     let cancelled = next_of(&mut console, "escalation_cancelled").await;
     assert_eq!(cancelled["escalationId"], offered["escalationId"]);
     let waiting = app.get("/api/agent/escalations?status=pending", &agent, None).await;
@@ -220,7 +207,7 @@ async fn an_accepted_call_stays_up_on_hold_and_ends_cleanly() {
     tokio::time::sleep(2 * SECOND).await;
     assert_eq!(app.state.store.call(id).await.unwrap().unwrap().status, CallStatus::Active);
     caller.hang_up().await;
-    let row = wait_for_end(&app, id).await;
+    let row = app.wait_for_call_end(id).await;
     assert_eq!(row.status, CallStatus::Completed);
     let lines = app.state.store.transcript(id).await.unwrap();
     assert!(

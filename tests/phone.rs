@@ -64,16 +64,7 @@ impl Line {
     }
 
     async fn wait_for_end(&self, id: CallId) -> gateway::store::Call {
-        let poll = async {
-            loop {
-                let call = self.app.state.store.call(id).await.unwrap().unwrap();
-                if call.status.is_final() {
-                    return call;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(10 * SECOND, poll).await.expect("the call ended")
+        self.app.wait_for_call_end(id).await
     }
 }
 

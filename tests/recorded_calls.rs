@@ -56,19 +56,6 @@ impl Clock {
     }
 }
 
-async fn wait_for_end(app: &TestApp, id: CallId) -> gateway::store::Call {
-    let poll = async {
-        loop {
-            let call = app.state.store.call(id).await.unwrap().unwrap();
-            if call.status.is_final() {
-                return call;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(10 * SECOND, poll).await.expect("the call ended")
-}
-
 /// The call's recording, through the API's link, once its writer is done.
 async fn fetch_recording(app: &TestApp, admin: &str, id: CallId) -> Decoded {
     app.state.recordings.idle().await;
@@ -146,7 +133,7 @@ async fn a_recorded_browser_call_has_the_caller_left_and_the_agent_right_on_the_
     caller.wait_until_heard(1_900, -40.0, 10 * SECOND).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     caller.hang_up().await;
-    let row = wait_for_end(&app, id).await;
+    let row = app.wait_for_call_end(id).await;
     assert_eq!(row.status, CallStatus::Completed);
 
     let recording = fetch_recording(&app, &admin, id).await;
@@ -197,7 +184,7 @@ async fn a_recorded_phone_call_has_the_caller_left_and_the_agent_right_on_the_ca
     call.hang_up().await;
     let id = app.state.store.call_by_external_id(gateway::domain::CallSource::Twilio, call.call_sid()).await;
     let id = id.unwrap().unwrap().id;
-    let row = wait_for_end(&app, id).await;
+    let row = app.wait_for_call_end(id).await;
     assert_eq!(row.status, CallStatus::Completed);
 
     let recording = fetch_recording(&app, &admin, id).await;

@@ -50,16 +50,7 @@ impl Meta {
     }
 
     async fn wait_for_end(&self, id: CallId) -> gateway::store::Call {
-        let poll = async {
-            loop {
-                let call = self.app.state.store.call(id).await.unwrap().unwrap();
-                if call.status.is_final() {
-                    return call;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(15 * SECOND, poll).await.expect("the call ended")
+        self.app.wait_for_call_end(id).await
     }
 
     /// The Graph actions the gateway took on Meta's call `call_id`, by name.

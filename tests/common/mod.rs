@@ -384,6 +384,20 @@ pub async fn spawn_gemini_app(
 }
 
 impl TestApp {
+    /// Waits (up to 15 s) until call `id` has ended, whatever its channel; returns its row.
+    pub async fn wait_for_call_end(&self, id: gateway::ids::CallId) -> gateway::store::Call {
+        let poll = async {
+            loop {
+                let call = self.state.store.call(id).await.unwrap().unwrap();
+                if call.status.is_final() {
+                    return call;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(15), poll).await.expect("the call ended")
+    }
+
     /// `POST /api/widget/call/session` for a chatbot, from an origin.
     pub async fn open_session(&self, chatbot: &str, origin: Option<&str>) -> Reply {
         let mut request = self
