@@ -7,8 +7,6 @@
 //! (and only it) allows `unsafe_code`; the allocator forwards to `System`.
 #![allow(unsafe_code, clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 
 use gateway::ids::{CallId, CompanyId};
@@ -17,52 +15,7 @@ use gateway::store::Store;
 use media::SampleRate;
 use media::test_signal::speech_like;
 
-struct CountingAllocator;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// This thread's allocations while counting (per thread: tests run in parallel).
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get) - before
-}
+testkit::counting_allocator!();
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_tap_does_not_allocate_per_frame_even_when_its_queue_is_full() {
@@ -93,7 +46,7 @@ async fn the_recording_tap_does_not_allocate_per_frame_even_when_its_queue_is_fu
         tap.caller(slot, &caller[i * 320..(i + 1) * 320], SampleRate::Hz16000);
         tap.other(slot, &agent[i * 480..(i + 1) * 480], SampleRate::Hz24000);
     };
-    let n = allocations_during(|| {
+    let (n, ()) = allocations_during(|| {
         // Far faster than the writer drains: the queue fills and frames are dropped.
         for slot in 0..500 {
             frame(slot);

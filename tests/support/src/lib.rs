@@ -31,6 +31,7 @@
 //! Every mock binds `127.0.0.1`, records what clients sent, and stops when
 //! dropped (or on `shutdown().await`).
 
+pub mod alloc_count;
 pub mod audio;
 pub mod caller;
 pub mod energy_vad;
