@@ -93,7 +93,7 @@ text_enum!(
         Expired = "expired",
         /// The gateway shut down (or a node holding the call was lost).
         Shutdown = "shutdown",
-        /// Handed over to a human agent.
+        /// Handed over: on an agent's leg, the agent handed the caller back to the AI.
         Transferred = "transferred",
         /// An internal error.
         Error = "error",
@@ -115,8 +115,10 @@ text_enum!(
     TranscriptRole {
         /// The caller.
         User = "user",
-        /// The AI agent (or the human agent who took over).
+        /// The AI agent.
         Agent = "agent",
+        /// A human support agent who joined the call.
+        HumanAgent = "human_agent",
         /// The system: tool calls, their results, notices.
         System = "system",
     }

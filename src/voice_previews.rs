@@ -98,6 +98,7 @@ async fn generate(providers: &ProviderSettings, model: &AiModel, voice: &str) ->
         allow_interruption: true,
         transcription: false,
         noise_reduction: false,
+        respond: true,
         tools: Vec::new(),
         input,
         output,

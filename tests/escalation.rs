@@ -1,7 +1,10 @@
 //! Escalation on a live call, the session's side: the model calls `escalate_to_human`, the
 //! caller hears the hold message and is offered to the company's agents; nobody available
 //! → the AI says the agents are busy and takes a message with `take_message`, which lands
-//! in the ticket inbox; a caller hanging up while waiting withdraws the offer.
+//! in the ticket inbox; a caller hanging up while waiting withdraws the offer. With an
+//! agent who accepts and opens `join.wsUrl` (a WebRTC test client, like the console),
+//! caller and agent hear each other's test tones, the AI goes quiet and only transcribes,
+//! the agent hangs up or hands the caller back.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,11 +13,13 @@ use std::time::Duration;
 
 use common::*;
 use futures::{SinkExt, StreamExt};
-use gateway::domain::{CallStatus, TranscriptRole};
+use gateway::domain::{CallStatus, EndReason, TranscriptRole};
 use gateway::ids::CallId;
 use gateway::store::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::audio::tone;
+use testkit::recording::tone_spans;
 use testkit::{Caller, MockOpenAiRealtime, MockReply, OpenAiRealtimeConfig, ScriptedToolCall, utterance};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -202,8 +207,8 @@ async fn an_accepted_call_stays_up_on_hold_and_ends_cleanly() {
     let accept = app.post(&format!("/api/agent/escalations/{escalation}/accept"), &agent, None, json!({})).await;
     assert_eq!(accept.status, StatusCode::OK, "{}", accept.text);
 
-    // The session takes the acceptance and goes on holding the caller (the agent's media
-    // leg is not served yet); it must neither die nor hand the caller back early.
+    // The session takes the acceptance and goes on holding the caller until the agent's
+    // media joins; it must neither die nor hand the caller back early.
     tokio::time::sleep(2 * SECOND).await;
     assert_eq!(app.state.store.call(id).await.unwrap().unwrap().status, CallStatus::Active);
     caller.hang_up().await;
@@ -215,4 +220,136 @@ async fn an_accepted_call_stays_up_on_hold_and_ends_cleanly() {
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.content == "No agent was available"), "{lines:?}");
+}
+
+/// The AI's test tone (the mock's replies), the caller's and the agent's.
+const AI_HZ: f64 = 440.0;
+const CALLER_HZ: f64 = 700.0;
+const AGENT_HZ: f64 = 1100.0;
+
+/// Milliseconds of a tone of `hz` in 48 kHz audio.
+fn tone_ms(pcm: &[i16], hz: f64) -> u64 {
+    tone_spans(pcm, 48_000, hz).iter().map(|(start, end)| end - start).sum()
+}
+
+/// A call on hold for an agent who accepted it and joined its media: (app, mock, caller,
+/// call id, agent's media client, agent's API token, the join's time).
+async fn joined_call(mock: &MockOpenAiRealtime) -> (TestApp, Caller, CallId, Caller, std::time::Instant) {
+    let (app, _admin, caller, id) = escalating_call(mock).await;
+    let (agent, mut console) = available_agent(&app, id).await;
+    caller.say(utterance(1200)).await;
+    let offered = next_of(&mut console, "escalation").await;
+    let escalation = offered["escalationId"].as_str().unwrap();
+    let accept = app.post(&format!("/api/agent/escalations/{escalation}/accept"), &agent, None, json!({})).await;
+    assert_eq!(accept.status, StatusCode::OK, "{}", accept.text);
+    let media = Caller::dial(accept.body["join"]["wsUrl"].as_str().unwrap()).await.unwrap();
+    media.wait_for_state("active", 10 * SECOND).await.unwrap();
+    let joined = std::time::Instant::now();
+    // The conversation so far came first, as final lines, before the leg's state.
+    let events = media.events();
+    let first_state = events.iter().position(|e| e["type"] == "state").unwrap();
+    let before: Vec<&Value> = events[..first_state].iter().filter(|e| e["type"] == "transcript").collect();
+    assert!(!before.is_empty(), "{events:?}");
+    assert!(before.iter().all(|e| e["final"] == true), "{before:?}");
+    assert!(before.iter().any(|e| e["role"] == "user" && e["text"] == "I want to talk to a person."), "{before:?}");
+    (app, caller, id, media, joined)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_joins_talks_with_the_caller_while_the_ai_only_transcribes() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, caller, id, agent, joined) = joined_call(&mock).await;
+
+    // Each hears the other's tone, forwarded; the caller hears no AI from the join on.
+    caller.say(tone(48_000, CALLER_HZ as f32, 1000, 0.3)).await;
+    agent.say(tone(48_000, AGENT_HZ as f32, 1000, 0.3)).await;
+    tokio::time::sleep(3 * SECOND).await;
+    let settled = joined + Duration::from_millis(300);
+    let heard_by_agent = agent.audio_since(joined);
+    let heard_by_caller = caller.audio_since(joined);
+    assert!(tone_ms(&heard_by_agent, CALLER_HZ) >= 800, "{:?}", tone_spans(&heard_by_agent, 48_000, CALLER_HZ));
+    assert!(tone_ms(&heard_by_caller, AGENT_HZ) >= 800, "{:?}", tone_spans(&heard_by_caller, 48_000, AGENT_HZ));
+    assert_eq!(tone_ms(&caller.audio_since(settled), AI_HZ), 0, "no AI audio after the join");
+    assert_eq!(tone_ms(&heard_by_agent, AGENT_HZ), 0, "the agent does not hear themselves");
+
+    // The call's provider session stopped answering; a second one transcribes the agent.
+    let listening_only =
+        |e: &Value| e["type"] == "session.update" && e.to_string().contains(r#""create_response":false"#);
+    let updates = mock.client_events().into_iter().filter(|e| listening_only(e)).count();
+    assert!(updates >= 2, "the call's session and the agent's transcriber only transcribe");
+    assert!(mock.connections().len() >= 2);
+
+    // The agent hangs up: the caller's call ends with agent_hangup.
+    agent.send(json!({"type": "end"})).await;
+    let ended = caller.wait_for_state("ended", 10 * SECOND).await.unwrap();
+    assert_eq!(ended["reason"], "agent_hangup");
+    let agent_end = agent.wait_for_state("ended", 10 * SECOND).await.unwrap();
+    assert_eq!(agent_end["reason"], "agent_hangup");
+    let row = app.wait_for_call_end(id).await;
+    assert_eq!(row.end_reason, Some(EndReason::AgentHangup));
+    let lines = app.state.store.transcript(id).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.role == TranscriptRole::System && l.content.ends_with("joined the call")),
+        "{lines:?}"
+    );
+    let joined_at = lines.iter().position(|l| l.content.ends_with("joined the call")).unwrap();
+    assert!(
+        lines[joined_at..].iter().any(|l| l.role == TranscriptRole::HumanAgent),
+        "the agent's voice is transcribed: {lines:?}"
+    );
+    assert!(!lines[joined_at..].iter().any(|l| l.role == TranscriptRole::Agent), "the AI said nothing: {lines:?}");
+    assert!(mock.client_errors().is_empty(), "{:?}", mock.client_errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_hands_the_caller_back_to_the_ai_which_resumes_with_the_context() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, caller, id, agent, _joined) = joined_call(&mock).await;
+    agent.say(tone(48_000, AGENT_HZ as f32, 800, 0.3)).await;
+    tokio::time::sleep(2 * SECOND).await;
+
+    agent.send(json!({"type": "handback"})).await;
+    let agent_end = agent.wait_for_state("ended", 10 * SECOND).await.unwrap();
+    assert_eq!(agent_end["reason"], "transferred");
+    let handed_back = std::time::Instant::now();
+    // The AI answers again, told what was said while the person was on.
+    mock.wait_for(
+        |s| {
+            s.client_events.iter().any(|e| {
+                e.event["type"] == "conversation.item.create"
+                    && e.event.to_string().contains("handed the call back to you")
+            })
+        },
+        10 * SECOND,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(2 * SECOND).await;
+    assert!(tone_ms(&caller.audio_since(handed_back), AI_HZ) > 0, "the AI speaks to the caller again");
+    assert_eq!(app.state.store.call(id).await.unwrap().unwrap().status, CallStatus::Active);
+
+    caller.hang_up().await;
+    let row = app.wait_for_call_end(id).await;
+    assert_eq!(row.end_reason, Some(EndReason::CallerHangup));
+    let lines = app.state.store.transcript(id).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.role == TranscriptRole::System && l.content.ends_with("handed the call back to the AI")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_ends_the_agents_leg() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let (app, caller, id, agent, _joined) = joined_call(&mock).await;
+    caller.hang_up().await;
+    let agent_end = agent.wait_for_state("ended", 10 * SECOND).await.unwrap();
+    assert_eq!(agent_end["reason"], "caller_hangup");
+    app.wait_for_call_end(id).await;
+    // A join link of a call that is over opens nothing.
+    let lines = app.state.store.transcript(id).await.unwrap();
+    assert!(lines.iter().any(|l| l.content.ends_with("joined the call")), "{lines:?}");
 }

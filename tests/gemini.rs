@@ -392,6 +392,7 @@ fn spec(model_id: &str) -> SessionSpec {
         allow_interruption: true,
         transcription: true,
         noise_reduction: false,
+        respond: true,
         tools: vec![ToolSpec {
             name: "search_knowledge_base".into(),
             description: "Search the company knowledge base for an answer to the caller's question.".into(),

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,9 +19,12 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::{ApiJson, ApiQuery};
 use super::path_id;
-use super::widget::{IceServerView, ice_servers};
+use super::widget::{
+    HARD_WS_MESSAGE, IceServerView, SocketClient, TokenQuery, close, ice_servers, pump, refuse, refuse_with,
+};
 use crate::app::AppState;
 use crate::auth::{AuthUser, COMPANY_HEADER, CompanyStaff};
+use crate::call::JoinError;
 use crate::escalation::AcceptRefusal;
 use crate::escalation::console::{Console, ConsoleMessage, ConsoleRequest, Offer, parse_request};
 use crate::ids::{CallId, CompanyId, EscalationId, PresenceId};
@@ -31,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/agent/ws", get(agent_socket))
         .route("/api/agent/escalations", get(list_escalations))
         .route("/api/agent/escalations/{id}/accept", post(accept))
+        .route("/api/agent/call/{id}/ws", get(call_socket))
 }
 
 /// Largest message a console may send (presence messages are tens of bytes).
@@ -304,4 +310,53 @@ pub async fn accept(
             "this escalation is closed: the caller hung up, or nobody accepted in time",
         )),
     }
+}
+
+/// The agent's media leg of an accepted call (`join.wsUrl`): the widget's signaling
+/// protocol plus `handback`, authenticated by the join token in `?token=` (docs/agent-protocol.md).
+#[utoipa::path(get, path = "/api/agent/call/{id}/ws", tag = "agent", params(("id" = String, Path), ("token" = String, Query)), security(()),
+    responses((status = 101, description = "WebSocket upgrade; the widget's signaling messages plus `handback`, as in docs/agent-protocol.md")))]
+pub async fn call_socket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let ip = crate::rate_limit::client_ip(&headers, peer, state.config.trust_forwarded_for);
+    upgrade
+        .max_message_size(HARD_WS_MESSAGE)
+        .max_frame_size(HARD_WS_MESSAGE)
+        .on_upgrade(move |socket| serve_call_socket(state, id, query.token, ip, socket))
+}
+
+async fn serve_call_socket(state: AppState, id: String, token: String, ip: std::net::IpAddr, socket: WebSocket) {
+    let invalid = "This join link is not valid (a wrong or expired token).";
+    let Ok(call_id) = id.parse::<CallId>() else {
+        return refuse(socket, "invalid_token", invalid, close::INVALID_TOKEN).await;
+    };
+    let join = match state.escalations.verify_join(call_id, &token).await {
+        Ok(Some(join)) => join,
+        Ok(None) => return refuse(socket, "invalid_token", invalid, close::INVALID_TOKEN).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not check an agent's join token");
+            let message = "The service is busy right now. Please try again in a moment.";
+            return refuse_with(socket, "database_unavailable", message, close::UNAVAILABLE, true).await;
+        }
+    };
+    let Some(pending) = state.pending_sockets.acquire(ip) else {
+        let message = "Too many call connections from this address are waiting to start; try again shortly.";
+        return refuse_with(socket, "too_many_pending", message, close::TOO_MANY, true).await;
+    };
+    let span = tracing::info_span!("agent_leg", call_id = %call_id, agent_id = %join.agent_id);
+    let link = match state.calls.join_agent(call_id, join) {
+        Ok(link) => link,
+        Err(err @ (JoinError::NotLive | JoinError::Busy)) => {
+            tracing::info!(parent: &span, error = %err, "refused an agent's media leg");
+            let message = "This call can no longer be joined here.";
+            return refuse(socket, "session_ended", message, close::ENDED).await;
+        }
+    };
+    tracing::Instrument::instrument(pump(socket, link, SocketClient::Agent, pending), span).await;
 }

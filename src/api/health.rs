@@ -108,7 +108,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         super::webhooks::update_webhook, super::webhooks::delete_webhook, super::webhooks::rotate_secret,
         super::webhooks::list_deliveries, super::webhooks::redeliver,
         super::notices::list_notices, super::notices::dismiss_notice,
-        super::agent::agent_socket, super::agent::list_escalations, super::agent::accept,
+        super::agent::agent_socket, super::agent::list_escalations, super::agent::accept, super::agent::call_socket,
         super::tickets::list_tickets, super::tickets::get_ticket, super::tickets::update_ticket,
     ),
     components(schemas(super::error::ErrorBody)),

@@ -30,9 +30,9 @@ use crate::time::{now_ms, rfc3339};
 
 /// Largest WebSocket message accepted from a client (SDP offers are a few KiB); a larger
 /// one closes the socket with 1009.
-const MAX_WS_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// What the WebSocket layer reads at most before giving up on a message.
-const HARD_WS_MESSAGE: usize = 1024 * 1024;
+pub(crate) const HARD_WS_MESSAGE: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
@@ -403,7 +403,7 @@ pub async fn end_call(
 #[derive(Deserialize)]
 pub struct TokenQuery {
     #[serde(default)]
-    token: String,
+    pub(crate) token: String,
 }
 
 /// The call's signaling WebSocket (docs/widget-protocol.md); `token` is the session token.
@@ -427,7 +427,7 @@ pub async fn call_socket(
 }
 
 /// Close codes of the signaling socket (4000–4999 are the application's).
-mod close {
+pub(crate) mod close {
     /// A message over the size limit (RFC 6455 "message too big").
     pub const TOO_BIG: u16 = 1009;
     pub const INVALID_TOKEN: u16 = 4401;
@@ -438,11 +438,17 @@ mod close {
     pub const INTERNAL: u16 = 4500;
 }
 
-async fn refuse(socket: WebSocket, code: &'static str, message: &str, close_code: u16) {
+pub(crate) async fn refuse(socket: WebSocket, code: &'static str, message: &str, close_code: u16) {
     refuse_with(socket, code, message, close_code, false).await;
 }
 
-async fn refuse_with(mut socket: WebSocket, code: &'static str, message: &str, close_code: u16, retryable: bool) {
+pub(crate) async fn refuse_with(
+    mut socket: WebSocket,
+    code: &'static str,
+    message: &str,
+    close_code: u16,
+    retryable: bool,
+) {
     let error = ServerMessage::Error { code, message: message.to_owned(), retryable };
     let _ = socket.send(Message::Text(json(&error))).await;
     let _ = socket.send(Message::Close(Some(CloseFrame { code: close_code, reason: Utf8Bytes::from(code) }))).await;
@@ -517,7 +523,7 @@ async fn serve_socket(state: AppState, id: String, token: String, ip: IpAddr, so
             return refuse(socket, "internal", "internal error", close::INTERNAL).await;
         }
     };
-    pump(socket, link, pending).await;
+    pump(socket, link, SocketClient::Caller, pending).await;
 }
 
 /// Builds the session's setup from the chatbot's current settings.
@@ -531,7 +537,7 @@ async fn call_setup(state: &AppState, call: &Call) -> ApiResult<CallSetup> {
 /// Shuttles messages between the WebSocket and the call until the call ends: offers and
 /// candidates to the caller's leg, mute and hang-up to the session, and what the call says
 /// back. `pending` holds the socket's place among those waiting for an offer.
-async fn pump(mut socket: WebSocket, link: BrowserLink, mut pending: PendingGuard) {
+pub(crate) async fn pump(mut socket: WebSocket, link: BrowserLink, client: SocketClient, mut pending: PendingGuard) {
     let BrowserLink { control, signals, mut server } = link;
     let mut keepalive = tokio::time::interval(PING_EVERY);
     let mut last_heard = tokio::time::Instant::now();
@@ -582,7 +588,7 @@ async fn pump(mut socket: WebSocket, link: BrowserLink, mut pending: PendingGuar
                 if text.len() > MAX_WS_MESSAGE {
                     return too_big(socket, &control).await;
                 }
-                let message = match parse_client(&text) {
+                let message = match parse_client(&text, client) {
                     Ok(message) => message,
                     Err(error) => {
                         let _ = send_within(&mut socket, Message::Text(json(&error))).await;
@@ -641,8 +647,16 @@ async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
     matches!(tokio::time::timeout(SEND_LIMIT, socket.send(message)).await, Ok(Ok(())))
 }
 
+/// Who is on the other end of a signaling socket: the widget, or a human agent's console
+/// (which may also send `handback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketClient {
+    Caller,
+    Agent,
+}
+
 /// Parses a client frame, or says what is wrong with it.
-fn parse_client(text: &str) -> Result<ClientMessage, ServerMessage> {
+fn parse_client(text: &str, client: SocketClient) -> Result<ClientMessage, ServerMessage> {
     let invalid = |message: String| ServerMessage::Error { code: "invalid_message", message, retryable: false };
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
     let kind = value
@@ -650,7 +664,12 @@ fn parse_client(text: &str) -> Result<ClientMessage, ServerMessage> {
         .and_then(|t| t.as_str())
         .map(str::to_owned)
         .ok_or_else(|| invalid("a message needs a string `type`".into()))?;
-    if !matches!(kind.as_str(), "offer" | "candidate" | "mute" | "end") {
+    let known = match kind.as_str() {
+        "offer" | "candidate" | "mute" | "end" => true,
+        "handback" => client == SocketClient::Agent,
+        _ => false,
+    };
+    if !known {
         return Err(ServerMessage::Error {
             code: "unknown_type",
             message: format!("unknown message type {kind:?}"),
@@ -666,14 +685,16 @@ mod tests {
 
     #[test]
     fn client_frames_are_parsed_or_explained() {
-        assert_eq!(parse_client(r#"{"type":"end"}"#).unwrap(), ClientMessage::End);
-        let code = |text: &str| match parse_client(text) {
+        assert_eq!(parse_client(r#"{"type":"end"}"#, SocketClient::Caller).unwrap(), ClientMessage::End);
+        assert_eq!(parse_client(r#"{"type":"handback"}"#, SocketClient::Agent).unwrap(), ClientMessage::Handback);
+        let code = |text: &str| match parse_client(text, SocketClient::Caller) {
             Err(ServerMessage::Error { code, .. }) => code,
             other => panic!("{other:?}"),
         };
         assert_eq!(code("not json"), "invalid_message");
         assert_eq!(code(r#"{"sdp":"x"}"#), "invalid_message");
         assert_eq!(code(r#"{"type":"dance"}"#), "unknown_type");
+        assert_eq!(code(r#"{"type":"handback"}"#), "unknown_type", "a caller cannot hand back");
         assert_eq!(code(r#"{"type":"mute","muted":"yes"}"#), "invalid_message");
         assert_eq!(code(r#"{"type":"offer"}"#), "invalid_message");
     }

@@ -3,17 +3,19 @@
 //! session's, through `crate::escalation::Escalations`.
 //!
 //! ```text
-//! Ai ──escalate_to_human──▶ Waiting ──an agent accepts──▶ Joining ──(agent media)──▶ …
-//!  ▲                          │  │                           │
-//!  │                 nobody / deadline               the agent never joins
-//!  │                          ▼  ▼                           ▼
-//!  └──────────────────────── TakingMessage ◀─────────────────┘
+//! Ai ──escalate_to_human──▶ Waiting ──an agent accepts──▶ Joining ──agent media up──▶ WithHuman
+//!  ▲                          │  │                           │                          │
+//!  │                 nobody / deadline               the agent never joins              │
+//!  │                          ▼  ▼                           ▼                          │
+//!  │                        TakingMessage ◀──────────────────┘                          │
+//!  └──────────────────────────────────────── hand-back ─────────────────────────────────┘
 //! ```
 //!
 //! While the caller waits (`Waiting`, `Joining`) the AI neither hears nor answers them: the
 //! caller hears the hold message, then silence with a short "still connecting you" line
-//! every [`REMINDER_EVERY`]. `TakingMessage` is the AI again, now allowed to take a
-//! message (`take_message`).
+//! every [`REMINDER_EVERY`]. `WithHuman`: caller and agent talk; the AI only transcribes.
+//! `TakingMessage` is the AI again, now allowed to take a message (`take_message`); after
+//! a hand-back the AI is simply back (`Ai`), and may escalate again.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,8 @@ pub enum Stage {
     Waiting { deadline: Instant, next_reminder: Instant },
     /// An agent accepted; their media must join by `deadline`.
     Joining { deadline: Instant, next_reminder: Instant },
+    /// A human agent is on the call; the AI neither speaks nor answers.
+    WithHuman,
     /// Nobody came: the AI is back and may take a message.
     TakingMessage,
 }
@@ -89,7 +93,7 @@ impl Handover {
                 self.stage = Stage::Waiting { deadline: now + timeout, next_reminder: now + REMINDER_EVERY };
                 Ok(())
             }
-            Stage::Waiting { .. } | Stage::Joining { .. } => Err(Refusal::AlreadyWaiting),
+            Stage::Waiting { .. } | Stage::Joining { .. } | Stage::WithHuman => Err(Refusal::AlreadyWaiting),
             Stage::TakingMessage => Err(Refusal::NobodyCame),
         }
     }
@@ -111,6 +115,28 @@ impl Handover {
     pub fn extend_wait(&mut self, until: Instant) {
         if let Stage::Waiting { deadline, .. } = &mut self.stage {
             *deadline = (*deadline).max(until);
+        }
+    }
+
+    /// The accepted agent's media connected at the call: caller and agent talk now. False
+    /// when the call is not waiting for that agent (the wait ended first).
+    pub fn joined(&mut self) -> bool {
+        if matches!(self.stage, Stage::Joining { .. }) {
+            self.stage = Stage::WithHuman;
+            return true;
+        }
+        false
+    }
+
+    /// Whether a human agent is on the call.
+    pub fn with_human(&self) -> bool {
+        self.stage == Stage::WithHuman
+    }
+
+    /// The agent handed the caller back to the AI (or left the call): the AI is back.
+    pub fn handed_back(&mut self) {
+        if self.stage == Stage::WithHuman {
+            self.stage = Stage::Ai;
         }
     }
 
@@ -208,5 +234,35 @@ mod tests {
             "the offer's deadline no longer applies"
         );
         assert_eq!(h.poll(t0 + Duration::from_secs(125)), Some(HandoverAction::GiveUp));
+    }
+
+    #[test]
+    fn an_agent_who_joins_takes_the_call_until_they_hand_it_back() {
+        let t0 = Instant::now();
+        let mut h = Handover::default();
+        h.request(t0, TIMEOUT).unwrap();
+        assert!(!h.joined(), "nobody accepted yet");
+        assert!(h.accepted(t0 + Duration::from_secs(5), Duration::from_secs(120)));
+        assert!(h.joined());
+        assert!(h.with_human() && !h.ai_on_call() && !h.may_take_message());
+        assert_eq!(h.poll(t0 + Duration::from_secs(600)), None, "no reminders, no deadline with a person on");
+        assert_eq!(h.request(t0, TIMEOUT), Err(Refusal::AlreadyWaiting));
+        h.gave_up();
+        assert!(h.with_human(), "giving up is only for a wait");
+        h.handed_back();
+        assert_eq!(h.stage(), Stage::Ai);
+        assert!(h.ai_on_call());
+        assert_eq!(h.request(t0, TIMEOUT), Ok(()), "the caller may ask for a person again");
+    }
+
+    #[test]
+    fn a_wait_that_ended_is_not_joined_late() {
+        let t0 = Instant::now();
+        let mut h = Handover::default();
+        h.request(t0, TIMEOUT).unwrap();
+        h.accepted(t0, Duration::from_secs(120));
+        h.gave_up();
+        assert!(!h.joined());
+        assert_eq!(h.stage(), Stage::TakingMessage);
     }
 }

@@ -16,8 +16,10 @@ pub enum ClientMessage {
     Candidate { candidate: Option<IceCandidate> },
     /// The caller muted or unmuted.
     Mute { muted: bool },
-    /// The caller hung up.
+    /// The caller (or, on an agent's leg, the agent) hung up.
     End,
+    /// Agent-only: hand the caller back to the AI.
+    Handback,
 }
 
 /// Who is talking.
@@ -85,6 +87,8 @@ pub enum Control {
     End,
     /// The client's WebSocket closed (the tab closed, the network dropped).
     ClientGone,
+    /// Agent-only: the agent hands the caller back to the AI.
+    Handback,
 }
 
 /// Signaling for a WebRTC leg, from its client.
@@ -111,6 +115,7 @@ impl ClientMessage {
             Self::Candidate { candidate } => Routed::Signal(Signal::Candidate(candidate)),
             Self::Mute { muted } => Routed::Control(Control::Mute(muted)),
             Self::End => Routed::Control(Control::End),
+            Self::Handback => Routed::Control(Control::Handback),
         }
     }
 }

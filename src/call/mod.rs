@@ -34,9 +34,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::escalation::AgentJoin;
 use crate::ids::CallId;
 use client::ClientLink;
-use legs::CallerLeg;
+use legs::{AgentAttach, CallerLeg};
 use messages::{Control, ServerMessage, Signal};
 use session::{CallSetup, SessionDeps};
 
@@ -55,7 +56,8 @@ impl Drop for Registration {
 /// Messages buffered between a client's WebSocket and a call, each way.
 const LINK_CAPACITY: usize = 64;
 
-/// The ends of a browser call's WebSocket: what its pump forwards and reads.
+/// The ends of a browser's signaling WebSocket (a caller's widget, or a human agent's
+/// console on the call): what its pump forwards and reads.
 pub struct BrowserLink {
     /// Mute, hang-up, the socket closing.
     pub control: mpsc::Sender<Control>,
@@ -63,6 +65,22 @@ pub struct BrowserLink {
     pub signals: mpsc::Sender<Signal>,
     /// What the browser should be told.
     pub server: mpsc::Receiver<ServerMessage>,
+}
+
+/// Why an agent could not join a call.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("the call is not live on this node")]
+    NotLive,
+    #[error("the call is already being joined")]
+    Busy,
+}
+
+/// How to reach a live call.
+struct LiveCall {
+    control: mpsc::Sender<Control>,
+    /// Human agents joining it.
+    agents: mpsc::Sender<AgentAttach>,
 }
 
 /// Why a call could not be started.
@@ -77,7 +95,7 @@ pub struct CallManager {
     deps: SessionDeps,
     /// Live calls and how to reach them. A std mutex: held only to insert, remove or
     /// clone a sender, never across an await, and never touched by the media path.
-    live: Mutex<HashMap<CallId, mpsc::Sender<Control>>>,
+    live: Mutex<HashMap<CallId, LiveCall>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -111,8 +129,10 @@ impl CallManager {
         client: Option<ClientLink>,
     ) -> mpsc::Sender<Control> {
         let (control_tx, control_rx) = mpsc::channel(LINK_CAPACITY);
+        let (agents_tx, agents_rx) = mpsc::channel(1);
         let id = setup.call_id;
-        self.live.lock().expect("call registry lock").insert(id, control_tx.clone());
+        let live = LiveCall { control: control_tx.clone(), agents: agents_tx };
+        self.live.lock().expect("call registry lock").insert(id, live);
         crate::metrics::call_started(setup.source.as_str());
         let manager = self.clone();
         let cancel = self.shutdown.child_token();
@@ -120,18 +140,34 @@ impl CallManager {
         self.tracker.spawn(async move {
             // Removed from the registry however the session ends, a panic included.
             let _registered = Registration { manager, id };
-            session::run(setup, deps, caller, client, control_rx, cancel).await;
+            session::run(setup, deps, caller, client, control_rx, agents_rx, cancel).await;
         });
         control_tx
     }
 
     /// Asks a live call to hang up; false if it is not live on this node.
     pub async fn hang_up(&self, id: CallId) -> bool {
-        let sender = self.live.lock().expect("call registry lock").get(&id).cloned();
+        let sender = self.live.lock().expect("call registry lock").get(&id).map(|live| live.control.clone());
         match sender {
             Some(sender) => sender.send(Control::End).await.is_ok(),
             None => false,
         }
+    }
+
+    /// A human agent whose join token was verified joins a live call's media. Returns the
+    /// ends their socket's pump uses; the call tells them whether it takes them.
+    pub fn join_agent(&self, id: CallId, join: AgentJoin) -> Result<BrowserLink, JoinError> {
+        let agents = self.live.lock().expect("call registry lock").get(&id).map(|live| live.agents.clone());
+        let agents = agents.ok_or(JoinError::NotLive)?;
+        let (server_tx, server_rx) = mpsc::channel(LINK_CAPACITY);
+        let (signal_tx, signal_rx) = mpsc::channel(LINK_CAPACITY);
+        let (control_tx, control_rx) = mpsc::channel(LINK_CAPACITY);
+        let attach = AgentAttach { join, signals: signal_rx, control: control_rx, client: ClientLink::new(server_tx) };
+        agents.try_send(attach).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => JoinError::Busy,
+            mpsc::error::TrySendError::Closed(_) => JoinError::NotLive,
+        })?;
+        Ok(BrowserLink { control: control_tx, signals: signal_tx, server: server_rx })
     }
 
     /// Whether a call is live on this node.

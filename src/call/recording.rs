@@ -70,6 +70,13 @@ impl CallRecording {
         }
     }
 
+    /// A human agent's frame at `rate`, sent to the caller at `at` (right channel, like
+    /// the AI's audio).
+    pub fn human(&mut self, pcm: &[i16], rate: SampleRate, at: Instant) {
+        let slot = self.slot(at);
+        self.tap.other(slot, pcm, rate);
+    }
+
     /// Ends the recording at `at` (the writer finishes and stores the file on its own task).
     pub fn finish(self, at: Instant) {
         let end_slot = self.slot(at);

@@ -25,7 +25,8 @@ use super::barge_in::{BargeIn, BargeInAction};
 use super::client::{ClientLink, Outbox};
 use super::handover::{self, Handover, HandoverAction};
 use super::heard::{HeardEvent, HeardLedger};
-use super::legs::{CallerLeg, LegEvent};
+use super::legs::agent::AgentInput;
+use super::legs::{AgentAttach, AgentLeg, CallerLeg, LegEvent};
 use super::messages::{Control, ServerMessage, Who, WidgetState};
 use super::playout::Playout;
 use super::policy::{CallPolicies, PolicyAction, PolicyConfig};
@@ -209,6 +210,8 @@ struct CallSession {
     escalation: Option<PendingEscalation>,
     /// Results of the escalation's database work, done off the session's task.
     escalation_results: mpsc::Sender<EscalationResult>,
+    /// The human agent who accepted the call, once their console opened its media leg.
+    agent: Option<Box<AgentLeg>>,
 }
 
 /// What the escalation's database work came back with.
@@ -227,6 +230,7 @@ pub async fn run(
     caller: CallerLeg,
     client: Option<ClientLink>,
     mut control: mpsc::Receiver<Control>,
+    mut agents: mpsc::Receiver<AgentAttach>,
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("call", call_id = %setup.call_id, company_id = %setup.company_id);
@@ -273,6 +277,7 @@ pub async fn run(
             handover: Handover::default(),
             escalation: None,
             escalation_results: escalation_tx,
+            agent: None,
         };
         tracing::info!(model = %session.setup.model.model_id, source = %session.setup.source, "call connecting");
         session.send(ServerMessage::State {
@@ -301,6 +306,8 @@ pub async fn run(
                 Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome).await,
                 Some(result) = escalation_rx.recv() => session.handle_escalation_result(result).await,
                 accepted = next_acceptance(&mut session.escalation) => session.handle_agent_accepted(accepted).await,
+                Some(attach) = agents.recv() => session.handle_agent_attach(attach).await,
+                input = next_agent_input(&mut session.agent) => session.handle_agent_input(input).await,
                 result = join(&mut session.connecting) => {
                     session.connecting = None;
                     session.handle_provider_connected(result).await;
@@ -374,6 +381,13 @@ async fn next_acceptance(escalation: &mut Option<PendingEscalation>) -> crate::e
     }
 }
 
+async fn next_agent_input(agent: &mut Option<Box<AgentLeg>>) -> AgentInput {
+    match agent {
+        Some(agent) => agent.next_input().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
     match task {
         Some(task) => task.await,
@@ -425,6 +439,8 @@ impl CallSession {
                 tracing::debug!(muted, "caller mute changed");
             }
             Control::End | Control::ClientGone => self.end(EndReason::CallerHangup, None),
+            // Only an agent's console may hand back; the widget's socket refuses it.
+            Control::Handback => {}
         }
     }
 
@@ -436,7 +452,15 @@ impl CallSession {
                 self.leg_connected = true;
                 self.maybe_activate().await;
             }
-            LegEvent::Audio => self.forward_caller_audio(Instant::now()).await,
+            LegEvent::Audio => {
+                let now = Instant::now();
+                if let Some(packet) = self.caller.take_opus()
+                    && let Some(agent) = self.agent.as_mut().filter(|_| !self.muted)
+                {
+                    agent.forward_opus(&packet, now).await;
+                }
+                self.forward_caller_audio(now).await;
+            }
             LegEvent::Played(mark) => {
                 self.ledger.confirmed(mark, Instant::now());
                 self.after_heard().await;
@@ -461,13 +485,22 @@ impl CallSession {
 
     /// Runs the caller's frames through the local VAD and on to the provider.
     async fn forward_caller_audio(&mut self, now: Instant) {
-        let Self { caller, vad, vad_events, provider, muted, phase, closing, recording, handover, .. } = self;
-        // Nor is a caller on hold for a person heard by the AI.
-        let forward = *phase == Phase::Active && !*muted && closing.is_none() && handover.ai_on_call();
+        let Self { caller, vad, vad_events, provider, muted, phase, closing, recording, handover, agent, caps, .. } =
+            self;
+        // Nor is a caller on hold for a person heard by the AI; with a person on the call,
+        // the AI only transcribes them, where it can.
+        let ai_listens = handover.ai_on_call() || (handover.with_human() && caps.transcribes_only);
+        let forward = *phase == Phase::Active && !*muted && closing.is_none() && ai_listens;
         let commands = provider.as_ref().map(|p| &p.commands);
+        // A phone caller's frames are encoded for the agent (a WebRTC caller's packets
+        // were forwarded as they came).
+        let mut to_agent = agent.as_mut().filter(|a| !*muted && !caller.carries_opus() && a.can_send());
         caller.take_caller_audio(now, |frame| {
             if let Some(recording) = recording.as_mut() {
                 recording.caller(&frame);
+            }
+            if let Some(agent) = to_agent.as_mut() {
+                agent.queue_caller_frame(&frame);
             }
             let event = vad.process_level(frame.dbfs());
             if let Some(event) = event
@@ -482,6 +515,9 @@ impl CallSession {
                 tracing::warn!("provider is not keeping up: dropped a caller frame");
             }
         });
+        if let Some(agent) = &mut self.agent {
+            agent.send_caller_audio(now).await;
+        }
         let mut events = std::mem::take(&mut self.vad_events);
         for &(event, at) in &events {
             self.handle_local_vad(event, at).await;
@@ -578,6 +614,9 @@ impl CallSession {
         if let Some(client) = &mut self.client {
             client.flush();
         }
+        if let Some(agent) = &mut self.agent {
+            agent.flush();
+        }
         if let Some(provider) = &self.provider {
             self.to_provider.flush(&provider.commands);
         }
@@ -591,7 +630,8 @@ impl CallSession {
         match event {
             ProviderEvent::Audio { item_id, audio, received } => {
                 let item = ItemKey::from(item_id);
-                if self.ledger.is_cut(&item) {
+                // With a person on the call no AI audio reaches the caller.
+                if self.ledger.is_cut(&item) || self.handover.with_human() {
                     return;
                 }
                 let was_idle = self.playout.is_idle();
@@ -626,12 +666,16 @@ impl CallSession {
                 if text.is_empty() && is_final {
                     return;
                 }
-                self.send(ServerMessage::Transcript {
+                let line = ServerMessage::Transcript {
                     role: TranscriptRole::User,
                     text: text.clone(),
                     is_final,
                     item_id: item_id.to_string(),
-                });
+                };
+                if let Some(agent) = &mut self.agent {
+                    agent.send(line.clone());
+                }
+                self.send(line);
                 if is_final {
                     let action = self.policies.handle_caller_line(&text);
                     let line = FinalLine {
@@ -646,7 +690,7 @@ impl CallSession {
                 }
             }
             ProviderEvent::AgentTranscript { item_id, text, is_final } => {
-                if self.ledger.is_cut(&ItemKey::from(item_id.clone())) {
+                if self.ledger.is_cut(&ItemKey::from(item_id.clone())) || self.handover.with_human() {
                     return;
                 }
                 if !is_final {
@@ -680,6 +724,9 @@ impl CallSession {
                 } else {
                     closing.goodbye_generated = true;
                 }
+            }
+            ProviderEvent::ToolCall { .. } if self.handover.with_human() => {
+                tracing::warn!("the AI called a tool while a person is on the call; ignored");
             }
             ProviderEvent::ToolCall { call_id, name, arguments } => {
                 self.handle_tool_call(call_id, name, arguments).await
@@ -716,12 +763,17 @@ impl CallSession {
 
     async fn store_line(&mut self, line: Option<FinalLine>) {
         let Some(line) = line else { return };
-        self.send(ServerMessage::Transcript {
-            role: line.role,
+        let message = |role| ServerMessage::Transcript {
+            role,
             text: line.text.clone(),
             is_final: true,
             item_id: line.item_id.clone().unwrap_or_default(),
-        });
+        };
+        if let Some(agent) = &mut self.agent {
+            agent.send(message(line.role));
+        }
+        // The widget shows the person who took the call as the agent.
+        self.send(message(if line.role == TranscriptRole::HumanAgent { TranscriptRole::Agent } else { line.role }));
         let line = self.transcript.line(line);
         self.recorder.record(Record::Line(line)).await;
     }
@@ -814,6 +866,7 @@ impl CallSession {
             return self.end(reason, Some(why.to_owned()));
         }
         self.forward_caller_audio(now).await;
+        self.forward_agent_audio(now).await;
         self.flush_outboxes();
         let action = self.barge_in.poll(now, self.caller_speaking_since, self.ledger.provider_generating());
         self.apply_barge_in(action).await;
@@ -843,7 +896,8 @@ impl CallSession {
     }
 
     async fn send_frame(&mut self, now: Instant, late: bool) {
-        if !self.caller.can_send() {
+        // With a person on the call, the caller hears them (forwarded as it comes), not the playout.
+        if !self.caller.can_send() || self.handover.with_human() {
             return;
         }
         let paused = self.barge_in.is_paused();
@@ -1108,6 +1162,10 @@ impl CallSession {
             Some(HandoverAction::GiveUp) => {
                 let joining = matches!(self.handover.stage(), handover::Stage::Joining { .. });
                 self.handover.gave_up();
+                if let Some(agent) = self.agent.take() {
+                    // Their media never came up in time: the caller is not kept waiting.
+                    agent.close(agent_ended(None, "The call could not be joined in time.")).await;
+                }
                 if let Some(pending) = self.escalation.take() {
                     let (escalations, results, id) =
                         (self.deps.escalations.clone(), self.escalation_results.clone(), pending.id);
@@ -1138,6 +1196,243 @@ impl CallSession {
                 self.command(ProviderCommand::Say { text: handover::BUSY.to_owned() });
             }
         }
+    }
+
+    // --- a human agent on the call ------------------------------------------------------
+
+    /// The accepted agent's console opened the call's media leg: it gets the conversation
+    /// so far and signals its peer. Anyone else (no agent expected, another escalation,
+    /// a second socket) is turned away.
+    async fn handle_agent_attach(&mut self, attach: AgentAttach) {
+        let expected = matches!(self.handover.stage(), handover::Stage::Joining { .. })
+            && self.escalation.as_ref().is_some_and(|pending| pending.id == attach.join.escalation_id)
+            && self.agent.is_none()
+            && self.closing.is_none();
+        if !expected {
+            tracing::info!(agent_id = %attach.join.agent_id, "refused an agent's media leg the call does not wait for");
+            let mut client = attach.client;
+            client.send(ServerMessage::Error {
+                code: "session_ended",
+                message: "This call can no longer be joined.".into(),
+                retryable: false,
+            });
+            client.send_last(agent_ended(None, "This call can no longer be joined."), FAREWELL_SEND_LIMIT).await;
+            return;
+        }
+        let (input, output) = (self.setup.spec.input, self.setup.spec.output);
+        let mut agent = match AgentLeg::new(self.deps.signaling.clone(), attach, input, output) {
+            Ok(agent) => agent,
+            Err(err) => {
+                tracing::error!(error = %err, "could not set up the agent's media");
+                return;
+            }
+        };
+        tracing::info!(agent_id = %agent.join.agent_id, "the agent's console opened the call's media leg");
+        // The conversation so far, as final lines, before anything new.
+        for line in self.transcript.spoken() {
+            agent.send(ServerMessage::Transcript {
+                role: line.role,
+                text: line.content.clone(),
+                is_final: true,
+                item_id: line.item_id.clone().unwrap_or_default(),
+            });
+        }
+        agent.send(ServerMessage::State {
+            state: WidgetState::Connecting,
+            reason: None,
+            duration_ms: None,
+            message: None,
+        });
+        self.agent = Some(Box::new(agent));
+    }
+
+    async fn handle_agent_input(&mut self, input: AgentInput) {
+        let now = Instant::now();
+        match input {
+            AgentInput::Leg(input) => {
+                let Some(agent) = &mut self.agent else { return };
+                match agent.handle(input, now).await {
+                    LegEvent::Connected => self.agent_joined().await,
+                    LegEvent::Audio => self.forward_agent_audio(now).await,
+                    LegEvent::HungUp | LegEvent::Lost(_) | LegEvent::Failed { .. } => {
+                        self.agent_left("The agent's connection was lost.").await
+                    }
+                    LegEvent::Nothing | LegEvent::Ringing | LegEvent::Played(_) | LegEvent::Dtmf(_) => {}
+                }
+            }
+            AgentInput::Control(Some(Control::Mute(muted))) => {
+                if let Some(agent) = &mut self.agent {
+                    agent.muted = muted;
+                }
+            }
+            AgentInput::Control(Some(Control::End)) => {
+                tracing::info!("the agent hung up");
+                self.end(EndReason::AgentHangup, None);
+            }
+            AgentInput::Control(Some(Control::Handback)) => self.hand_back().await,
+            AgentInput::Control(Some(Control::ClientGone) | None) => {
+                self.agent_left("The agent's console went away.").await
+            }
+            AgentInput::Transcriber(Some(ProviderEvent::UserTranscript { item_id, text, is_final })) => {
+                self.human_line(&item_id, text, is_final).await
+            }
+            AgentInput::Transcriber(Some(ProviderEvent::Closed { .. }) | None) => {
+                if let Some(agent) = &mut self.agent {
+                    agent.transcriber_gone();
+                }
+            }
+            AgentInput::Transcriber(Some(_)) => {}
+            AgentInput::TranscriberReady(Ok(session)) => match &mut self.agent {
+                Some(agent) => agent.transcriber_ready(session),
+                None => {
+                    let _ = session.commands.try_send(ProviderCommand::Close);
+                }
+            },
+            AgentInput::TranscriberReady(Err(err)) => {
+                tracing::warn!(error = %err, "the agent's voice cannot be transcribed: no transcription session");
+            }
+        }
+    }
+
+    /// The agent's media is up: caller and agent hear each other, the AI goes quiet (and
+    /// only transcribes, where it can), whatever it was playing is cut at once.
+    async fn agent_joined(&mut self) {
+        if !self.handover.joined() {
+            return;
+        }
+        self.interrupt_agent().await;
+        if self.caps.transcribes_only {
+            self.command(ProviderCommand::Respond(false));
+        } else {
+            self.command(ProviderCommand::CancelResponse);
+        }
+        self.caller.keep_opus(true);
+        let name = self.agent.as_ref().map(|a| a.join.agent_name.clone()).unwrap_or_default();
+        tracing::info!("the agent joined the call");
+        let offset_ms = self.offset_ms();
+        self.system_line(format!("{name} joined the call"), offset_ms).await;
+        self.speaking = Who::None;
+        self.send(ServerMessage::Speaking { who: Who::None });
+        let transcribe = self.caps.transcribes_only && self.setup.spec.transcription;
+        let Some(agent) = &mut self.agent else { return };
+        agent.first_line = Some(self.transcript.next_seq());
+        agent.send(ServerMessage::State { state: WidgetState::Active, reason: None, duration_ms: None, message: None });
+        if transcribe {
+            agent.open_transcriber(self.deps.providers.clone(), self.setup.model.clone(), &self.setup.spec);
+        }
+    }
+
+    /// The agent's audio that arrived: forwarded to a WebRTC caller as it is, converted
+    /// for a phone caller, recorded, and transcribed.
+    async fn forward_agent_audio(&mut self, now: Instant) {
+        let with_human = self.handover.with_human();
+        let rate = self.setup.spec.output.rate();
+        let Self { agent, caller, recording, .. } = self;
+        let Some(agent) = agent.as_mut() else { return };
+        let packet = agent.take_opus();
+        agent.take_audio(now);
+        let audible = with_human && !agent.muted;
+        if let Some(packet) = packet.filter(|_| audible && caller.carries_opus()) {
+            caller.forward_opus(&packet, now).await;
+        }
+        while let Some((frame, pcm)) = agent.next_frame(audible) {
+            if !audible {
+                continue;
+            }
+            if let Some(recording) = recording.as_mut() {
+                recording.human(pcm, rate, now);
+            }
+            if !caller.carries_opus() {
+                // A phone caller's leg converts it like the AI's audio.
+                caller.send_agent_frame(frame, false, now).await;
+            }
+        }
+    }
+
+    /// A line of the agent's transcribed voice.
+    async fn human_line(&mut self, item_id: &str, text: String, is_final: bool) {
+        if text.is_empty() {
+            return;
+        }
+        if !is_final {
+            if let Some(agent) = &mut self.agent {
+                agent.send(ServerMessage::Transcript {
+                    role: TranscriptRole::HumanAgent,
+                    text,
+                    is_final,
+                    item_id: item_id.to_owned(),
+                });
+            }
+            return;
+        }
+        let offset_ms = self.offset_ms();
+        let line = FinalLine { role: TranscriptRole::HumanAgent, text, item_id: Some(item_id.to_owned()), offset_ms };
+        self.store_line(Some(line)).await;
+    }
+
+    /// The agent hands the caller back to the AI, which resumes with what was said
+    /// meanwhile as context.
+    async fn hand_back(&mut self) {
+        let Some(agent) = self.agent.take() else { return };
+        let name = agent.join.agent_name.clone();
+        let first_line = agent.first_line;
+        agent.close(agent_ended(Some(EndReason::Transferred), "You handed the call back to the AI.")).await;
+        tracing::info!("the agent handed the call back to the AI");
+        self.ai_back(first_line).await;
+        let offset_ms = self.offset_ms();
+        self.system_line(format!("{name} handed the call back to the AI"), offset_ms).await;
+    }
+
+    /// The agent's leg went away (network, the console closed) without hanging up: a
+    /// caller already talking with them goes back to the AI; one still waiting keeps
+    /// waiting until the join deadline.
+    async fn agent_left(&mut self, why: &str) {
+        let Some(agent) = self.agent.take() else { return };
+        let (name, first_line) = (agent.join.agent_name.clone(), agent.first_line);
+        tracing::info!(why, "the agent's leg ended");
+        agent.close(agent_ended(None, why)).await;
+        if self.handover.with_human() {
+            self.ai_back(first_line).await;
+            let offset_ms = self.offset_ms();
+            self.system_line(format!("{name} left the call"), offset_ms).await;
+        }
+    }
+
+    /// The AI takes the caller back from a human agent: it answers again, and is told
+    /// what was said since the agent joined (lines from `first_line` on).
+    async fn ai_back(&mut self, first_line: Option<i64>) {
+        self.handover.handed_back();
+        self.caller.keep_opus(false);
+        if let Some(pending) = self.escalation.take() {
+            let (escalations, id) = (self.deps.escalations.clone(), pending.id);
+            drop(pending);
+            tokio::spawn(
+                async move {
+                    if let Err(err) = escalations.resolve(id).await {
+                        tracing::warn!(error = %err, "could not resolve the escalation");
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+        if self.caps.transcribes_only {
+            self.command(ProviderCommand::Respond(true));
+        }
+        let said: Vec<String> = self
+            .transcript
+            .spoken()
+            .filter(|line| first_line.is_some_and(|first| line.seq >= first))
+            .map(|line| {
+                let who = if line.role == TranscriptRole::User { "Caller" } else { "Team member" };
+                format!("{who}: {}", line.content)
+            })
+            .collect();
+        let said = if said.is_empty() { "(nothing was transcribed)".to_owned() } else { said.join("\n") };
+        self.command(ProviderCommand::UserText {
+            text: format!(
+                "A team member talked with the caller and has handed the call back to you. What was said meanwhile:\n{said}\nContinue helping the caller from here."
+            ),
+        });
     }
 
     /// `take_message`: a ticket for the company's inbox, once no agent came.
@@ -1217,7 +1512,8 @@ impl CallSession {
         }
         if let Some(pending) = self.escalation.take() {
             // A call that ends while waiting withdraws its offer from the agents.
-            let (id, joining) = (pending.id, matches!(self.handover.stage(), handover::Stage::Joining { .. }));
+            let joining = matches!(self.handover.stage(), handover::Stage::Joining { .. } | handover::Stage::WithHuman);
+            let id = pending.id;
             drop(pending);
             let escalations = &self.deps.escalations;
             let close = async {
@@ -1235,6 +1531,10 @@ impl CallSession {
                 Ok(Err(err)) => tracing::warn!(error = %err, "could not withdraw the escalation"),
                 Err(_) => tracing::warn!("withdrawing the escalation timed out; the sweep closes it"),
             }
+        }
+        if let Some(agent) = self.agent.take() {
+            // The caller hung up (or the call ended otherwise): the agent's part ends too.
+            agent.close(agent_ended(Some(reason), "The call ended.")).await;
         }
         let CallSession { recorder, client, mut caller, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
@@ -1256,6 +1556,12 @@ impl CallSession {
         let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
         caller.close(reason, by_gateway).await;
     }
+}
+
+/// The last message of an agent's leg: `state: ended`, with `reason` where there is one
+/// (`agent_hangup`, `transferred` after a hand-back, or how the call ended).
+fn agent_ended(reason: Option<EndReason>, message: &str) -> ServerMessage {
+    ServerMessage::State { state: WidgetState::Ended, reason, duration_ms: None, message: Some(message.to_owned()) }
 }
 
 /// What the agent says first when the call is answered: the recording notice, then the

@@ -81,6 +81,7 @@ pub fn call_setup(call: &Call, chatbot: &Chatbot, model: AiModel) -> CallSetup {
         allow_interruption: settings.allow_interruption,
         transcription: settings.realtime_transcription,
         noise_reduction: settings.noise_suppression,
+        respond: true,
         tools,
         input,
         output,

@@ -5,7 +5,7 @@
 //! cut to the share of the audio that was heard (providers like Gemini cannot truncate
 //! their own transcript, and OpenAI's truncation happens after we got the full text).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::domain::TranscriptRole;
@@ -58,12 +58,16 @@ pub struct FinalLine {
     pub offset_ms: i64,
 }
 
+/// Spoken lines kept for a human agent who joins (the conversation so far).
+const SPOKEN_KEPT: usize = 200;
+
 /// Agent lines wait here until the caller has heard them (what was heard is the
-/// ledger's to say); numbers stored lines.
+/// ledger's to say); numbers stored lines, and keeps the last spoken ones.
 #[derive(Debug, Default)]
 pub struct Transcript {
     agent: HashMap<Arc<str>, AgentItem>,
     next_seq: i64,
+    spoken: VecDeque<TranscriptLine>,
 }
 
 impl Transcript {
@@ -71,7 +75,30 @@ impl Transcript {
     pub fn line(&mut self, line: FinalLine) -> TranscriptLine {
         let seq = self.next_seq;
         self.next_seq += 1;
-        TranscriptLine { seq, role: line.role, content: line.text, item_id: line.item_id, offset_ms: line.offset_ms }
+        let line = TranscriptLine {
+            seq,
+            role: line.role,
+            content: line.text,
+            item_id: line.item_id,
+            offset_ms: line.offset_ms,
+        };
+        if line.role != TranscriptRole::System {
+            if self.spoken.len() == SPOKEN_KEPT {
+                self.spoken.pop_front();
+            }
+            self.spoken.push_back(line.clone());
+        }
+        line
+    }
+
+    /// The sequence number the next stored line gets.
+    pub fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+
+    /// The last spoken lines (no system lines), oldest first.
+    pub fn spoken(&self) -> impl Iterator<Item = &TranscriptLine> {
+        self.spoken.iter()
     }
 
     /// Agent text (whole line so far, or final).
@@ -196,6 +223,22 @@ mod tests {
         let second =
             t.line(FinalLine { role: TranscriptRole::Agent, text: "hello".into(), item_id: None, offset_ms: 5 });
         assert_eq!((first.seq, second.seq), (0, 1));
+    }
+
+    #[test]
+    fn the_spoken_lines_so_far_leave_out_system_lines_and_keep_the_last_ones() {
+        let mut t = Transcript::default();
+        let line = |role, text: &str| FinalLine { role, text: text.into(), item_id: None, offset_ms: 0 };
+        t.line(line(TranscriptRole::User, "hi"));
+        t.line(line(TranscriptRole::System, "Tool call: x()"));
+        t.line(line(TranscriptRole::Agent, "hello"));
+        let spoken: Vec<&str> = t.spoken().map(|l| l.content.as_str()).collect();
+        assert_eq!(spoken, ["hi", "hello"]);
+        for n in 0..SPOKEN_KEPT {
+            t.line(line(TranscriptRole::HumanAgent, &n.to_string()));
+        }
+        assert_eq!(t.spoken().count(), SPOKEN_KEPT);
+        assert_eq!(t.spoken().next().map(|l| l.content.as_str()), Some("0"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     output: &[AudioFormat::Pcm16(SampleRate::Hz24000), AudioFormat::Mulaw],
     barge_in_confirm: Duration::from_millis(700),
     truncates: false,
+    transcribes_only: false,
 };
 /// Longest utterance kept for playback.
 const MAX_RECORDING_MS: usize = 15_000;
@@ -105,6 +106,7 @@ async fn run(
             ProviderCommand::Truncate { .. }
             | ProviderCommand::CancelResponse
             | ProviderCommand::ToolResult { .. }
+            | ProviderCommand::Respond(_)
             | ProviderCommand::UserText { .. } => {
                 vec![]
             }
@@ -177,6 +179,7 @@ mod tests {
             allow_interruption: true,
             transcription: true,
             noise_reduction: false,
+            respond: true,
             tools: vec![],
             input: AudioFormat::Pcm16(RATE),
             output: AudioFormat::Pcm16(RATE),

@@ -56,6 +56,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     output: &[AudioFormat::Pcm16(OUTPUT_RATE)],
     barge_in_confirm: Duration::from_millis(1500),
     truncates: false,
+    transcribes_only: false,
 };
 /// The Live API version when the model does not name one (`ai_models.settings.liveApiVersion`).
 const DEFAULT_API_VERSION: &str = "v1beta";
@@ -944,7 +945,7 @@ impl Shell {
             }
             // Gemini has no truncate: the server stopped the turn where it heard the caller,
             // and the call session cuts its own transcript to what was played.
-            ProviderCommand::Truncate { .. } => return Flow::Continue,
+            ProviderCommand::Truncate { .. } | ProviderCommand::Respond(_) => return Flow::Continue,
             // Nor a cancel: drop the rest of the turn here (see `Translator::cancel_turn`).
             ProviderCommand::CancelResponse => {
                 let events = self.translator.cancel_turn();
@@ -994,7 +995,10 @@ impl Shell {
                     tracing::debug!(%call_id, tool = %name, "dropped the result of a tool call Gemini no longer waits for");
                 }
             }
-            ProviderCommand::Truncate { .. } | ProviderCommand::CancelResponse | ProviderCommand::Close => {}
+            ProviderCommand::Truncate { .. }
+            | ProviderCommand::CancelResponse
+            | ProviderCommand::Respond(_)
+            | ProviderCommand::Close => {}
         }
         Ok(())
     }
@@ -1120,6 +1124,7 @@ mod tests {
             allow_interruption: true,
             transcription: true,
             noise_reduction: true,
+            respond: true,
             input: AudioFormat::Pcm16(INPUT_RATE),
             output: AudioFormat::Pcm16(OUTPUT_RATE),
             tools: vec![ToolSpec {

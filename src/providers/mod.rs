@@ -72,6 +72,9 @@ pub struct Capabilities {
     /// Whether the provider can cut an agent item at the point the caller heard
     /// (OpenAI `conversation.item.truncate`).
     pub truncates: bool,
+    /// Whether a session can stop answering and only transcribe (OpenAI: server VAD with
+    /// `create_response: false`). Gemini Live has no such mode.
+    pub transcribes_only: bool,
 }
 
 /// What a provider can do, known before connecting so the caller's codec chain can be set
@@ -172,6 +175,9 @@ pub struct SessionSpec {
     pub allow_interruption: bool,
     pub transcription: bool,
     pub noise_reduction: bool,
+    /// Whether the model answers the caller. False: it only transcribes what it hears
+    /// (a human agent is on the call; see [`Capabilities::transcribes_only`]).
+    pub respond: bool,
     pub tools: Vec<ToolSpec>,
     /// The caller audio format the provider is sent.
     pub input: AudioFormat,
@@ -207,6 +213,9 @@ pub enum ProviderCommand {
     CancelResponse,
     /// The result of a tool call.
     ToolResult { call_id: String, name: String, output: String },
+    /// Answer the caller (true), or only transcribe them (false: a human agent took the
+    /// call). Providers without a transcription-only mode ignore it.
+    Respond(bool),
     /// Close the session.
     Close,
 }

@@ -37,6 +37,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     output: &[AudioFormat::Pcm16(SampleRate::Hz24000), AudioFormat::Mulaw, AudioFormat::Alaw],
     barge_in_confirm: Duration::from_millis(700),
     truncates: true,
+    transcribes_only: true,
 };
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -161,8 +162,8 @@ pub fn session_update(spec: &SessionSpec) -> Value {
         "threshold": spec.vad_threshold,
         "prefix_padding_ms": 300,
         "silence_duration_ms": 500,
-        "create_response": true,
-        "interrupt_response": spec.allow_interruption,
+        "create_response": spec.respond,
+        "interrupt_response": spec.respond && spec.allow_interruption,
     });
     let tools: Vec<Value> = spec
         .tools
@@ -515,6 +516,17 @@ impl Worker {
                     sink.send(Message::text(json!({"type": "response.create"}).to_string())).await?;
                 }
             }
+            ProviderCommand::Respond(respond) => {
+                // Turn detection goes on (the caller is still transcribed), responses stop
+                // or start again; the setting survives a reconnect through `self.spec`.
+                self.spec.respond = respond;
+                let update = session_update(&self.history.continued(&self.spec));
+                sink.send(Message::text(update.to_string())).await?;
+                if !respond && self.response_active {
+                    self.pending_say = None;
+                    sink.send(Message::text(json!({"type": "response.cancel"}).to_string())).await?;
+                }
+            }
             command @ ProviderCommand::ToolResult { .. } => {
                 // Its `response.create` starts a response now, before `response.created` says so.
                 self.response_active = true;
@@ -617,7 +629,10 @@ fn client_events(command: ProviderCommand) -> Vec<Value> {
             }),
             json!({"type": "response.create"}),
         ],
-        ProviderCommand::Audio(_) | ProviderCommand::UserText { .. } | ProviderCommand::Close => {
+        ProviderCommand::Audio(_)
+        | ProviderCommand::UserText { .. }
+        | ProviderCommand::Respond(_)
+        | ProviderCommand::Close => {
             unreachable!("handled by the caller")
         }
     }
@@ -792,6 +807,7 @@ mod tests {
             allow_interruption: false,
             transcription: true,
             noise_reduction: true,
+            respond: true,
             input: AudioFormat::Pcm16(SampleRate::Hz24000),
             output: AudioFormat::Pcm16(SampleRate::Hz24000),
             tools: vec![super::super::ToolSpec {

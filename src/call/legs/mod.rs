@@ -9,11 +9,14 @@
 //! - `webrtc`: browsers (and, signalled differently, WhatsApp): Opus over WebRTC
 //! - `whatsapp`: the Graph side of a WhatsApp caller's WebRTC leg (accept, terminate)
 //! - `twilio`: phone callers through Twilio Media Streams: G.711 μ-law over a WebSocket
+//! - `agent`: a human support agent who joined the call from the agent console (WebRTC,
+//!   signalled like the widget)
 //!
 //! The session waits on [`CallerLeg::next_input`] (cancel-safe: it only receives) and
 //! hands what came to [`CallerLeg::handle`], which runs to completion outside the
 //! session's `select!` so an answer being computed is never dropped halfway.
 
+pub mod agent;
 pub mod twilio;
 pub mod webrtc;
 pub mod whatsapp;
@@ -24,6 +27,7 @@ use crate::call::heard::Delivery;
 use crate::domain::EndReason;
 use crate::providers::AudioFormat;
 
+pub use agent::{AgentAttach, AgentLeg};
 pub use twilio::TwilioLeg;
 pub use webrtc::WebRtcLeg;
 
@@ -180,6 +184,34 @@ impl CallerLeg {
         match self {
             Self::WebRtc(_) => {}
             Self::Twilio(leg) => leg.clear_agent_audio().await,
+        }
+    }
+
+    /// Whether the caller's audio is Opus over RTP, which a human agent's peer can take
+    /// as it is (forwarded, not transcoded).
+    pub fn carries_opus(&self) -> bool {
+        matches!(self, Self::WebRtc(_))
+    }
+
+    /// Starts or stops keeping the caller's Opus packets for a human agent.
+    pub fn keep_opus(&mut self, keep: bool) {
+        if let Self::WebRtc(leg) = self {
+            leg.keep_opus(keep);
+        }
+    }
+
+    /// The caller's Opus packet just received, when kept.
+    pub fn take_opus(&mut self) -> Option<bytes::Bytes> {
+        match self {
+            Self::WebRtc(leg) => leg.take_opus(),
+            Self::Twilio(_) => None,
+        }
+    }
+
+    /// Sends a human agent's Opus packet to the caller as it is.
+    pub async fn forward_opus(&mut self, packet: &[u8], now: Instant) {
+        if let Self::WebRtc(leg) = self {
+            leg.forward_opus(packet, now).await;
         }
     }
 

@@ -70,6 +70,11 @@ pub struct WebRtcLeg {
     /// of the 48 kHz clock per frame) is `rtp_origin + rtp_frames × 20 ms`.
     rtp_origin: Option<Instant>,
     rtp_frames: u32,
+    /// Keep each received packet's Opus payload for [`take_opus`](Self::take_opus): its
+    /// audio is forwarded as it is to another peer of the call (a human agent's, or the
+    /// caller's).
+    keep_opus: bool,
+    last_opus: Option<bytes::Bytes>,
 }
 
 impl WebRtcLeg {
@@ -121,6 +126,8 @@ impl WebRtcLeg {
             arrival: None,
             rtp_origin: None,
             rtp_frames: 0,
+            keep_opus: false,
+            last_opus: None,
         })
     }
 
@@ -199,6 +206,9 @@ impl WebRtcLeg {
             Input::Peer(Some(PeerEvent::Rtp(rtp))) => {
                 self.inbound.push(rtp.sequence, rtp.timestamp, &rtp.payload, rtp.arrival);
                 self.arrival = Some(rtp.arrival);
+                if self.keep_opus {
+                    self.last_opus = Some(rtp.payload);
+                }
                 LegEvent::Audio
             }
             Input::Peer(Some(PeerEvent::Dtmf { digit })) => LegEvent::Dtmf(digit),
@@ -307,6 +317,32 @@ impl WebRtcLeg {
         // Sent in real time: what left is what the caller hears (a frame lost on the way
         // is lost to the caller either way).
         Some(Delivery::Heard)
+    }
+
+    /// Starts or stops keeping received Opus payloads for forwarding.
+    pub fn keep_opus(&mut self, keep: bool) {
+        self.keep_opus = keep;
+        self.last_opus = None;
+    }
+
+    /// The Opus payload of the packet just received, when payloads are kept.
+    pub fn take_opus(&mut self) -> Option<bytes::Bytes> {
+        self.last_opus.take()
+    }
+
+    /// Sends an Opus packet another peer of the call sent, as it is. The peer gives it the
+    /// next sequence number and timestamp of this leg's own stream, so the receiver hears
+    /// one continuous stream whoever spoke.
+    pub async fn forward_opus(&mut self, packet: &[u8], now: Instant) {
+        let Some((peer, _)) = self.peer.as_ref().filter(|_| self.can_send()) else { return };
+        match peer.send_opus(packet).await {
+            Ok(true) => {
+                self.rtp_origin.get_or_insert(now);
+                self.rtp_frames += 1;
+            }
+            Ok(false) => {}
+            Err(err) => tracing::debug!(error = %err, "could not forward an Opus packet"),
+        }
     }
 
     /// Ends the call on the caller's side (a WhatsApp call through the Graph API unless

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 const RATE: SampleRate = SampleRate::Hz48000;
+/// Decoded audio kept for [`Caller::audio_since`]: two minutes at 48 kHz.
+const MAX_AUDIO_SAMPLES: usize = 48_000 * 120;
 const FRAME: usize = 960;
 
 /// One 20 ms frame the caller heard.
@@ -32,10 +34,19 @@ pub struct Heard {
 /// Level above which a millisecond of audio counts as sound in [`Heard::loud_ms`].
 pub const LOUD_DBFS: f32 = -30.0;
 
+/// Decoded audio, and each packet's arrival and first sample in it.
+#[derive(Default)]
+struct HeardAudio {
+    packets: Vec<(Instant, usize)>,
+    pcm: Vec<i16>,
+}
+
 #[derive(Default)]
 struct Shared {
     events: Mutex<Vec<(Instant, Value)>>,
     heard: Mutex<Vec<Heard>>,
+    /// What was heard, decoded at 48 kHz.
+    audio: Mutex<HeardAudio>,
     /// When each queued utterance started to go out.
     speech_started: Mutex<Vec<Instant>>,
     connected: Mutex<Option<Instant>>,
@@ -152,6 +163,12 @@ impl Caller {
                                 pcm[..n].chunks(RATE.samples_per_ms()).filter(|ms| media::dbfs(ms) > LOUD_DBFS).count()
                                     as u32;
                             state.heard.lock().expect("heard").push(Heard { at: rtp.arrival, dbfs, loud_ms });
+                            let mut audio = state.audio.lock().expect("audio");
+                            if audio.pcm.len() < MAX_AUDIO_SAMPLES {
+                                let start = audio.pcm.len();
+                                audio.packets.push((rtp.arrival, start));
+                                audio.pcm.extend_from_slice(&pcm[..n]);
+                            }
                             state.changed.notify_waiters();
                         }
                     }
@@ -191,6 +208,13 @@ impl Caller {
         });
 
         Ok(Self { shared, ws_out, speech, peer, stop })
+    }
+
+    /// What the caller heard from `since` on, decoded at 48 kHz (packets in arrival order).
+    pub fn audio_since(&self, since: Instant) -> Vec<i16> {
+        let audio = self.shared.audio.lock().expect("audio");
+        let first = audio.packets.iter().find(|(at, _)| *at >= since).map_or(audio.pcm.len(), |&(_, start)| start);
+        audio.pcm[first..].to_vec()
     }
 
     /// Every WebSocket event so far (and `{"type":"_closed","code":…}` once the socket
