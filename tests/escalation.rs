@@ -11,18 +11,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::agents::{self, Console, next_of};
 use common::*;
-use futures::{SinkExt, StreamExt};
 use gateway::domain::{CallStatus, EndReason, TranscriptRole};
 use gateway::ids::CallId;
-use gateway::store::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::audio::tone;
 use testkit::recording::tone_spans;
 use testkit::{Caller, MockOpenAiRealtime, MockReply, OpenAiRealtimeConfig, ScriptedToolCall, utterance};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOLD: &str = "Let me connect you with a team member. Please hold.";
@@ -130,35 +127,10 @@ async fn with_nobody_available_the_ai_takes_a_message_that_lands_in_the_ticket_i
     assert!(mock.client_errors().is_empty(), "{:?}", mock.client_errors());
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// An available agent console of a new support agent of the call's company.
-async fn available_agent(app: &TestApp, id: CallId) -> (String, Socket) {
+async fn available_agent(app: &TestApp, id: CallId) -> (String, Console) {
     let company = app.state.store.call(id).await.unwrap().unwrap().company_id;
-    let user = app.state.store.create_user("agent@acme.test", None, Role::SupportAgent, &[company]).await.unwrap();
-    let token = app.state.store.create_api_token(user.id, "test").await.unwrap();
-    let mut request = format!("ws://{}/api/agent/ws", app.addr).into_client_request().unwrap();
-    request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
-    let presence = json!({"type": "presence", "status": "available"}).to_string();
-    socket.send(Message::Text(presence.into())).await.unwrap();
-    assert_eq!(next_of(&mut socket, "presence").await["status"], "available");
-    (token, socket)
-}
-
-/// The next message of `kind` on an agent console (others skipped).
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
-    let find = async {
-        loop {
-            if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
-                let message: Value = serde_json::from_str(&text).unwrap();
-                if message["type"] == kind {
-                    return message;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(10 * SECOND, find).await.unwrap_or_else(|_| panic!("a {kind} message"))
+    agents::available_agent(app, company, "agent@acme.test").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,18 +204,13 @@ fn tone_ms(pcm: &[i16], hz: f64) -> u64 {
     tone_spans(pcm, 48_000, hz).iter().map(|(start, end)| end - start).sum()
 }
 
-/// A call on hold for an agent who accepted it and joined its media: (app, mock, caller,
-/// call id, agent's media client, agent's API token, the join's time).
+/// A call on hold for an agent who accepted it and joined its media: (app, caller, call
+/// id, the agent's media client, when the agent's leg became active).
 async fn joined_call(mock: &MockOpenAiRealtime) -> (TestApp, Caller, CallId, Caller, std::time::Instant) {
     let (app, _admin, caller, id) = escalating_call(mock).await;
     let (agent, mut console) = available_agent(&app, id).await;
     caller.say(utterance(1200)).await;
-    let offered = next_of(&mut console, "escalation").await;
-    let escalation = offered["escalationId"].as_str().unwrap();
-    let accept = app.post(&format!("/api/agent/escalations/{escalation}/accept"), &agent, None, json!({})).await;
-    assert_eq!(accept.status, StatusCode::OK, "{}", accept.text);
-    let media = Caller::dial(accept.body["join"]["wsUrl"].as_str().unwrap()).await.unwrap();
-    media.wait_for_state("active", 10 * SECOND).await.unwrap();
+    let media = agents::accept_and_join(&app, &agent, &mut console).await;
     let joined = std::time::Instant::now();
     // The conversation so far came first, as final lines, before the leg's state.
     let events = media.events();

@@ -2,6 +2,8 @@
 //! webhook for an integration account, opens the Media Stream the TwiML names, talks and
 //! listens in real time; the AI side is the mock OpenAI Realtime (μ-law passed straight
 //! through) or the mock Gemini Live (transcoded), and hang-ups go through the mock REST API.
+//! A phone caller who asks for a person talks with a support agent's browser (μ-law ↔ Opus
+//! in the gateway).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -581,4 +583,51 @@ async fn calls_to_an_unbound_or_unverified_number_get_a_polite_refusal() {
     let answer = TwilioSim::new(config).webhook().send().await.unwrap();
     assert!(matches!(answer.twiml(), Ok(Twiml::Refused(_))), "{answer:?}");
     assert!(line.calls().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_caller_who_asks_for_a_person_talks_with_an_agent_in_the_browser() {
+    let _serial = media_timing_lock().await;
+    let escalate = testkit::ScriptedToolCall {
+        max_calls: Some(1),
+        ..testkit::ScriptedToolCall::new("escalate_to_human", json!({"reason": "wants a person"}))
+    };
+    let mock = MockOpenAiRealtime::start(OpenAiRealtimeConfig { tool_calls: vec![escalate], ..openai(600) }).await;
+    let line = openai_line(&mock).await;
+    line.app
+        .set_call_settings(
+            &line.bot,
+            &line.admin,
+            json!({"greetingMessage": "", "escalationEnabled": true, "escalationTimeoutSeconds": 10}),
+        )
+        .await;
+    let (agent_token, mut console) = common::agents::available_agent(&line.app, line.company, "agent@acme.test").await;
+    let call = line.sim.dial().await.unwrap();
+    call.say(&utterance_8k(1200)).await;
+    let agent = common::agents::accept_and_join(&line.app, &agent_token, &mut console).await;
+    let joined = std::time::Instant::now();
+    let heard_before = call.heard_audio_ms();
+
+    // The caller's μ-law reaches the agent as Opus; the agent's Opus reaches the phone as μ-law.
+    call.say(&testkit::audio::tone(8_000, 700.0, 1000, 0.3)).await;
+    agent.say(testkit::audio::tone(48_000, 1100.0, 1000, 0.3)).await;
+    call.wait_until_heard(heard_before + 800, 10 * SECOND).await.unwrap();
+    tokio::time::sleep(SECOND).await;
+    let heard_by_agent = agent.audio_since(joined);
+    let spans = testkit::recording::tone_spans(&heard_by_agent, 48_000, 700.0);
+    assert!(spans.iter().map(|(a, b)| b - a).sum::<u64>() >= 800, "the agent hears the caller: {spans:?}");
+    let loud = call.loud_frames(-40.0);
+    let last = loud.last().unwrap().stream_ms;
+    let hz = tone_hz(&call.heard_pcm(last - 400, last - 100));
+    assert!((1080.0..1120.0).contains(&hz), "the caller hears the agent's tone, not the AI's: {hz} Hz");
+
+    agent.send(json!({"type": "end"})).await;
+    let ended = call.wait_ended(10 * SECOND).await.unwrap();
+    assert_eq!(ended.by, EndedBy::RestHangUp, "the gateway hangs up the phone call through the REST API");
+    let id = line.only_call().await;
+    let row = line.wait_for_end(id).await;
+    assert_eq!(row.end_reason, Some(EndReason::AgentHangup));
+    let transcript = line.app.state.store.transcript(id).await.unwrap();
+    assert!(transcript.iter().any(|l| l.role == TranscriptRole::HumanAgent), "{transcript:?}");
+    assert!(call.faults().is_empty(), "Twilio would have refused: {:?}", call.faults());
 }

@@ -3,6 +3,7 @@
 //! database), plus helpers to make users and call the API.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod agents;
 pub mod receiver;
 
 use std::net::SocketAddr;
