@@ -320,3 +320,52 @@ async fn a_caller_who_hangs_up_ends_the_agents_leg() {
     let lines = app.state.store.transcript(id).await.unwrap();
     assert!(lines.iter().any(|l| l.content.ends_with("joined the call")), "{lines:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_two_nodes_an_agent_whose_console_is_on_b_joins_the_media_of_a_call_held_by_a() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(mock_config()).await;
+    let url = format!("{}/realtime", mock.ws_base_url());
+    let Some(node_a) = spawn_postgres_app_with(|args| {
+        args.openai_realtime_url = url.parse().unwrap();
+        args.openai_api_key = Some("sk-test-openai".into());
+        args.provider_backoff_ms = 50;
+    })
+    .await
+    else {
+        return;
+    };
+    let node_b = spawn_node(&node_a, "node-b").await;
+    let (company, admin) = node_a.company_with_admin("Acme", true).await;
+    let bot = node_a.call_chatbot(company, &admin).await;
+    node_a
+        .set_call_settings(
+            &bot,
+            &admin,
+            json!({"greetingMessage": "", "escalationEnabled": true, "escalationTimeoutSeconds": 10}),
+        )
+        .await;
+    let (agent_token, mut console_on_b) = agents::available_agent(&node_b, company, "agent@acme.test").await;
+
+    let session = node_a.open_session(&bot, None).await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let id: CallId = session.body["sessionId"].as_str().unwrap().parse().unwrap();
+    let caller = Caller::dial(session.body["wsUrl"].as_str().unwrap()).await.unwrap();
+    caller.wait_for_state("active", 10 * SECOND).await.unwrap();
+    caller.say(utterance(1200)).await;
+
+    // Offered and accepted on B; the join link points at A, which holds the media.
+    let agent = agents::accept_and_join(&node_b, &agent_token, &mut console_on_b).await;
+    let joined = std::time::Instant::now();
+    caller.say(tone(48_000, CALLER_HZ as f32, 1000, 0.3)).await;
+    agent.say(tone(48_000, AGENT_HZ as f32, 1000, 0.3)).await;
+    tokio::time::sleep(3 * SECOND).await;
+    assert!(tone_ms(&agent.audio_since(joined), CALLER_HZ) >= 800);
+    assert!(tone_ms(&caller.audio_since(joined), AGENT_HZ) >= 800);
+    assert!(!node_b.state.calls.is_live(id), "the media stayed on node A");
+
+    caller.hang_up().await;
+    assert_eq!(agent.wait_for_state("ended", 10 * SECOND).await.unwrap()["reason"], "caller_hangup");
+    let row = node_a.wait_for_call_end(id).await;
+    assert_eq!(row.end_reason, Some(EndReason::CallerHangup));
+}

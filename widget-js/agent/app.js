@@ -3,14 +3,14 @@
 // console socket `GET /api/agent/ws` open (presence in; offers, taken and cancelled out),
 // rings and notifies when a caller waits, accepts with
 // `POST /api/agent/escalations/{id}/accept`, and shows the ticket inbox (the admin
-// console's Tickets screen). The call's media is `call.js`'s business.
+// console's Tickets screen). The call's media is `call.js`'s business (loaded on the
+// first accept); this page renders the leg it reports.
 
 import { ConsoleApi } from '/admin/api.js';
 import { h, field, button, badge, announce, dateTime, errorText, failure } from '/admin/ui.js';
 import { signInForm } from '/admin/signin.js';
-import { applyMessage, close, mergePending, openEntries, acceptRefusal, callerText, sourceText, roleText, waitedText, socketUrl, reconnectDelay, agentRoute } from './logic.js';
+import { applyMessage, close, mergePending, openEntries, acceptRefusal, callerText, sourceText, roleText, waitedText, socketUrl, reconnectDelay, agentRoute, newLeg, legUpdate, legText, legControls, speakingText, speakerText } from './logic.js';
 import { prepare, ring, notify, notificationState } from './alert.js';
-import { joinCall, MEDIA_AVAILABLE } from './call.js';
 
 const api = new ConsoleApi();
 const $ = (id) => document.getElementById(id);
@@ -31,7 +31,7 @@ const state = {
   reconnectTimer: null,
   /** The waiting calls (logic.js entries). */
   entries: [],
-  /** The accepted call: `{offer, callId, join, leg, legState}`. */
+  /** The accepted call: `{offer, callId, join, leg (call.js controls), view (logic.js leg)}`. */
   call: null,
   ringOn: true,
   view: 'calls',
@@ -46,6 +46,7 @@ api.onSignedOut = () => {
 
 function showSignIn(message = '', error = false) {
   disconnect();
+  state.call?.leg?.leave();
   Object.assign(state, { me: null, company: null, entries: [], call: null, desired: 'away', confirmed: 'offline' });
   api.csrf = '';
   api.companyId = '';
@@ -109,6 +110,7 @@ function renderCompanyPicker() {
     api.companyId = state.company?.id ?? '';
     sessionStorage.setItem(COMPANY_KEY, api.companyId);
     state.entries = [];
+    state.call?.leg?.leave();
     state.call = null;
     disconnect();
     connect();
@@ -321,7 +323,7 @@ function card(entry) {
   const who = callerText(offer);
   const accept = entry.closed
     ? null
-    : button(entry.accepting ? 'Accepting…' : 'Accept', () => acceptCall(entry), 'primary', { 'aria-label': `Accept the call of ${who}`, 'data-focus-key': `accept-${id}`, disabled: entry.accepting || Boolean(state.call) });
+    : button(entry.accepting ? 'Accepting…' : 'Accept', () => acceptCall(entry), 'primary', { 'aria-label': `Accept the call of ${who}`, 'data-focus-key': `accept-${id}`, disabled: entry.accepting || onCall() });
   const transcript = offer.transcript?.length
     ? h(
         'details',
@@ -373,19 +375,41 @@ async function acceptCall(entry) {
 
 // --- the accepted call ---------------------------------------------------------------
 
+/** Joining or on a call: no other can be accepted meanwhile. */
+const onCall = () => ['connecting', 'active'].includes(state.call?.view.state);
+
 function startCall(offer, accepted) {
-  const call = { offer, callId: accepted.callId, join: accepted.join, legState: null, leg: null };
+  state.call?.leg?.leave();
+  const call = { offer, callId: accepted.callId, join: accepted.join, leg: null, view: newLeg() };
   state.call = call;
-  call.leg = joinCall(accepted.join, {
-    onState: (legState) => {
-      if (state.call !== call) return;
-      call.legState = legState;
-      renderCall();
-    },
-  });
   announce(`You accepted the call of ${callerText(offer)}. Connecting you to the call…`);
   renderList();
   $('on-call-title')?.focus();
+  joinLeg(call);
+}
+
+/** Starts (or, after a failure, starts again) the call's media leg. */
+async function joinLeg(call) {
+  call.leg?.leave();
+  call.leg = null;
+  legChanged(call, newLeg());
+  try {
+    const { joinCall } = await import('./call.js');
+    if (state.call === call) call.leg = joinCall(call.join, { onState: (view) => legChanged(call, view) });
+  } catch (err) {
+    legChanged(call, legUpdate(newLeg(), { type: 'failure', code: 'load', message: errorText(err), retryable: true }));
+  }
+}
+
+/** What the leg reports: rendered, its turns announced. */
+function legChanged(call, view) {
+  if (state.call !== call) return;
+  const was = call.view.state;
+  call.view = view;
+  if (view.state === was) return renderCall();
+  if (view.state === 'active') announce(`You are on the call with ${callerText(call.offer)}.`);
+  else if (view.state !== 'connecting') announce(legText(view), view.state === 'failed' ? 'error' : '');
+  renderList();
 }
 
 function leaveCall() {
@@ -395,35 +419,78 @@ function leaveCall() {
   $('main').querySelector('h1')?.focus();
 }
 
+/** The call's card: rebuilt when its controls change (the focus kept), the transcript updated in place. */
 function renderCall() {
   const slot = $('on-call');
   if (!slot) return;
   const call = state.call;
   if (!call) return slot.replaceChildren();
-  const { offer, join } = call;
+  const { view } = call;
+  const key = JSON.stringify([call.callId, view.state, view.request, view.muted, view.handedOver]);
+  let card = slot.firstElementChild;
+  if (card?.dataset.key !== key) {
+    const focused = slot.contains(document.activeElement) ? document.activeElement : null;
+    card = callCard(call);
+    card.dataset.key = key;
+    slot.replaceChildren(card);
+    if (focused) {
+      const same = focused.dataset.focusKey && card.querySelector(`[data-focus-key="${focused.dataset.focusKey}"]`);
+      (same && !same.disabled ? same : $('on-call-title')).focus();
+    }
+  }
+  card.querySelector('[data-slot=speaking]').textContent = speakingText(view.speaking);
+  renderLines(card.querySelector('ol.transcript'), call);
+}
+
+function callCard(call) {
+  const { offer, join, view } = call;
   const admin = state.me.role !== 'support_agent';
-  const legState = call.legState?.state ?? 'connecting';
-  slot.replaceChildren(
+  const controls = legControls(view);
+  const key = (name) => ({ 'data-focus-key': name });
+  const actions = controls.leave
+    ? [
+        controls.retry && !(Date.parse(join?.expiresAt) <= Date.now()) ? button('Try again', () => joinLeg(call), 'primary', key('retry')) : '',
+        button('Back to waiting calls', leaveCall, '', key('leave')),
+      ]
+    : [
+        button(view.muted ? 'Unmute' : 'Mute', () => call.leg?.mute(!view.muted), '', { ...key('mute'), disabled: !controls.mute }),
+        button('Hand back to AI', () => call.leg?.handBack(), '', { ...key('handback'), disabled: !controls.handBack }),
+        button('Hang up', () => call.leg?.hangUp(), 'danger', { ...key('hangup'), disabled: !controls.hangUp }),
+      ];
+  return h(
+    'section',
+    { class: `card on-call ${view.state}`, 'aria-labelledby': 'on-call-title', 'data-call': call.callId, 'data-leg': view.state, 'data-reason': view.reason ?? view.code },
+    h('header', {}, h('h2', { id: 'on-call-title', tabindex: '-1', text: `Your call: ${callerText(offer)}` })),
+    h('p', { class: 'reason', text: offer.reason }),
+    h('p', { role: 'status', class: view.state === 'failed' ? 'notice' : 'leg', 'data-slot': 'join-state', text: legText(view) }),
+    h('p', { class: 'speaking', 'data-slot': 'speaking' }),
+    h('div', { class: 'actions' }, ...actions),
+    h('h3', { id: 'call-transcript-title', text: 'Transcript' }),
+    h('ol', { class: 'lines transcript', tabindex: '0', 'aria-labelledby': 'call-transcript-title' }),
     h(
-      'section',
-      { class: 'card on-call', 'aria-labelledby': 'on-call-title', 'data-call': call.callId, 'data-leg': legState },
-      h('header', {}, h('h2', { id: 'on-call-title', tabindex: '-1', text: `Your call: ${callerText(offer)}` })),
-      h('p', { class: 'reason', text: offer.reason }),
-      h('p', { role: 'status', 'data-slot': 'join-state', text: 'Accepted. Connecting you to the call…' }),
-      call.legState && legState !== 'connecting' ? h('p', { class: MEDIA_AVAILABLE ? '' : 'notice', 'data-slot': 'media', text: call.legState.message }) : '',
-      h(
-        'dl',
-        { class: 'facts' },
-        h('dt', { text: 'Call' }),
-        h('dd', {}, admin ? h('a', { href: `/admin/calls/${encodeURIComponent(call.callId)}`, text: call.callId }) : h('code', { text: call.callId })),
-        h('dt', { text: 'Channel' }),
-        h('dd', { text: sourceText(offer.source) }),
-        h('dt', { text: 'Join before' }),
-        h('dd', { text: dateTime(join?.expiresAt, { seconds: true }) }),
-      ),
-      h('div', { class: 'actions' }, button('Back to waiting calls', leaveCall)),
+      'dl',
+      { class: 'facts' },
+      h('dt', { text: 'Call' }),
+      h('dd', {}, admin ? h('a', { href: `/admin/calls/${encodeURIComponent(call.callId)}`, text: call.callId }) : h('code', { text: call.callId })),
+      h('dt', { text: 'Channel' }),
+      h('dd', { text: sourceText(offer.source) }),
+      view.state === 'connecting' ? [h('dt', { text: 'Join before' }), h('dd', { text: dateTime(join?.expiresAt, { seconds: true }) })] : '',
     ),
   );
+}
+
+/** The AI's part of the conversation (the offer's until the leg's comes), the hand-over, the live lines. */
+function renderLines(list, call) {
+  const { view, offer } = call;
+  const line = (l, part) => h('li', { class: `${l.role}${l.final === false ? ' partial' : ''}`, 'data-part': part }, h('strong', { text: `${speakerText(l.role)}: ` }), l.text);
+  const history = view.lines.filter((l) => !l.handedOver);
+  const before = (history.length ? history : (offer.transcript ?? [])).map((l) => line(l, 'ai'));
+  const live = view.lines.filter((l) => l.handedOver).map((l) => line(l, 'live'));
+  const handover = view.handedOver ? h('li', { class: 'handover', 'data-part': 'handover' }, h('span', { text: 'Handed over to you' })) : '';
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
+  list.replaceChildren(...before, handover, ...live);
+  if (!before.length && !live.length && !handover) list.append(h('li', { class: 'muted', text: 'No transcript yet.' }));
+  if (atEnd) list.scrollTop = list.scrollHeight;
 }
 
 // --- navigation ----------------------------------------------------------------------

@@ -144,3 +144,99 @@ export function agentRoute(pathname) {
   if (path === '/agent/tickets') return 'tickets';
   return 'not-found';
 }
+
+// --- the accepted call's leg (call.js) -------------------------------------------------
+
+/**
+ * The leg: `state` connecting, active, ended (`reason`) or failed (`code`, `message`,
+ * `retryable`); `handedOver` once the gateway's first `state` came (the transcript so far
+ * is before it); `request` the agent's pending `end` or `handback`; `lines` the transcript.
+ */
+export const newLeg = () => ({ state: 'connecting', handedOver: false, muted: false, speaking: 'none', request: null, reason: null, code: null, message: '', retryable: false, lines: [] });
+
+/** The end reasons the console words itself. */
+const ENDED = {
+  agent_hangup: 'You hung up: the call is over.',
+  transferred: 'You handed the caller back to the AI: the call goes on without you.',
+  caller_hangup: 'The caller hung up.',
+  network_lost: 'The call ended: an audio connection was lost.',
+  connection_lost: 'The connection to the call was lost.',
+};
+
+/** Why joining failed. */
+const FAILED = {
+  microphone_denied: 'Your microphone is blocked: allow it for this site, then try again.',
+  microphone: 'Your microphone could not be started.',
+  invalid_token: 'The join link is not valid any more (it lasts 2 minutes).',
+  session_ended: 'The call is not live any more, or another agent has joined it.',
+  timeout: "The call's audio did not connect in time.",
+  ice_failed: 'The audio connection could not be set up.',
+};
+
+/**
+ * The leg after an event: the connection's `handover`, `transcript`, `speaking`, `active`,
+ * `ended {reason, message}`, `failure {code, message, retryable}` (a call that ended before
+ * the agent was connected is ended); the agent's `muted {muted}` and `request {what}`.
+ */
+export function legUpdate(leg, event) {
+  const over = leg.state === 'ended' || leg.state === 'failed';
+  switch (event.type) {
+    case 'handover':
+      return { ...leg, handedOver: true };
+    case 'transcript':
+      return { ...leg, lines: applyLine(leg.lines, event, leg.handedOver) };
+    case 'speaking':
+      return over ? leg : { ...leg, speaking: event.who ?? 'none' };
+    case 'muted':
+      return { ...leg, muted: event.muted === true };
+    case 'request':
+      return over ? leg : { ...leg, request: event.what };
+    case 'active':
+      return over ? leg : { ...leg, state: 'active', handedOver: true };
+    case 'ended':
+      return over ? leg : { ...leg, state: 'ended', reason: event.reason, message: event.message ?? '', speaking: 'none', request: null };
+    case 'failure':
+      if (over || ENDED[event.code]) return legUpdate(leg, { type: 'ended', reason: event.code });
+      return { ...leg, state: 'failed', code: event.code, message: event.message ?? '', retryable: event.retryable === true && !['invalid_token', 'session_ended'].includes(event.code), speaking: 'none', request: null };
+    default:
+      return leg;
+  }
+}
+
+/**
+ * A `transcript` message applied to the lines (`{itemId, role, text, final, handedOver}`):
+ * `text` is the whole line so far, so it replaces the line of the same item and role. The
+ * AI's lines are before the hand-over, even one it finishes after.
+ */
+export function applyLine(lines, { role, text, final, itemId }, handedOver) {
+  if (typeof text !== 'string' || typeof role !== 'string') return lines;
+  const key = typeof itemId === 'string' ? itemId : '';
+  const at = key ? lines.findIndex((l) => l.itemId === key && l.role === role) : -1;
+  if (at < 0) return text.trim() ? [...lines, { itemId: key, role, text, final: final === true, handedOver: handedOver && role !== 'agent' }] : lines;
+  return lines.map((l, i) => (i === at ? { ...l, text, final: l.final || final === true } : l));
+}
+
+/** What the leg's status line says. */
+export function legText(leg) {
+  if (leg.state === 'ended') return ENDED[leg.reason] ?? (leg.message || `The call ended (${leg.reason || 'no reason given'}).`);
+  if (leg.state === 'failed') {
+    const why = FAILED[leg.code] ?? `The call could not be joined: ${leg.message || leg.code}.`;
+    return leg.retryable ? `${why} The caller waits on hold; if your audio does not join in time, the AI takes the call back.` : why;
+  }
+  if (leg.request === 'end') return 'Hanging up…';
+  if (leg.request === 'handback') return 'Handing the caller back to the AI…';
+  if (leg.state === 'active') return `On the call: you and the caller hear each other.${leg.muted ? ' Your microphone is muted.' : ''}`;
+  return 'Accepted. Connecting you to the call…';
+}
+
+/** Who is talking now, in words ('' for nobody). */
+export const speakingText = (who) => ({ user: 'The caller is speaking…', agent: 'You are speaking…' })[who] ?? '';
+
+/** Who said a line of the call's transcript, as its agent reads it (their own lines are "You"). */
+export const speakerText = (role) => (role === 'human_agent' ? 'You' : roleText(role));
+
+/** What the agent can do: mute; hang up or hand back once the gateway took the leg; leave once it is over. */
+export function legControls(leg) {
+  const live = leg.state === 'connecting' || leg.state === 'active';
+  return { mute: live && !leg.request, hangUp: live && leg.handedOver && !leg.request, handBack: live && leg.handedOver && !leg.request, retry: leg.state === 'failed' && leg.retryable, leave: !live };
+}

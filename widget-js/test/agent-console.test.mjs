@@ -5,16 +5,21 @@
 // (mock-providers `--tool-call NAME@N=JSON`). With nobody available the AI takes a
 // message: a ticket, found, closed and filtered in /admin/tickets. With agents signed in
 // to /agent and available, the escalation is offered to both with its reason (ring and
-// notification), the second agent's accept wins (the join state, and the media leg said
-// to be unavailable), the first sees it taken; an agent who is away is offered nothing
-// until they are available again; a caller who hangs up while waiting closes the offer.
+// notification), the second agent's accept wins and the first sees it taken. The winner's
+// media leg (agent/call.js: the agent's fake microphone, the widget's signaling on
+// `join.wsUrl`) becomes active, the agent hears the caller (the page's RTCPeerConnection
+// stats, read through call.js's `audioStats`: inbound audio packets growing, with energy),
+// mutes and unmutes, and hangs up: the caller's widget ends with `agent_hangup`. An agent
+// who is away is offered nothing until they are available again; the next call's agent
+// hands the caller back to the AI, who stays on; a caller who hangs up while waiting
+// closes the offer.
 // UPDATE_DOCS_SCREENSHOT=1 copies the screenshots to docs/images/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startStack, startHostServer, hostPage, launchBrowser, newPage, eventually, screenshot, REPO } from './harness.mjs';
+import { startStack, startHostServer, hostPage, launchBrowser, newPage, eventually, screenshot, events, host, waitForState, REPO } from './harness.mjs';
 
 const REASON = 'wants to talk about a refund';
 const MESSAGE = { name: 'Ada Lovelace', callbackNumber: '+14155550100', message: 'Please call me back about my order.' };
@@ -104,6 +109,9 @@ async function goAvailable(p) {
   await eventually(async () => (await presence(p)) === 'available', { message: 'the gateway confirms available' });
 }
 const offers = (p) => p.locator('[data-escalation]');
+const leg = (p) => p.locator('[data-call]').getAttribute('data-leg');
+/** The caller's audio as the agent's page receives it (agent/call.js `audioStats`). */
+const heard = (p) => p.evaluate(async () => (await import('/agent/call.js')).audioStats());
 const openOffers = (p) => p.locator('[data-escalation][data-closed="no"]');
 
 /** The page's problems other than the 401 of the session probe and refusals provoked on purpose. */
@@ -176,7 +184,7 @@ test('with nobody available the AI takes a message; the ticket is in the inbox, 
   await q.context().close();
 });
 
-test('the agent console: available agents are offered the call; the first accept wins, the other sees it taken; away means no offers', async () => {
+test('the agent console: available agents are offered the call; the first accept wins and joins its audio, the other sees it taken; away means no offers', async () => {
   const first = await agentPage();
   const second = await agentPage();
   await signIn(first, agent1, '/agent');
@@ -205,17 +213,55 @@ test('the agent console: available agents are offered the call; the first accept
   assert.deepEqual(await unlabelled(first), []);
   await shoot(first, 'agent-console');
 
-  // The second agent accepts first: 200, the join state, and the media leg is said to be missing.
+  // The second agent accepts first: 200, the join state, then the media leg connects.
   await second.getByRole('button', { name: `Accept the call of A visitor on ${site.url}` }).click();
   const onCall = second.locator('[data-call]');
-  await onCall.getByText('Accepted. Connecting you to the call…').waitFor();
-  await onCall.getByText(/cannot carry its audio yet: the gateway does not serve the agent's media leg/).waitFor();
-  assert.equal(await onCall.getAttribute('data-leg'), 'media_unavailable');
+  await onCall.waitFor();
   assert.ok(await onCall.getAttribute('data-call'), 'the call id of the 200');
-  await shoot(second, 'agent-console-accepted');
   // The first sees it taken.
   await first.locator(`[data-escalation="${escalationId}"][data-closed="taken"]`).getByText('Another agent took this call.').waitFor();
   assert.equal(await first.getByRole('button', { name: /^Accept/ }).count(), 0);
+  await eventually(async () => (await leg(second)) === 'active', { timeout: 30000, message: "the agent's leg active" });
+  await onCall.getByText('On the call: you and the caller hear each other.').waitFor();
+  // The conversation with the AI (the transcript so far, sent first on the leg's socket)
+  // above the hand-over; the live lines below it.
+  await onCall.locator('[data-part="handover"]').getByText('Handed over to you').waitFor();
+  await onCall.locator('li.user[data-part="ai"]').first().waitFor();
+
+  // The agent hears the caller: audio packets keep arriving, and they carry sound (the fake
+  // microphone speaks 1.5 s in every 6).
+  const hearing = (test, message, timeout) => eventually(async () => [await heard(second)].find((stats) => stats && test(stats)), { message, timeout });
+  const start = await hearing((s) => s.packetsReceived > 0, 'inbound audio on the agent page');
+  const later = await hearing((s) => s.packetsReceived > start.packetsReceived + 50 && s.totalAudioEnergy > 0, "the caller's voice on the agent page", 20000);
+  assert.ok(later.bytesReceived > start.bytesReceived, JSON.stringify({ start, later }));
+  assert.equal(await second.locator('audio').evaluate((audio) => audio.autoplay && audio.srcObject instanceof MediaStream && !audio.paused), true, "the caller's audio plays");
+  // What the agent says (their fake microphone) is transcribed live, below the hand-over.
+  await onCall.locator('li.human_agent[data-part="live"]').getByText(/^You: /).first().waitFor({ timeout: 20000 });
+  const parts = await onCall.locator('ol.transcript li[data-part]').evaluateAll((items) => items.map((li) => li.dataset.part));
+  const divider = parts.indexOf('handover');
+  assert.ok(!parts.slice(0, divider).includes('live') && !parts.slice(divider).includes('ai'), parts.join(' '));
+
+  // Mute and unmute: the button says which, the card shows it.
+  await onCall.getByRole('button', { name: 'Mute', exact: true }).click();
+  await onCall.getByRole('button', { name: 'Unmute', exact: true }).waitFor();
+  await onCall.getByText(/Your microphone is muted\./).waitFor();
+  assert.equal(await second.evaluate(() => document.activeElement?.textContent), 'Unmute', 'the focus stays on the toggle');
+  await onCall.getByRole('button', { name: 'Unmute', exact: true }).click();
+  await onCall.getByRole('button', { name: 'Mute', exact: true }).waitFor();
+  await onCall.getByRole('button', { name: 'Hand back to AI' }).waitFor();
+  assert.deepEqual(await unlabelled(second), []);
+  await shoot(second, 'agent-console-accepted');
+
+  // The agent hangs up: the call is over for the caller too.
+  await onCall.getByRole('button', { name: 'Hang up' }).click();
+  await eventually(async () => (await leg(second)) === 'ended', { message: "the agent's leg ended" });
+  assert.equal(await onCall.getAttribute('data-reason'), 'agent_hangup');
+  await onCall.getByText('You hung up: the call is over.').waitFor();
+  await waitForState(caller, 'ended');
+  const ended = (await events(caller)).find((e) => e.type === 'voicewidget:call-ended');
+  assert.equal(ended?.detail.reason, 'agent_hangup', JSON.stringify(ended));
+  assert.equal(await heard(second), null, 'the leg is closed');
+  assert.equal(await second.locator('audio').count(), 0);
   await hangUp(caller);
   await second.getByRole('button', { name: 'Back to waiting calls' }).click();
 
@@ -234,8 +280,16 @@ test('the agent console: available agents are offered the call; the first accept
   const again = first.locator(`[data-escalation="${nextId}"]`);
   await again.waitFor();
   await again.getByRole('button', { name: /^Accept the call of/ }).click();
-  await first.locator('[data-call]').getByText('Accepted. Connecting you to the call…').waitFor();
+  await first.locator('[data-call]').waitFor();
   await second.locator(`[data-escalation="${nextId}"][data-closed="taken"]`).waitFor();
+  // This agent hands the caller back to the AI: their leg ends, the caller's call goes on.
+  await eventually(async () => (await leg(first)) === 'active', { timeout: 30000, message: "the first agent's leg active" });
+  await first.getByRole('button', { name: 'Hand back to AI' }).click();
+  await eventually(async () => (await leg(first)) === 'ended', { message: 'handed back' });
+  assert.equal(await first.locator('[data-call]').getAttribute('data-reason'), 'transferred');
+  await first.locator('[data-call]').getByText(/back to the AI: the call goes on without you/).waitFor();
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(await host(caller).getAttribute('data-state'), 'inCall', 'the caller is still on the call, with the AI');
   await hangUp(caller);
   await first.getByRole('button', { name: 'Back to waiting calls' }).click();
 

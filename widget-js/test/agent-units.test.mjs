@@ -1,7 +1,7 @@
 // The agent console's pure decisions, in Node (no browser): the waiting list kept from
 // the socket's messages and the pending list, what a refused accept means, how callers,
-// transcript lines and waits read, the socket's URL, reconnection delays, routes, and
-// the console's size.
+// transcript lines and waits read, the socket's URL, reconnection delays, routes, the
+// accepted call's leg (its states, transcript, words and controls), and the console's size.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +21,13 @@ import {
   socketUrl,
   reconnectDelay,
   agentRoute,
+  newLeg,
+  legUpdate,
+  applyLine,
+  legText,
+  legControls,
+  speakingText,
+  speakerText,
 } from '../agent/logic.js';
 
 const offer = (id, waitingSince, extra = {}) => ({
@@ -130,6 +137,101 @@ test('the console has two addresses', () => {
   assert.equal(agentRoute('/agent/'), 'calls');
   assert.equal(agentRoute('/agent/tickets'), 'tickets');
   assert.equal(agentRoute('/agent/nope'), 'not-found');
+});
+
+/** A leg after a list of events. */
+const legAfter = (...events) => events.reduce(legUpdate, newLeg());
+const line = (role, text, itemId, final = true) => ({ type: 'transcript', role, text, final, itemId });
+
+test("the call's leg: the transcript so far, the hand-over, live lines growing in place, then active and ended", () => {
+  let leg = legAfter(line('user', 'I want my money back.', 'i1'), line('agent', 'Let me connect you with a team member.', 'i2'));
+  assert.equal(leg.state, 'connecting');
+  assert.equal(legText(leg), 'Accepted. Connecting you to the call…');
+  assert.deepEqual(legControls(leg), { mute: true, hangUp: false, handBack: false, retry: false, leave: false }, 'no hang-up or hand-back before the gateway took the leg');
+  leg = legAfter(...[line('user', 'I want my money back.', 'i1'), line('agent', 'Let me connect you with a team member.', 'i2')], { type: 'handover' }, line('user', 'Hello', 'i3', false));
+  assert.deepEqual(
+    leg.lines.map((l) => [l.itemId, l.role, l.handedOver]),
+    [
+      ['i1', 'user', false],
+      ['i2', 'agent', false],
+      ['i3', 'user', true],
+    ],
+    'the AI part above the hand-over, the live lines below',
+  );
+  assert.equal(legControls(leg).hangUp, true);
+  leg = legUpdate(leg, line('user', 'Hello? Anyone there?', 'i3', true));
+  leg = legUpdate(leg, line('human_agent', 'Hi, this is Sam.', 'i4', false));
+  leg = legUpdate(leg, { type: 'active' });
+  leg = legUpdate(leg, { type: 'speaking', who: 'user' });
+  assert.equal(leg.lines.length, 4, 'a line is replaced, never appended to');
+  assert.equal(leg.lines[2].text, 'Hello? Anyone there?');
+  assert.equal(leg.lines[2].final, true);
+  assert.equal(leg.lines[3].final, false);
+  assert.equal(leg.state, 'active');
+  assert.match(legText(leg), /^On the call: you and the caller hear each other\.$/);
+  assert.equal(speakingText(leg.speaking), 'The caller is speaking…');
+  leg = legUpdate(leg, { type: 'muted', muted: true });
+  assert.match(legText(leg), /Your microphone is muted\.$/);
+  leg = legUpdate(leg, { type: 'ended', reason: 'caller_hangup', confirmed: true });
+  assert.equal(leg.state, 'ended');
+  assert.equal(leg.speaking, 'none');
+  assert.equal(legText(leg), 'The caller hung up.');
+  assert.deepEqual(legControls(leg), { mute: false, hangUp: false, handBack: false, retry: false, leave: true });
+  assert.equal(legUpdate(leg, { type: 'active' }), leg, 'nothing revives an ended leg');
+  assert.equal(legUpdate(leg, { type: 'failure', code: 'timeout' }), leg);
+});
+
+test("the agent's own way out: hanging up or handing back is pending until the gateway says the call ended", () => {
+  const live = legAfter({ type: 'handover' }, { type: 'active' });
+  let leg = legUpdate(live, { type: 'request', what: 'end' });
+  assert.equal(legText(leg), 'Hanging up…');
+  assert.deepEqual(legControls(leg), { mute: false, hangUp: false, handBack: false, retry: false, leave: false }, 'nothing twice');
+  leg = legUpdate(leg, { type: 'ended', reason: 'agent_hangup', confirmed: true });
+  assert.equal(leg.request, null);
+  assert.equal(legText(leg), 'You hung up: the call is over.');
+  leg = legAfter({ type: 'handover' }, { type: 'active' }, { type: 'request', what: 'handback' });
+  assert.equal(legText(leg), 'Handing the caller back to the AI…');
+  assert.match(legText(legUpdate(leg, { type: 'ended', reason: 'transferred' })), /back to the AI: the call goes on without you/);
+  assert.equal(legText(legUpdate(live, { type: 'ended', reason: 'max_duration', message: 'Call ended: maximum duration reached' })), 'Call ended: maximum duration reached', "the gateway's own words");
+  assert.equal(legText(legUpdate(live, { type: 'ended', reason: 'shutdown' })), 'The call ended (shutdown).');
+});
+
+test('joining that fails says why and whether trying again can help; a call that ended meanwhile is ended', () => {
+  const ended = legUpdate(newLeg(), { type: 'failure', code: 'caller_hangup', retryable: true });
+  assert.equal(ended.state, 'ended', 'the caller hung up before the agent was connected');
+  assert.equal(legText(ended), 'The caller hung up.');
+  const denied = legUpdate(newLeg(), { type: 'failure', code: 'microphone_denied', retryable: true });
+  assert.equal(denied.state, 'failed');
+  assert.match(legText(denied), /^Your microphone is blocked: allow it for this site, then try again\. The caller waits on hold/);
+  assert.deepEqual(legControls(denied), { mute: false, hangUp: false, handBack: false, retry: true, leave: true });
+  for (const code of ['invalid_token', 'session_ended']) {
+    const refused = legUpdate(newLeg(), { type: 'failure', code, message: 'no', retryable: true });
+    assert.equal(refused.retryable, false, `${code}: this join cannot work again`);
+    assert.doesNotMatch(legText(refused), /on hold/);
+  }
+  assert.match(legText(legUpdate(newLeg(), { type: 'failure', code: 'session_ended' })), /another agent has joined it/);
+  assert.equal(legText(legUpdate(newLeg(), { type: 'failure', code: 'internal', message: 'boom' })), 'The call could not be joined: boom.');
+});
+
+test('transcript lines: replaced by item and role, final sticks, empty new lines and unknown shapes are skipped', () => {
+  let lines = applyLine([], { role: 'user', text: '  ', itemId: 'a' }, false);
+  assert.deepEqual(lines, [], 'nothing said yet');
+  lines = applyLine(lines, { role: 'user', text: 'Hi', final: true, itemId: 'a' }, false);
+  lines = applyLine(lines, { role: 'user', text: 'Hi there', final: false, itemId: 'a' }, true);
+  assert.deepEqual(lines, [{ itemId: 'a', role: 'user', text: 'Hi there', final: true, handedOver: false }], 'a line stays on the side where it first came');
+  lines = applyLine(lines, { role: 'agent', text: 'Please hold.', itemId: 'b' }, true);
+  assert.equal(lines[1].handedOver, false, "the AI's line it finished after the hand-over is in its part");
+  lines = applyLine(lines, { role: 'human_agent', text: 'Hello', itemId: 'a' }, true);
+  lines = applyLine(lines, { role: 'user', text: 'No id' }, true);
+  lines = applyLine(lines, { role: 'user', text: 'No id' }, true);
+  assert.equal(lines.length, 5, 'another role is another line; lines without an id stand alone');
+  assert.equal(applyLine(lines, { role: 'user' }, true), lines);
+  assert.equal(applyLine(lines, { text: 'x' }, true), lines);
+  assert.equal(speakerText('human_agent'), 'You');
+  assert.equal(speakerText('agent'), 'AI');
+  assert.equal(speakerText('user'), 'Caller');
+  assert.equal(speakingText('agent'), 'You are speaking…');
+  assert.equal(speakingText('none'), '');
 });
 
 test('the agent console stays small: its own files under 16 KB gzipped', async () => {
