@@ -124,7 +124,17 @@ async fn with_nobody_available_the_ai_takes_a_message_that_lands_in_the_ticket_i
     );
     assert!(system.contains(&"No agent was available"), "{system:?}");
     assert!(system.iter().any(|l| l.starts_with("Tool result:") && l.contains("ticketId")), "{system:?}");
-    assert!(mock.client_errors().is_empty(), "{:?}", mock.client_errors());
+    assert_no_client_errors(&mock);
+}
+
+/// No request the mock refused, but for one race the protocol allows: "All our agents are
+/// busy" is said by cancelling the hold message's response, which on a loaded machine may
+/// have finished on the server before the cancel arrived (`response_cancel_not_active`;
+/// the gateway speaks when the response's `response.done` comes, either way).
+fn assert_no_client_errors(mock: &MockOpenAiRealtime) {
+    let errors: Vec<Value> =
+        mock.client_errors().into_iter().filter(|e| e["error"]["code"] != "response_cancel_not_active").collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// An available agent console of a new support agent of the call's company.
@@ -204,10 +214,10 @@ fn tone_ms(pcm: &[i16], hz: f64) -> u64 {
     tone_spans(pcm, 48_000, hz).iter().map(|(start, end)| end - start).sum()
 }
 
-/// A call on hold for an agent who accepted it and joined its media: (app, caller, call
-/// id, the agent's media client, when the agent's leg became active).
-async fn joined_call(mock: &MockOpenAiRealtime) -> (TestApp, Caller, CallId, Caller, std::time::Instant) {
-    let (app, _admin, caller, id) = escalating_call(mock).await;
+/// A call on hold for an agent who accepted it and joined its media: (app, admin token,
+/// caller, call id, the agent's media client, when the agent's leg became active).
+async fn joined_call(mock: &MockOpenAiRealtime) -> (TestApp, String, Caller, CallId, Caller, std::time::Instant) {
+    let (app, admin, caller, id) = escalating_call(mock).await;
     let (agent, mut console) = available_agent(&app, id).await;
     caller.say(utterance(1200)).await;
     let media = agents::accept_and_join(&app, &agent, &mut console).await;
@@ -219,14 +229,28 @@ async fn joined_call(mock: &MockOpenAiRealtime) -> (TestApp, Caller, CallId, Cal
     assert!(!before.is_empty(), "{events:?}");
     assert!(before.iter().all(|e| e["final"] == true), "{before:?}");
     assert!(before.iter().any(|e| e["role"] == "user" && e["text"] == "I want to talk to a person."), "{before:?}");
-    (app, caller, id, media, joined)
+    (app, admin, caller, id, media, joined)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_who_joins_talks_with_the_caller_while_the_ai_only_transcribes() {
     let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
-    let (app, caller, id, agent, joined) = joined_call(&mock).await;
+    let (app, admin, caller, id, agent, joined) = joined_call(&mock).await;
+    // The call row says a person is on it (the call stays active; the row is written off
+    // the call's task, so it may take a moment).
+    let with_human = async {
+        loop {
+            let row = app.get(&format!("/api/company/calls/{id}"), &admin, None).await;
+            if row.body["withHuman"] == true {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let row = tokio::time::timeout(5 * SECOND, with_human).await.expect("the call row says a person is on it");
+    assert_eq!(row.body["status"], "active", "{}", row.text);
+    assert!(row.body["humanAgentId"].is_string() && row.body["humanJoinedAt"].is_string(), "{}", row.text);
 
     // Each hears the other's tone, forwarded; the caller hears no AI from the join on.
     caller.say(tone(48_000, CALLER_HZ as f32, 1000, 0.3)).await;
@@ -266,14 +290,14 @@ async fn an_agent_who_joins_talks_with_the_caller_while_the_ai_only_transcribes(
         "the agent's voice is transcribed: {lines:?}"
     );
     assert!(!lines[joined_at..].iter().any(|l| l.role == TranscriptRole::Agent), "the AI said nothing: {lines:?}");
-    assert!(mock.client_errors().is_empty(), "{:?}", mock.client_errors());
+    assert_no_client_errors(&mock);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_hands_the_caller_back_to_the_ai_which_resumes_with_the_context() {
     let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
-    let (app, caller, id, agent, _joined) = joined_call(&mock).await;
+    let (app, _admin, caller, id, agent, _joined) = joined_call(&mock).await;
     agent.say(tone(48_000, AGENT_HZ as f32, 800, 0.3)).await;
     tokio::time::sleep(2 * SECOND).await;
 
@@ -295,7 +319,9 @@ async fn an_agent_hands_the_caller_back_to_the_ai_which_resumes_with_the_context
     .unwrap();
     tokio::time::sleep(2 * SECOND).await;
     assert!(tone_ms(&caller.audio_since(handed_back), AI_HZ) > 0, "the AI speaks to the caller again");
-    assert_eq!(app.state.store.call(id).await.unwrap().unwrap().status, CallStatus::Active);
+    let row = app.state.store.call(id).await.unwrap().unwrap();
+    assert_eq!(row.status, CallStatus::Active);
+    assert!(!row.with_human() && row.human_left_at.is_some(), "the hand-back is on the call row: {row:?}");
 
     caller.hang_up().await;
     let row = app.wait_for_call_end(id).await;
@@ -311,12 +337,12 @@ async fn an_agent_hands_the_caller_back_to_the_ai_which_resumes_with_the_context
 async fn a_caller_who_hangs_up_ends_the_agents_leg() {
     let _serial = media_timing_lock().await;
     let mock = MockOpenAiRealtime::start(mock_config()).await;
-    let (app, caller, id, agent, _joined) = joined_call(&mock).await;
+    let (app, _admin, caller, id, agent, _joined) = joined_call(&mock).await;
     caller.hang_up().await;
     let agent_end = agent.wait_for_state("ended", 10 * SECOND).await.unwrap();
     assert_eq!(agent_end["reason"], "caller_hangup");
-    app.wait_for_call_end(id).await;
-    // A join link of a call that is over opens nothing.
+    let row = app.wait_for_call_end(id).await;
+    assert!(row.human_agent_id.is_some() && row.human_left_at == row.ended_at, "{row:?}");
     let lines = app.state.store.transcript(id).await.unwrap();
     assert!(lines.iter().any(|l| l.content.ends_with("joined the call")), "{lines:?}");
 }

@@ -14,7 +14,7 @@ use super::path_id;
 use super::widget::{SessionView, open_session};
 use crate::app::AppState;
 use crate::auth::CompanyAdmin;
-use crate::ids::{CallId, ChatbotId};
+use crate::ids::{CallId, ChatbotId, UserId};
 use crate::store::{Call, CallFilter, CallSource, CallStatus, EndReason, TranscriptLine, TranscriptRole};
 use crate::time::{rfc3339, rfc3339_opt};
 
@@ -62,6 +62,13 @@ pub struct CallView {
     error_message: Option<String>,
     /// Who called: the caller's number (phone), WhatsApp id, or the page's origin (web).
     caller: Option<String>,
+    /// Whether a human support agent is on the call now (it stays `active`).
+    with_human: bool,
+    /// The support agent who took the call over, when their media joined, and when they
+    /// left it (handed the caller back, or the call ended); null when no agent joined.
+    human_agent_id: Option<UserId>,
+    human_joined_at: Option<String>,
+    human_left_at: Option<String>,
     /// Whether the call has a recording (`GET /api/company/calls/{id}/recording`); shown on
     /// a single call only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,6 +90,10 @@ pub struct LineView {
 impl CallView {
     fn new(call: Call, transcript: Option<Vec<TranscriptLine>>) -> Self {
         Self {
+            with_human: call.with_human(),
+            human_agent_id: call.human_agent_id,
+            human_joined_at: rfc3339_opt(call.human_joined_at),
+            human_left_at: rfc3339_opt(call.human_left_at),
             caller: call.caller,
             has_recording: None,
             id: call.id,

@@ -12,7 +12,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::ids::CallId;
+use crate::ids::{CallId, UserId};
 use crate::store::{EndReason, Store, StoreError, TranscriptLine};
 use crate::time::UnixMs;
 
@@ -23,6 +23,10 @@ pub enum Record {
     Active { answered_at: UnixMs },
     /// A final transcript line.
     Line(TranscriptLine),
+    /// A human agent's media joined the call.
+    HumanJoined { agent: UserId, at: UnixMs },
+    /// The human agent left (handed the caller back).
+    HumanLeft { at: UnixMs },
     /// The call ended.
     End { reason: EndReason, ended_at: UnixMs, error: Option<String> },
 }
@@ -33,6 +37,8 @@ impl Record {
         match self {
             Self::Active { .. } => "active",
             Self::Line(_) => "transcript line",
+            Self::HumanJoined { .. } => "human joined",
+            Self::HumanLeft { .. } => "human left",
             Self::End { .. } => "end",
         }
     }
@@ -123,6 +129,8 @@ async fn apply(store: &Store, call: CallId, record: &Record) -> Result<(), Store
     match record {
         Record::Active { answered_at } => store.mark_call_active(call, *answered_at).await.map(drop),
         Record::Line(line) => store.append_transcript(call, line).await,
+        Record::HumanJoined { agent, at } => store.mark_human_joined(call, *agent, *at).await.map(drop),
+        Record::HumanLeft { at } => store.mark_human_left(call, *at).await.map(drop),
         Record::End { reason, ended_at, error } => {
             store.end_call(call, *reason, *ended_at, error.as_deref()).await.map(drop)
         }

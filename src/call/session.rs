@@ -1307,8 +1307,11 @@ impl CallSession {
             self.command(ProviderCommand::CancelResponse);
         }
         self.caller.keep_opus(true);
-        let name = self.agent.as_ref().map(|a| a.join.agent_name.clone()).unwrap_or_default();
+        let Some((name, agent_id)) = self.agent.as_ref().map(|a| (a.join.agent_name.clone(), a.join.agent_id)) else {
+            return;
+        };
         tracing::info!("the agent joined the call");
+        self.recorder.record(Record::HumanJoined { agent: agent_id, at: now_ms() }).await;
         let offset_ms = self.offset_ms();
         self.system_line(format!("{name} joined the call"), offset_ms).await;
         self.speaking = Who::None;
@@ -1402,6 +1405,7 @@ impl CallSession {
     /// what was said since the agent joined (lines from `first_line` on).
     async fn ai_back(&mut self, first_line: Option<i64>) {
         self.handover.handed_back();
+        self.recorder.record(Record::HumanLeft { at: now_ms() }).await;
         self.caller.keep_opus(false);
         if let Some(pending) = self.escalation.take() {
             let (escalations, id) = (self.deps.escalations.clone(), pending.id);

@@ -278,6 +278,9 @@ mod tests {
             error_message: Some("the voice service was not ready in time".into()),
             integration_account_id: None,
             external_id: None,
+            human_agent_id: None,
+            human_joined_at: None,
+            human_left_at: None,
         }
     }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::domain::{CallSource, CallStatus, EndReason, TranscriptRole};
 use crate::events::payload::{CallEnded, CallStarted, EventData, end_event_type};
-use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, IntegrationAccountId, TranscriptLineId};
+use crate::ids::{CallId, ChatbotId, CompanyId, ConversationId, IntegrationAccountId, TranscriptLineId, UserId};
 use crate::metrics::timed;
 use crate::time::{UnixMs, now_ms};
 
@@ -47,6 +47,18 @@ pub struct Call {
     pub integration_account_id: Option<IntegrationAccountId>,
     /// The carrier's id of the call (Twilio CallSid, Meta call id).
     pub external_id: Option<String>,
+    /// The support agent who took the call over, when their media joined and when they
+    /// left it (handed back, or the call ended).
+    pub human_agent_id: Option<UserId>,
+    pub human_joined_at: Option<UnixMs>,
+    pub human_left_at: Option<UnixMs>,
+}
+
+impl Call {
+    /// Whether a human agent is on the call now.
+    pub fn with_human(&self) -> bool {
+        self.human_joined_at.is_some() && self.human_left_at.is_none() && !self.status.is_final()
+    }
 }
 
 /// A call to create, in status `pending`.
@@ -102,7 +114,7 @@ pub struct TranscriptLine {
 
 const COLUMNS: &str = "id, company_id, chatbot_id, source, status, end_reason, is_test, caller, provider, model_id, node_id, \
     token_hash, token_expires_at, created_at, connected_at, answered_at, ended_at, duration_ms, rating, rating_comment, error_message, \
-    integration_account_id, external_id";
+    integration_account_id, external_id, human_agent_id, human_joined_at, human_left_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Call> {
     let reason: Option<String> = row.try_get("end_reason")?;
@@ -134,6 +146,9 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Call> {
             .map(parse_id)
             .transpose()?,
         external_id: row.try_get("external_id")?,
+        human_agent_id: row.try_get::<Option<String>, _>("human_agent_id")?.as_deref().map(parse_id).transpose()?,
+        human_joined_at: row.try_get("human_joined_at")?,
+        human_left_at: row.try_get("human_left_at")?,
     })
 }
 
@@ -296,6 +311,41 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// A human agent's media joined the call at `at` (the call stays `active`).
+    pub async fn mark_human_joined(&self, id: CallId, agent: UserId, at: UnixMs) -> StoreResult<bool> {
+        timed("mark_human_joined", async {
+            let done = sqlx::query(
+                "UPDATE calls SET human_agent_id = $1, human_joined_at = $2, human_left_at = NULL, updated_at = $3 \
+                 WHERE id = $4 AND status = 'active'",
+            )
+            .bind(agent.as_string())
+            .bind(at)
+            .bind(now_ms())
+            .bind(id.as_string())
+            .execute(self.pool())
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    /// The human agent left the call at `at` (handed the caller back to the AI).
+    pub async fn mark_human_left(&self, id: CallId, at: UnixMs) -> StoreResult<bool> {
+        timed("mark_human_left", async {
+            let done = sqlx::query(
+                "UPDATE calls SET human_left_at = $1, updated_at = $2 \
+                 WHERE id = $3 AND human_joined_at IS NOT NULL AND human_left_at IS NULL",
+            )
+            .bind(at)
+            .bind(now_ms())
+            .bind(id.as_string())
+            .execute(self.pool())
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
     /// connecting → active, at `answered_at`, with its `call.started` event.
     pub async fn mark_call_active(&self, id: CallId, answered_at: UnixMs) -> StoreResult<bool> {
         timed("mark_call_active", async {
@@ -341,8 +391,9 @@ impl Store {
                 "UPDATE calls SET status = CASE WHEN $1 = 'completed' AND answered_at IS NULL AND $2 <> 'caller_hangup' \
                  THEN 'failed' ELSE $3 END, end_reason = $4, ended_at = $5, \
                  duration_ms = CASE WHEN answered_at IS NULL THEN 0 ELSE $6 - answered_at END, \
-                 error_message = $7, updated_at = $8 \
-                 WHERE id = $9 AND status NOT IN ('completed', 'failed')",
+                 error_message = $7, updated_at = $8, \
+                 human_left_at = CASE WHEN human_joined_at IS NOT NULL AND human_left_at IS NULL THEN $9 ELSE human_left_at END \
+                 WHERE id = $10 AND status NOT IN ('completed', 'failed')",
             )
             .bind(reason.final_status().as_str())
             .bind(reason.as_str())
@@ -352,6 +403,7 @@ impl Store {
             .bind(ended_at)
             .bind(error_message)
             .bind(now_ms())
+            .bind(ended_at)
             .bind(id.as_string())
             .execute(&mut *tx)
             .await?;
