@@ -223,6 +223,24 @@ async fn a_call_the_gateway_cannot_take_is_rejected_and_leaves_no_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_accept_meta_refuses_is_rejected_not_terminated() {
+    let _serial = media_timing_lock().await;
+    let mock = MockOpenAiRealtime::start(openai(800)).await;
+    let meta = meta(&mock).await;
+    meta.sim.graph().inject_call_faults(CallFault::RefusedAccept, 1);
+    let call = meta.sim.place_call().await.unwrap();
+    let end = call.wait_ended(15 * SECOND).await.unwrap();
+    assert_ne!(end.outcome, CallOutcome::UserHungUp);
+    let id = meta.only_call().await;
+    let row = meta.wait_for_end(id).await;
+    assert_eq!(row.end_reason, Some(EndReason::Error));
+    assert!(row.error_message.as_deref().unwrap_or_default().contains("accept"), "{row:?}");
+    // Never accepted, so never terminated: Meta is told with a reject.
+    assert_eq!(meta.actions(call.call_id()), ["pre_accept", "accept", "reject"]);
+    meta.assert_faithful();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_authenticated_before_anything_happens() {
     let mock = MockOpenAiRealtime::start(openai(800)).await;
     let meta = meta(&mock).await;

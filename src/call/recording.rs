@@ -29,13 +29,22 @@ pub struct CallRecording {
     output: AudioFormat,
     /// G.711 expanded to PCM, one frame at a time.
     expanded: [i16; G711_FRAME],
-    /// The slot the last caller frame went into.
+    /// The slot the last caller frame went into, and the last human agent's frame.
     last_caller_slot: Option<u64>,
+    last_human_slot: Option<u64>,
 }
 
 impl CallRecording {
     pub fn new(tap: RecordingTap, answered: Instant, input: AudioFormat, output: AudioFormat) -> Self {
-        Self { tap, answered, input_rate: input.rate(), output, expanded: [0; G711_FRAME], last_caller_slot: None }
+        Self {
+            tap,
+            answered,
+            input_rate: input.rate(),
+            output,
+            expanded: [0; G711_FRAME],
+            last_caller_slot: None,
+            last_human_slot: None,
+        }
     }
 
     fn slot(&self, at: Instant) -> u64 {
@@ -70,10 +79,12 @@ impl CallRecording {
         }
     }
 
-    /// A human agent's frame at `rate`, sent to the caller at `at` (right channel, like
-    /// the AI's audio).
+    /// A human agent's frame at `rate`, sent on to the caller as it arrived at `at` (right
+    /// channel, like the AI's audio). Their frames come at the network's pace, like the
+    /// caller's, so they find their slots the same way (see [`caller_slot`]).
     pub fn human(&mut self, pcm: &[i16], rate: SampleRate, at: Instant) {
-        let slot = self.slot(at);
+        let slot = caller_slot(self.last_human_slot, self.slot(at));
+        self.last_human_slot = Some(slot);
         self.tap.other(slot, pcm, rate);
     }
 

@@ -478,7 +478,8 @@ impl CallSession {
         tracing::info!("caller pressed a key");
         let offset_ms = self.offset_ms();
         self.system_line(format!("The caller pressed {digit}"), offset_ms).await;
-        if self.phase == Phase::Active && self.closing.is_none() {
+        // The AI hears of it only while it is the one talking with the caller.
+        if self.phase == Phase::Active && self.closing.is_none() && self.handover.ai_on_call() {
             self.command(ProviderCommand::UserText { text: format!("The caller pressed {digit}") });
         }
     }
@@ -677,7 +678,9 @@ impl CallSession {
                 }
                 self.send(line);
                 if is_final {
-                    let action = self.policies.handle_caller_line(&text);
+                    // The end phrase is the AI's to act on: not while a person has the call.
+                    let action =
+                        if self.handover.with_human() { None } else { self.policies.handle_caller_line(&text) };
                     let line = FinalLine {
                         role: TranscriptRole::User,
                         text,
@@ -1164,7 +1167,7 @@ impl CallSession {
                 self.handover.gave_up();
                 if let Some(agent) = self.agent.take() {
                     // Their media never came up in time: the caller is not kept waiting.
-                    agent.close(agent_ended(None, "The call could not be joined in time.")).await;
+                    close_agent(agent, agent_ended(None, "The call could not be joined in time."));
                 }
                 if let Some(pending) = self.escalation.take() {
                     let (escalations, results, id) =
@@ -1264,6 +1267,14 @@ impl CallSession {
                 if let Some(agent) = &mut self.agent {
                     agent.muted = muted;
                 }
+            }
+            AgentInput::Control(Some(Control::End | Control::Handback)) if !self.handover.with_human() => {
+                // Before their media joined: the agent lets the call go; the AI takes a message.
+                if let Some(agent) = self.agent.take() {
+                    close_agent(agent, agent_ended(None, "You left the call before joining it."));
+                }
+                tracing::info!("the agent let the call go before joining it");
+                self.apply_handover(Some(HandoverAction::GiveUp)).await;
             }
             AgentInput::Control(Some(Control::End)) => {
                 tracing::info!("the agent hung up");
@@ -1379,7 +1390,7 @@ impl CallSession {
         let Some(agent) = self.agent.take() else { return };
         let name = agent.join.agent_name.clone();
         let first_line = agent.first_line;
-        agent.close(agent_ended(Some(EndReason::Transferred), "You handed the call back to the AI.")).await;
+        close_agent(agent, agent_ended(Some(EndReason::Transferred), "You handed the call back to the AI."));
         tracing::info!("the agent handed the call back to the AI");
         self.ai_back(first_line).await;
         let offset_ms = self.offset_ms();
@@ -1393,7 +1404,7 @@ impl CallSession {
         let Some(agent) = self.agent.take() else { return };
         let (name, first_line) = (agent.join.agent_name.clone(), agent.first_line);
         tracing::info!(why, "the agent's leg ended");
-        agent.close(agent_ended(None, why)).await;
+        close_agent(agent, agent_ended(None, why));
         if self.handover.with_human() {
             self.ai_back(first_line).await;
             let offset_ms = self.offset_ms();
@@ -1538,7 +1549,7 @@ impl CallSession {
         }
         if let Some(agent) = self.agent.take() {
             // The caller hung up (or the call ended otherwise): the agent's part ends too.
-            agent.close(agent_ended(Some(reason), "The call ended.")).await;
+            close_agent(agent, agent_ended(Some(reason), "The call ended."));
         }
         let CallSession { recorder, client, mut caller, .. } = self;
         recorder.record(Record::End { reason, ended_at, error: error.clone() }).await;
@@ -1560,6 +1571,12 @@ impl CallSession {
         let by_gateway = !matches!(reason, EndReason::CallerHangup | EndReason::NetworkLost);
         caller.close(reason, by_gateway).await;
     }
+}
+
+/// Ends an agent's leg off the session's task: closing a peer and waiting for room for the
+/// console's last message must not hold up the caller's media.
+fn close_agent(agent: Box<AgentLeg>, last: ServerMessage) {
+    tokio::spawn(agent.close(last).in_current_span());
 }
 
 /// The last message of an agent's leg: `state: ended`, with `reason` where there is one

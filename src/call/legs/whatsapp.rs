@@ -177,6 +177,13 @@ impl WhatsAppLine {
                 if matches!(error, CallActionError::Auth { .. }) {
                     self.account.report_auth_failure(&error);
                 }
+                if action == CallAction::Accept
+                    && matches!(error, CallActionError::Auth { .. } | CallActionError::Refused { .. })
+                {
+                    // Meta said no to the accept: the call was never accepted, so it is
+                    // rejected, not terminated. (Unanswered, it may have been: terminate.)
+                    self.stage = Stage::PreAccepted;
+                }
                 tracing::warn!(action = action.as_str(), error = %error, "a WhatsApp call action failed");
                 LegEvent::Failed {
                     reason: EndReason::Error,

@@ -333,6 +333,15 @@ impl CallActions {
                 tracing::debug!(action = action.as_str(), %call_id, "Graph call action done");
                 Ok(())
             }
+            // An `accept` Meta refuses only after an attempt that went unanswered (or got a
+            // 5xx) most likely refuses a call that attempt already accepted: it is taken as
+            // accepted, and the media decides (no media: the call ends network_lost, terminated).
+            Err(Attempt::Fail(error @ CallActionError::Refused { .. }))
+                if action == CallAction::Accept && attempts.load(std::sync::atomic::Ordering::Relaxed) > 1 =>
+            {
+                tracing::warn!(%call_id, error = %error, "Meta refused a retried accept: taken as accepted by the earlier attempt");
+                Ok(())
+            }
             Err(Attempt::Fail(error)) => Err(error),
             Err(Attempt::Retry { reason, .. }) => Err(CallActionError::Unavailable {
                 attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
@@ -458,6 +467,28 @@ mod tests {
         graph.call_actions(PNID, TOKEN).with_retry(fast()).reject(call, soon(5)).await.expect("reject in the end");
         let statuses: Vec<u16> = mock.call_actions().iter().map(|r| r.status).collect();
         assert_eq!(statuses, [500, 500, 429, 200]);
+    }
+
+    #[tokio::test]
+    async fn whatsapp_an_accept_refused_on_a_retry_counts_as_accepted_but_not_a_first_refusal() {
+        let (mock, graph) = graph().await;
+        let call = "wacid.gateway-test-6";
+        let _actions = mock.register_call(PNID, call);
+        let actions = graph.call_actions(PNID, TOKEN).with_retry(fast());
+        actions.pre_accept(call, &answer_sdp(), soon(5)).await.expect("pre_accept");
+        // The first attempt's answer is lost (a 500); the retry is refused.
+        mock.inject_call_faults(CallFault::ServerError, 1);
+        mock.inject_call_faults(CallFault::RefusedAccept, 1);
+        actions.accept(call, &answer_sdp(), soon(5)).await.expect("taken as accepted");
+        let statuses: Vec<u16> = mock.call_actions().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, 500, 400]);
+        // Refused at the first attempt: a refusal.
+        let call = "wacid.gateway-test-7";
+        let _actions = mock.register_call(PNID, call);
+        actions.pre_accept(call, &answer_sdp(), soon(5)).await.expect("pre_accept");
+        mock.inject_call_faults(CallFault::RefusedAccept, 1);
+        let error = actions.accept(call, &answer_sdp(), soon(5)).await.expect_err("refused");
+        assert!(matches!(error, CallActionError::Refused { status: 400, .. }), "{error:?}");
     }
 
     #[tokio::test]

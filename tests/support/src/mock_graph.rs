@@ -125,6 +125,9 @@ pub enum CallFault {
     RateLimited,
     /// 401, code 190: the access token was revoked.
     AuthError,
+    /// 400, code 100 (an SDP Meta cannot apply), for the next `accept` only: other actions
+    /// before it go through.
+    RefusedAccept,
 }
 
 const FIELDS: &[&str] = &[
@@ -402,8 +405,22 @@ impl Shared {
         if !is_version(version) {
             return (StatusCode::BAD_REQUEST, error_body("Unknown path components: /calls", "OAuthException", 2500));
         }
-        let fault = self.faults.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        let fault = {
+            let mut faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+            let for_accept = faults.front() == Some(&CallFault::RefusedAccept);
+            if for_accept && body["action"] != "accept" { None } else { faults.pop_front() }
+        };
         match fault {
+            Some(CallFault::RefusedAccept) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    error_body(
+                        "(#100) Invalid parameter: the SDP answer does not match the offer",
+                        "OAuthException",
+                        100,
+                    ),
+                );
+            }
             Some(CallFault::ServerError) => {
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
