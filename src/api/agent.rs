@@ -20,7 +20,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::json::{ApiJson, ApiQuery};
 use super::path_id;
 use super::widget::{
-    HARD_WS_MESSAGE, IceServerView, SocketClient, TokenQuery, close, ice_servers, pump, refuse, refuse_with,
+    IceServerView, SocketClient, TokenQuery, close, ice_servers, pump, refuse, refuse_with, signaling_upgrade,
 };
 use crate::app::AppState;
 use crate::auth::{AuthUser, COMPANY_HEADER, CompanyStaff};
@@ -325,10 +325,7 @@ pub async fn call_socket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let ip = crate::rate_limit::client_ip(&headers, peer, state.config.trust_forwarded_for);
-    upgrade
-        .max_message_size(HARD_WS_MESSAGE)
-        .max_frame_size(HARD_WS_MESSAGE)
-        .on_upgrade(move |socket| serve_call_socket(state, id, query.token, ip, socket))
+    signaling_upgrade(upgrade).on_upgrade(move |socket| serve_call_socket(state, id, query.token, ip, socket))
 }
 
 async fn serve_call_socket(state: AppState, id: String, token: String, ip: std::net::IpAddr, socket: WebSocket) {

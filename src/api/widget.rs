@@ -30,9 +30,9 @@ use crate::time::{now_ms, rfc3339};
 
 /// Largest WebSocket message accepted from a client (SDP offers are a few KiB); a larger
 /// one closes the socket with 1009.
-pub(crate) const MAX_WS_MESSAGE: usize = 64 * 1024;
+const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// What the WebSocket layer reads at most before giving up on a message.
-pub(crate) const HARD_WS_MESSAGE: usize = 1024 * 1024;
+const HARD_WS_MESSAGE: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
@@ -418,12 +418,14 @@ pub async fn call_socket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
-    // The socket reads messages up to a hard limit well above the protocol's, so that a
-    // message over the protocol's limit gets the promised 1009 close rather than a cut.
-    upgrade
-        .max_message_size(HARD_WS_MESSAGE)
-        .max_frame_size(HARD_WS_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(state, id, query.token, ip, socket))
+    signaling_upgrade(upgrade).on_upgrade(move |socket| serve_socket(state, id, query.token, ip, socket))
+}
+
+/// A signaling socket (the widget's, an agent's media leg) reads messages up to a hard
+/// limit well above the protocol's, so that a message over the protocol's limit gets the
+/// promised 1009 close rather than a cut.
+pub(crate) fn signaling_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade.max_message_size(HARD_WS_MESSAGE).max_frame_size(HARD_WS_MESSAGE)
 }
 
 /// Close codes of the signaling socket (4000–4999 are the application's).
