@@ -1,101 +1,51 @@
 //! What one slot of a call recording costs, in instructions (callgrind) and in
 //! interleaved wall clock, for calls that talk like calls.
 //!
-//! The criterion benches (`cargo bench -p media -- recording/`) time the worst case,
-//! both sides talking in every slot. A call is mostly one side at a time and often
-//! neither, so this tool also feeds the recorder conversations:
-//!
-//! | scenario | caller (left) | agent (right) |
-//! |---|---|---|
-//! | `talk` | speech in every slot | speech in every slot |
-//! | `loadgen` | what `loadgen` does: 1.5 s of speech every 6 s, digital silence frames in between | 2 s of speech 0.5 s after each caller turn, no frames otherwise |
-//! | `dialogue` | 4 s of speech every 10 s, a -70 dBFS noise floor in between | 5 s of speech after each caller turn, no frames otherwise |
+//! The criterion benches (`cargo bench -p media -- recording/`) time the same
+//! calls in wall clock. A call is mostly one side at a time and often neither,
+//! and the recorder does not encode silence, so the figure depends on who talks
+//! when (`media::test_signal::Talk`): `both` (both sides in every slot, the worst
+//! case), `loadgen` (what the load generator's calls do: caller 25 %, agent 33 %),
+//! `dialogue` (caller 40 % over a noise floor, agent 50 %), `silence`.
 //!
 //! Instruction counts (exact and repeatable on a shared machine):
 //!
 //! ```text
 //! cargo build --release -p media --example recording_instructions
-//! for s in talk loadgen dialogue; do for k in 24 16 8; do
+//! for talk in both loadgen dialogue; do for rates in "24 24" "16 24" "8 8"; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     --toggle-collect='*recording_instructions::run_*' \
-//!     target/release/examples/recording_instructions slot $s $k 3000 2>&1 | grep Collected
+//!     target/release/examples/recording_instructions slot $talk $rates 3000 2>&1 | grep Collected
 //! done; done
-//! # the encoder alone: mono <khz> <complexity> <bitrate> [frames]
-//! valgrind ... recording_instructions mono 24 5 24000 1000
+//! # the settings recordings had before (24 kHz, 48 kbit/s, complexity 5, silence encoded):
+//! ... recording_instructions slot both 24 24 3000 old
+//! # the encoder alone: mono <khz> <complexity> <bitrate> [frames] [nb|wb|swb|full] [voip|audio]
+//! ... recording_instructions mono 24 0 16000 300 wb
 //! ```
 //!
-//! Divide by the slot (or frame) count for the per-slot figure. `wallclock <seconds>`
-//! alternates 50-slot blocks of each scenario (24 kHz caller) and prints medians.
+//! `slot <talk> <caller kHz> <agent kHz> [slots] [old]` runs 10 slots to warm up,
+//! then `slots` measured ones: divide by that. `wallclock <seconds>` alternates
+//! 50-slot blocks of each call, with today's settings and the old ones, and
+//! prints the median µs per slot of each.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // printing the figures is this tool's job
 
 use std::time::Instant;
 
-use media::test_signal::{speech_like, white_noise};
+use media::test_signal::{Talk, Track, call_tracks, speech_like};
 use media::{MAX_OPUS_PACKET, RecordingConfig, RecordingEncoder, SampleRate, Side};
-
-const AGENT_RATE: SampleRate = SampleRate::Hz24000;
-
-/// One side's frames, slot by slot (`None`: no frame for that slot).
-type Track = Vec<Option<Vec<i16>>>;
-
-fn speech_frames(rate: SampleRate, seed: u64) -> Vec<Vec<i16>> {
-    speech_like(rate, 10_000, seed).chunks_exact(rate.samples_per_frame()).map(<[i16]>::to_vec).collect()
-}
-
-/// Caller and agent tracks of `slots` slots for `scenario`.
-fn scenario(name: &str, caller_rate: SampleRate, slots: usize) -> (Track, Track) {
-    let caller_speech = speech_frames(caller_rate, 5);
-    let agent_speech = speech_frames(AGENT_RATE, 3);
-    let n = caller_rate.samples_per_frame();
-    let zeros = vec![0i16; n];
-    let floor = white_noise(n * 64, 0.0003, 9);
-    let speech = |frames: &[Vec<i16>], i: usize| Some(frames[i % frames.len()].clone());
-    let (mut caller, mut agent) = (Track::new(), Track::new());
-    for i in 0..slots {
-        let (c, a) = match name {
-            "talk" => (speech(&caller_speech, i), speech(&agent_speech, i)),
-            "loadgen" => {
-                let t = i % 300;
-                let c = if t < 75 { speech(&caller_speech, i) } else { Some(zeros.clone()) };
-                (c, (100..200).contains(&t).then(|| agent_speech[i % agent_speech.len()].clone()))
-            }
-            "dialogue" => {
-                let t = i % 500;
-                let c = if t < 200 {
-                    speech(&caller_speech, i)
-                } else {
-                    let at = (i % 64) * n;
-                    Some(floor[at..at + n].to_vec())
-                };
-                (c, (225..475).contains(&t).then(|| agent_speech[i % agent_speech.len()].clone()))
-            }
-            other => panic!("unknown scenario {other}"),
-        };
-        caller.push(c);
-        agent.push(a);
-    }
-    (caller, agent)
-}
 
 // Each `run_*` does only per-slot work; state is built outside.
 
 #[inline(never)]
-fn run_slots(
-    recording: &mut RecordingEncoder,
-    caller_rate: SampleRate,
-    tracks: &(Track, Track),
-    start: usize,
-    slots: usize,
-    out: &mut Vec<u8>,
-) {
-    let (caller, agent) = tracks;
+fn run_slots(recording: &mut RecordingEncoder, call: &Call, start: usize, slots: usize, out: &mut Vec<u8>) {
+    let (caller, agent) = &call.tracks;
     for slot in start..start + slots {
         let i = slot % caller.len();
         if let Some(pcm) = &caller[i] {
-            recording.push(Side::Left, slot as u64, caller_rate, pcm, out).expect("push");
+            recording.push(Side::Left, slot as u64, call.caller_rate, pcm, out).expect("push");
         }
         if let Some(pcm) = &agent[i] {
-            recording.push(Side::Right, slot as u64, AGENT_RATE, pcm, out).expect("push");
+            recording.push(Side::Right, slot as u64, call.agent_rate, pcm, out).expect("push");
         }
         if out.len() > 64 * 1024 {
             out.clear();
@@ -113,8 +63,52 @@ fn run_mono(encoder: &mut opusic_c::Encoder, speech: &[Vec<i16>], frames: usize)
     bytes
 }
 
-/// A mono libopus encoder as a recording would set one up: `mono <khz> <complexity>
-/// <bitrate> [frames] [nb|wb|swb|auto] [voip|audio]`.
+struct Call {
+    caller_rate: SampleRate,
+    agent_rate: SampleRate,
+    tracks: (Track, Track),
+}
+
+impl Call {
+    fn new(talk: Talk, caller_rate: SampleRate, agent_rate: SampleRate) -> Self {
+        // 3000 slots: a minute, a whole number of every pattern's periods.
+        Call { caller_rate, agent_rate, tracks: call_tracks(talk, caller_rate, agent_rate, 3_000) }
+    }
+}
+
+/// The settings recordings had until the silence gate: 24 kHz (hybrid mode),
+/// 48 kbit/s, complexity 5, every slot encoded.
+fn old_settings() -> RecordingConfig {
+    RecordingConfig {
+        max_rate: SampleRate::Hz24000,
+        bitrate: 48_000,
+        complexity: 5,
+        silence_peak: None,
+        ..RecordingConfig::default()
+    }
+}
+
+fn recorder(mut config: RecordingConfig, out: &mut Vec<u8>) -> RecordingEncoder {
+    config.aligner.max_slots = u64::MAX / 2;
+    RecordingEncoder::new(config, 1, &[], out).expect("recording")
+}
+
+fn rate_of(khz: &str) -> SampleRate {
+    khz.parse::<u32>().ok().and_then(|k| SampleRate::try_from(k * 1000).ok()).expect("8, 16, 24 or 48")
+}
+
+fn talk_of(name: &str) -> Talk {
+    match name {
+        "both" => Talk::Both,
+        "loadgen" => Talk::Loadgen,
+        "dialogue" => Talk::Dialogue,
+        "silence" => Talk::Silence,
+        other => panic!("unknown talk {other}: both, loadgen, dialogue or silence"),
+    }
+}
+
+/// A mono libopus encoder as a recording sets one up, at any rate, complexity,
+/// bitrate, band and application.
 fn mono(args: &[String]) {
     use opusic_c::{Application, Bandwidth, Bitrate, Channels, Encoder, InbandFec, Signal};
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -139,18 +133,10 @@ fn mono(args: &[String]) {
         _ => Bandwidth::Full,
     };
     encoder.set_max_bandwidth(bandwidth).expect("bandwidth");
-    let bytes = run_mono(&mut encoder, &speech_frames(rate, 5), frames);
+    let speech: Vec<Vec<i16>> =
+        speech_like(rate, 10_000, 5).chunks_exact(rate.samples_per_frame()).map(<[i16]>::to_vec).collect();
+    let bytes = run_mono(&mut encoder, &speech, frames);
     eprintln!("{:.1} kbit/s", bytes as f64 * 8.0 / (frames as f64 * 0.02) / 1000.0);
-}
-
-fn recorder(out: &mut Vec<u8>) -> RecordingEncoder {
-    let mut config = RecordingConfig::default();
-    config.aligner.max_slots = u64::MAX / 2;
-    RecordingEncoder::new(config, 1, &[], out).expect("recording")
-}
-
-fn rate_of(khz: &str) -> SampleRate {
-    khz.parse::<u32>().ok().and_then(|k| SampleRate::try_from(k * 1000).ok()).expect("8, 16, 24 or 48")
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -158,28 +144,34 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Alternates 50-slot blocks of the three scenarios for `seconds`; prints µs per slot.
+/// Alternates 50-slot blocks of every call, old and new settings, for `seconds`;
+/// prints the median µs per slot of each.
 fn wallclock(seconds: f64) {
     const BLOCK: usize = 50;
-    let names = ["talk", "loadgen", "dialogue"];
-    let rate = SampleRate::Hz24000;
-    let tracks: Vec<_> = names.iter().map(|n| scenario(n, rate, 3_000)).collect();
+    let (web, phone) = ((SampleRate::Hz24000, SampleRate::Hz24000), (SampleRate::Hz8000, SampleRate::Hz8000));
+    let mut runs: Vec<(String, Call, RecordingEncoder, Vec<f64>)> = Vec::new();
     let mut out = Vec::with_capacity(128 * 1024);
-    let mut recorders: Vec<_> = names.iter().map(|_| recorder(&mut out)).collect();
-    let mut times = vec![Vec::new(); names.len()];
+    for (talk, name) in [(Talk::Both, "both"), (Talk::Loadgen, "loadgen"), (Talk::Dialogue, "dialogue")] {
+        for ((caller, agent), line) in [(web, "browser 24/24 kHz"), (phone, "phone 8/8 kHz")] {
+            for (config, which) in [(old_settings(), "old"), (RecordingConfig::default(), "new")] {
+                let label = format!("{name:>8}, {line}, {which} settings");
+                runs.push((label, Call::new(talk, caller, agent), recorder(config, &mut out), Vec::new()));
+            }
+        }
+    }
     let began = Instant::now();
     let mut start = 0;
     while began.elapsed().as_secs_f64() < seconds {
-        for ((recording, tracks), times) in recorders.iter_mut().zip(&tracks).zip(&mut times) {
+        for (_, call, recording, times) in &mut runs {
             let t = Instant::now();
-            run_slots(recording, rate, tracks, start, BLOCK, &mut out);
+            run_slots(recording, call, start, BLOCK, &mut out);
             times.push(t.elapsed().as_secs_f64() * 1e6 / BLOCK as f64);
         }
         start += BLOCK;
     }
-    println!("{} blocks of {BLOCK} slots each, caller and agent at 24 kHz", times[0].len());
-    for (name, times) in names.iter().zip(&mut times) {
-        println!("{name}: median {:.1} µs per slot", median(times));
+    println!("{} blocks of {BLOCK} slots each", runs[0].3.len());
+    for (label, _, _, times) in &mut runs {
+        println!("{label}: median {:.1} µs per slot", median(times));
     }
 }
 
@@ -188,21 +180,23 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     match arg(0) {
         "slot" => {
-            let rate = rate_of(arg(2));
-            let slots: usize = arg(3).parse().unwrap_or(3_000);
-            let tracks = scenario(arg(1), rate, slots);
+            let call = Call::new(talk_of(arg(1)), rate_of(arg(2)), rate_of(arg(3)));
+            let slots: usize = arg(4).parse().unwrap_or(3_000);
+            let config = if arg(5) == "old" { old_settings() } else { RecordingConfig::default() };
             let mut out = Vec::with_capacity(128 * 1024);
-            let mut recording = recorder(&mut out);
-            // Warm up (first frames, resamplers built), then the measured slots.
-            run_slots(&mut recording, rate, &tracks, 0, 10, &mut out);
-            run_slots(&mut recording, rate, &tracks, 10, slots, &mut out);
+            let mut recording = recorder(config, &mut out);
+            // Warm up (first frames, encoders at the sides' rates), then the measured slots.
+            run_slots(&mut recording, &call, 0, 10, &mut out);
+            run_slots(&mut recording, &call, 10, slots, &mut out);
+            let [left, right] = recording.encoded();
+            eprintln!("encoded: left {left}, right {right} of {} slots", recording.slots());
         }
         "mono" => mono(&args[1..]),
         "wallclock" => wallclock(arg(1).parse().unwrap_or(10.0)),
         _ => {
             eprintln!(
-                "usage: recording_instructions slot <talk|loadgen|dialogue> <8|16|24> [slots] \
-                 | mono <khz> <complexity> <bitrate> [frames] [nb|wb|swb|auto] [voip|audio] | wallclock [seconds]"
+                "usage: recording_instructions slot <both|loadgen|dialogue|silence> <caller kHz> <agent kHz> [slots] [old] \
+                 | mono <khz> <complexity> <bitrate> [frames] [nb|wb|swb|full] [voip|audio] | wallclock [seconds]"
             );
             std::process::exit(2)
         }
