@@ -82,7 +82,7 @@ impl Default for RecordingConfig {
         RecordingConfig {
             max_rate: SampleRate::Hz16000,
             bitrate: 32_000,
-            complexity: 0,
+            complexity: 1,
             silence_peak: Some(64),
             aligner: AlignerConfig::default(),
         }
@@ -606,7 +606,7 @@ mod tests {
             let leaked = [tone_amplitude(lw, 48_000, 1_000.0), tone_amplitude(rw, 48_000, 440.0)];
             // The streams are independent (`two_stream_packets_decode_like_their_streams`);
             // what a channel has at the other's frequency is its own coding noise around its
-            // tone, about 0.003 at complexity 0 (-44 dB under the tone) whether or not the
+            // tone, about 0.003 at complexity 0-1 (-44 dB under the tone) whether or not the
             // other side is talking.
             assert!(leaked.iter().all(|&a| a < 0.006), "{ms} ms: leaked {leaked:?}");
             let own = [tone_amplitude(lw, 48_000, 440.0), tone_amplitude(rw, 48_000, 1_000.0)];
