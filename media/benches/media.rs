@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use media::test_signal::{OutboundPath, speech_like};
 use media::{
-    AlignerConfig, EnergyVad, InboundChain, ItemKey, JitterBuffer, JitterConfig, JitterOutput, LevelMeter,
-    MAX_OPUS_PACKET, Mixer, OpusDecoder, OpusEncoder, OpusEncoderConfig, Pacer, RecordingConfig, RecordingEncoder,
-    Resampler, SampleRate, Side, VadConfig, g711, mix_into, pcm16,
+    EnergyVad, InboundChain, ItemKey, JitterBuffer, JitterConfig, JitterOutput, LevelMeter, MAX_OPUS_PACKET, Mixer,
+    OpusDecoder, OpusEncoder, OpusEncoderConfig, Pacer, RecordingConfig, RecordingEncoder, Resampler, SampleRate, Side,
+    VadConfig, g711, mix_into, pcm16,
 };
 
 /// Seconds of speech cycled through by codec benches (varied content, so the
@@ -321,59 +321,60 @@ fn bridge(c: &mut Criterion) {
 }
 
 /// One 20 ms slot of a call recording: the caller's frame and the agent's
-/// frame pushed, aligned, resampled where needed, encoded as two mono Opus
-/// streams in one packet and laid into Ogg pages; against the codec alone.
+/// frame pushed, aligned, encoded (or, for a silent side, not) as two mono
+/// Opus streams in one packet and laid into Ogg pages. Per call: both sides
+/// talking in every slot (the worst case), the load generator's calls, a
+/// livelier dialogue (`test_signal::Talk`); browser (24 kHz both sides) and
+/// phone (8 kHz both sides); and today's settings against the old ones.
 fn recording(c: &mut Criterion) {
+    use media::test_signal::{Talk, call_tracks};
     let mut group = c.benchmark_group("recording");
-    let agent_rate = SampleRate::Hz24000;
-    let agent = frames(agent_rate, 3);
-    for complexity in [5u8, 3] {
-        let config = RecordingConfig {
-            complexity,
-            aligner: AlignerConfig { max_slots: u64::MAX / 2, ..AlignerConfig::default() },
-            ..RecordingConfig::default()
-        };
-        // The codec alone: two mono encoders at half the bitrate each (what the
-        // recording's two-stream encoder runs, without the packet framing).
-        let mono = OpusEncoderConfig {
-            complexity,
-            bitrate: Some(config.bitrate / 2),
-            fec: false,
-            packet_loss_perc: 0,
-            dtx: false,
-        };
-        let mut encoders = [
-            OpusEncoder::new(agent_rate, mono).expect("encoder"),
-            OpusEncoder::new(agent_rate, mono).expect("encoder"),
-        ];
-        let caller24 = frames(agent_rate, 4);
-        let mut packet = [0u8; MAX_OPUS_PACKET];
-        let mut i = 0;
-        group.bench_function(format!("two_mono_encodes_only_c{complexity}"), |b| {
+    let old = RecordingConfig {
+        max_rate: SampleRate::Hz24000,
+        bitrate: 48_000,
+        complexity: 5,
+        silence_peak: None,
+        ..RecordingConfig::default()
+    };
+    let (web, gemini, phone) = (
+        (SampleRate::Hz24000, SampleRate::Hz24000, "browser"),
+        (SampleRate::Hz16000, SampleRate::Hz24000, "gemini"),
+        (SampleRate::Hz8000, SampleRate::Hz8000, "phone"),
+    );
+    let calls = [
+        (Talk::Both, web, old, "old_settings"),
+        (Talk::Both, web, RecordingConfig::default(), "now"),
+        (Talk::Both, gemini, RecordingConfig::default(), "now"),
+        (Talk::Both, phone, old, "old_settings"),
+        (Talk::Both, phone, RecordingConfig::default(), "now"),
+        (Talk::Loadgen, web, RecordingConfig::default(), "now"),
+        (Talk::Loadgen, phone, RecordingConfig::default(), "now"),
+        (Talk::Dialogue, web, RecordingConfig::default(), "now"),
+        (Talk::Dialogue, phone, RecordingConfig::default(), "now"),
+        (Talk::Silence, web, RecordingConfig::default(), "now"),
+    ];
+    for (talk, (caller_rate, agent_rate, line), mut config, settings) in calls {
+        config.aligner.max_slots = u64::MAX / 2;
+        let (caller, agent) = call_tracks(talk, caller_rate, agent_rate, 3_000);
+        let mut out = Vec::with_capacity(128 * 1024);
+        let mut encoder = RecordingEncoder::new(config, 1, &[], &mut out).expect("recording");
+        let mut slot = 0u64;
+        let name = format!("{}_{line}_{settings}", format!("{talk:?}").to_lowercase());
+        group.bench_function(name, |b| {
             b.iter(|| {
-                i = (i + 1) % agent.len();
-                let a = encoders[0].encode(black_box(&caller24[i]), &mut packet).expect("encode");
-                let b = encoders[1].encode(black_box(&agent[i]), &mut packet).expect("encode");
-                black_box(a + b)
+                let i = slot as usize % caller.len();
+                if let Some(pcm) = &caller[i] {
+                    encoder.push(Side::Left, slot, caller_rate, black_box(pcm), &mut out).expect("push");
+                }
+                if let Some(pcm) = &agent[i] {
+                    encoder.push(Side::Right, slot, agent_rate, black_box(pcm), &mut out).expect("push");
+                }
+                slot += 1;
+                if out.len() > 64 * 1024 {
+                    out.clear();
+                }
             })
         });
-        for caller_rate in [SampleRate::Hz24000, SampleRate::Hz16000, SampleRate::Hz8000] {
-            let caller = frames(caller_rate, 5);
-            let mut out = Vec::with_capacity(128 * 1024);
-            let mut encoder = RecordingEncoder::new(config, 1, &[], &mut out).expect("recording");
-            let mut slot = 0u64;
-            group.bench_function(format!("slot_caller_{}k_agent_24k_c{complexity}", caller_rate.hz() / 1000), |b| {
-                b.iter(|| {
-                    let i = slot as usize % agent.len();
-                    encoder.push(Side::Left, slot, caller_rate, black_box(&caller[i]), &mut out).expect("push");
-                    encoder.push(Side::Right, slot, agent_rate, black_box(&agent[i]), &mut out).expect("push");
-                    slot += 1;
-                    if out.len() > 64 * 1024 {
-                        out.clear();
-                    }
-                })
-            });
-        }
     }
     group.finish();
 }

@@ -1,53 +1,91 @@
 //! A call recording in the making: two sides' 20 ms frames in, stereo
 //! Ogg Opus pages out.
 //!
-//! Per slot: the [`SlotAligner`] hands out what each side had (or silence),
-//! each side is resampled to the recording's rate (a copy when it already is
-//! at that rate), and the two are encoded as two mono Opus streams in one
-//! packet (Ogg Opus channel mapping family 1), which goes onto an Ogg page.
-//! Packet `n` of the stream is slot `n` of the call, so time in the file is
-//! time since the call was answered, the clock the transcript's offsets use too.
+//! Per slot: the [`SlotAligner`] hands out what each side had (or nothing),
+//! each side's mono Opus encoder codes its frame, and the two packets go into
+//! one packet of two streams (Ogg Opus channel mapping family 1), which goes
+//! onto an Ogg page. Packet `n` of the stream is slot `n` of the call, so time
+//! in the file is time since the call was answered, the clock the
+//! transcript's offsets use too.
 //!
 //! Why two mono streams rather than one stereo stream: libopus codes stereo as
 //! mid and side and, for speech at the bitrates that make sense here, folds
 //! the two together when it is short of bits. Measured with a tone on each
 //! side at 48 kbit/s stereo, one side's tone came through on the other at
 //! -25 dB and both collapsed toward mono for a few hundred milliseconds at a
-//! time. Two mono streams cannot leak into each other, cost about the same
-//! CPU, and every player that plays Opus in Ogg decodes them as a stereo file.
+//! time. Two mono streams cannot leak into each other, and every player that
+//! plays Opus in Ogg decodes them as a stereo file.
 //!
-//! Everything is allocated by [`RecordingEncoder::new`] (a side's resampler is
+//! **What it costs, and why so little.** The encoder is nearly all of a
+//! recording's CPU (`BENCHMARKS.md`), so it runs as little as it can:
+//!
+//! - *Silence is not encoded.* In a call each side is quiet most of the time
+//!   (the agent sends nothing while the caller talks; a caller's microphone
+//!   sends near-silence while the agent talks). A side's slot without a frame,
+//!   or whose frame stays within ±[`RecordingConfig::silence_peak`], gets a
+//!   packet of 20 ms of silence made once by that side's own encoder, instead
+//!   of an encode. The encoder runs one more slot after a side's last sound
+//!   (its 6.5 ms look-ahead still holds the end of it), and is reset before
+//!   the side's next sound: the decoder has just decoded silence, and a reset
+//!   encoder assumes exactly that, so the two agree again.
+//! - *Each stream is its own encoder*, so one side's silence skips its encode
+//!   while the other side talks (libopus's multistream encoder runs every
+//!   stream every time); the packet of two streams is put together here
+//!   ([`two_stream_packet`], RFC 6716 appendix B framing for the first).
+//! - *Each side is encoded at its own rate*: a phone caller's 8 kHz frames go
+//!   to an 8 kHz encoder (narrowband, half the work of wideband), the agent's
+//!   24 kHz to a 24 kHz one; no resampler is needed, and no side is delayed by
+//!   one. A side whose rate changes gets a new encoder at the new rate (the
+//!   only allocation after start).
+//! - *Speech settings*: SILK (wideband at most by default: speech up to 8
+//!   kHz), complexity 0, 16 kbit/s per side. See [`RecordingConfig`].
+//!
+//! Everything is allocated by [`RecordingEncoder::new`] (a side's encoder is
 //! rebuilt only when that side's rate changes); a warm encoder allocates
 //! nothing per frame as long as the output buffer has room.
 
-use opusic_c::multistream;
-use opusic_c::{Application, Bitrate, InbandFec, Signal};
+use opusic_c::{Application, Bandwidth, Bitrate, Channels, Encoder, InbandFec, Signal};
 
 use crate::ogg_opus::{ChannelMapping, GRANULE_PER_FRAME, GRANULE_RATE, MAX_PACKET, OggOpusWriter, OpusHead};
-use crate::opus_encoder::{opus_error, opus_rate};
+use crate::opus_encoder::{MAX_OPUS_PACKET, opus_error, opus_rate};
 use crate::slot_aligner::{AlignedSlot, AlignerConfig, AlignerStats, Side, SideFrame, SlotAligner, SlotPush};
-use crate::{MAX_FRAME_SAMPLES, MediaError, Resampler, SampleRate};
+use crate::{MAX_FRAME_SAMPLES, MediaError, SampleRate};
 
 /// How recordings are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordingConfig {
-    /// The rate both sides are brought to before encoding. 24 kHz carries
-    /// everything a speech model or a phone sends (the providers speak at
-    /// 16-24 kHz) without resampling the common case.
-    pub rate: SampleRate,
-    /// Bitrate of both streams together, in bit/s (split evenly).
+    /// The widest audio coded: a side at a higher rate is band-limited to
+    /// half of this. 16 kHz (wideband speech, up to 8 kHz of audio) keeps
+    /// libopus in SILK mode, the cheap one; 24 kHz (up to 12 kHz) brings in
+    /// hybrid mode at about 1.3× the CPU of a sounding slot. Sides sent at a
+    /// lower rate (a phone's 8 kHz) are coded at their own.
+    pub max_rate: SampleRate,
+    /// Bitrate of both streams together, in bit/s (split evenly; libopus's
+    /// VBR spends less on easy speech and far less on silence).
     pub bitrate: u32,
     /// libopus complexity 0..=10 (the CPU knob; see `BENCHMARKS.md`).
     pub complexity: u8,
+    /// A side's frame whose samples all lie within ±this is silence: it is
+    /// written as a stored silence packet instead of being encoded (64 is
+    /// -54 dBFS: far below speech, above the decoded silence of a browser
+    /// caller and a μ-law phone line). `None` encodes every slot, silence too.
+    pub silence_peak: Option<u16>,
     /// How late frames may be, and how long a recording may grow.
     pub aligner: AlignerConfig,
 }
 
 impl Default for RecordingConfig {
-    /// 24 kHz, 48 kbit/s for both sides (24 kbit/s of wideband speech each:
-    /// about 22 MB an hour), complexity 5.
+    /// Wideband at most, 32 kbit/s for both sides (16 kbit/s of SILK each,
+    /// about 10 kbit/s spent on speech: under 5 MB an hour of conversation),
+    /// complexity 0, silence below -54 dBFS not encoded.
     fn default() -> Self {
-        RecordingConfig { rate: SampleRate::Hz24000, bitrate: 48_000, complexity: 5, aligner: AlignerConfig::default() }
+        RecordingConfig {
+            max_rate: SampleRate::Hz16000,
+            bitrate: 32_000,
+            complexity: 1,
+            silence_peak: Some(64),
+            aligner: AlignerConfig::default(),
+        }
     }
 }
 
@@ -58,71 +96,238 @@ pub struct RecordingSummary {
     pub slots: u64,
     /// Playable length: `slots × 20` ms.
     pub duration_ms: u64,
+    /// Slots each side's encoder ran for (left, right); the others were
+    /// silence, written as a stored packet.
+    pub encoded: [u64; 2],
     /// What the aligner saw.
     pub stats: AlignerStats,
 }
 
-/// One side on its way to the encoder.
-struct SidePath {
-    /// `None` until the side's first frame; rebuilt when its rate changes.
-    resampler: Option<Resampler>,
-    /// The side's frame at the recording's rate.
-    pcm: Vec<i16>,
+/// Slots a side's encoder keeps running after its last sound: one carries
+/// the 6.5 ms still in the encoder's look-ahead out.
+const HANGOVER_SLOTS: u8 = 1;
+
+/// Silence at any rate: what a side's encoder is fed when it must run on
+/// without a frame (the slot after a side's last sound, the end's flush).
+static SILENCE: [i16; MAX_FRAME_SAMPLES] = [0; MAX_FRAME_SAMPLES];
+
+/// The largest audio band libopus may code for `max_rate`.
+fn max_bandwidth(max_rate: SampleRate) -> Bandwidth {
+    match max_rate {
+        SampleRate::Hz8000 => Bandwidth::Narrow,
+        SampleRate::Hz16000 => Bandwidth::Wide,
+        SampleRate::Hz24000 => Bandwidth::Superwide,
+        SampleRate::Hz48000 => Bandwidth::Full,
+    }
 }
 
-/// Two mono Opus streams, one per side, in one packet (libopus multistream,
-/// no stream coupled).
-struct TwoVoiceEncoder {
-    inner: multistream::Encoder,
+/// One side's mono Opus stream; see the module documentation.
+struct SideStream {
+    encoder: Encoder,
+    /// The rate the encoder takes frames at.
+    rate: SampleRate,
+    /// This encoder's packet for 20 ms of digital silence.
+    silence: Vec<u8>,
+    /// Slots the encoder still runs without sound (see [`HANGOVER_SLOTS`]).
+    hangover: u8,
+    /// The encoder was skipped: reset it before it runs again.
+    idle: bool,
+    /// The packet for the current slot: `packet[..len]`.
+    packet: Vec<u8>,
+    len: usize,
+    /// Slots the encoder ran for.
+    encoded: u64,
 }
 
-impl TwoVoiceEncoder {
-    fn new(config: &RecordingConfig) -> Result<Self, MediaError> {
-        if config.complexity > 10 {
-            return Err(MediaError::InvalidConfig("opus complexity must be 0..=10"));
-        }
-        if !(1_000..=512_000).contains(&config.bitrate) {
-            return Err(MediaError::InvalidConfig("recording bitrate must be 1000..=512000 bit/s"));
-        }
-        let layout = multistream::Config::<2>::new(2, 0, [0, 1]);
-        let mut inner = multistream::Encoder::new(layout, opus_rate(config.rate), Application::Voip)
-            .map_err(opus_error("encoder create"))?;
+impl SideStream {
+    fn new(rate: SampleRate, config: &RecordingConfig) -> Result<Self, MediaError> {
+        let mut packet = vec![0; MAX_OPUS_PACKET];
+        let mut encoder =
+            Encoder::new(Channels::Mono, opus_rate(rate), Application::Voip).map_err(opus_error("encoder create"))?;
         let set = opus_error("encoder configure");
-        inner.set_complexity(config.complexity).map_err(&set)?;
-        inner.set_bitrate(Bitrate::Value(config.bitrate)).map_err(&set)?;
-        inner.set_signal(Signal::Voice).map_err(&set)?;
-        inner.set_inband_fec(InbandFec::Off).map_err(&set)?;
-        inner.set_packet_loss(0).map_err(&set)?;
-        inner.set_dtx(false).map_err(&set)?;
-        Ok(Self { inner })
+        encoder.set_complexity(config.complexity).map_err(&set)?;
+        encoder.set_bitrate(Bitrate::Value(config.bitrate / 2)).map_err(&set)?;
+        encoder.set_max_bandwidth(max_bandwidth(config.max_rate)).map_err(&set)?;
+        encoder.set_signal(Signal::Voice).map_err(&set)?;
+        encoder.set_inband_fec(InbandFec::Off).map_err(&set)?;
+        encoder.set_packet_loss(0).map_err(&set)?;
+        encoder.set_dtx(false).map_err(&set)?;
+        // The silence packet: what this encoder makes of digital silence once
+        // it has settled on it (the first packet after a reset may differ).
+        let zeros = &SILENCE[..rate.samples_per_frame()];
+        let mut len = 0;
+        for _ in 0..3 {
+            len = encoder.encode_to_slice(bytemuck::cast_slice(zeros), &mut packet).map_err(opus_error("encode"))?;
+        }
+        let silence = packet[..len].to_vec();
+        encoder.reset().map_err(opus_error("encoder reset"))?;
+        Ok(SideStream { encoder, rate, silence, hangover: 0, idle: false, packet, len: 0, encoded: 0 })
     }
 
-    /// Encodes one interleaved 20 ms frame (left, right, left, ...).
-    fn encode(&mut self, interleaved: &[i16], out: &mut [u8]) -> Result<usize, MediaError> {
-        self.inner.encode_to_slice(bytemuck::cast_slice(interleaved), out).map_err(opus_error("encode"))
+    /// Codes `frame` (`None`: the side had nothing for the slot) into
+    /// `self.packet[..self.len]`: an encode, or the stored silence packet.
+    fn code(&mut self, frame: Option<SideFrame<'_>>, config: &RecordingConfig) -> Result<(), MediaError> {
+        let gate = config.silence_peak;
+        let sound = frame.filter(|f| gate.is_none_or(|peak| !is_quiet(f.pcm, peak)));
+        if let Some(sound) = sound {
+            if sound.rate != self.rate {
+                // A new rate (a human agent at 48 kHz taking over from the AI):
+                // a new encoder, which starts from silence like a reset one.
+                let (encoded, idle) = (self.encoded, self.idle);
+                *self = SideStream::new(sound.rate, config)?;
+                self.encoded = encoded;
+                self.idle = idle;
+            }
+            if std::mem::take(&mut self.idle) {
+                self.encoder.reset().map_err(opus_error("encoder reset"))?;
+            }
+            self.hangover = HANGOVER_SLOTS;
+            return self.encode(sound.pcm);
+        }
+        if gate.is_some() && self.hangover == 0 {
+            // Silence, and nothing of the last sound left in the encoder.
+            self.idle = true;
+            self.len = self.silence.len();
+            self.packet[..self.len].copy_from_slice(&self.silence);
+            return Ok(());
+        }
+        self.hangover = self.hangover.saturating_sub(1);
+        let pcm = match frame {
+            Some(quiet) if quiet.rate == self.rate => quiet.pcm,
+            _ => &SILENCE[..self.rate.samples_per_frame()],
+        };
+        self.encode(pcm)
     }
 
-    fn lookahead(&mut self) -> Result<u32, MediaError> {
-        self.inner.get_look_ahead().map_err(opus_error("encoder query"))
+    fn encode(&mut self, pcm: &[i16]) -> Result<(), MediaError> {
+        self.len =
+            self.encoder.encode_to_slice(bytemuck::cast_slice(pcm), &mut self.packet).map_err(opus_error("encode"))?;
+        self.encoded += 1;
+        Ok(())
+    }
+
+    fn lookahead_48k(&mut self) -> Result<u64, MediaError> {
+        let samples = self.encoder.get_look_ahead().map_err(opus_error("encoder query"))?;
+        Ok(u64::from(samples) * u64::from(GRANULE_RATE) / u64::from(self.rate.hz()))
+    }
+}
+
+/// Whether every sample of `pcm` lies within ±`peak`.
+fn is_quiet(pcm: &[i16], peak: u16) -> bool {
+    pcm.iter().fold(0u16, |max, s| max.max(s.unsigned_abs())) <= peak
+}
+
+/// Writes one Opus packet of two streams into `out` (RFC 7845 channel mapping
+/// family 1, RFC 6716 appendix B): `first` in self-delimiting framing, then
+/// `second` as it is. Returns the length.
+pub(crate) fn two_stream_packet(first: &[u8], second: &[u8], out: &mut [u8]) -> Result<usize, MediaError> {
+    let (at, frame_len) = last_frame_length(first)?;
+    let mut length = [0u8; 2];
+    let n = write_length(frame_len, &mut length);
+    let total = first.len() + n + second.len();
+    if out.len() < total {
+        return Err(MediaError::BufferTooSmall { needed: total, actual: out.len() });
+    }
+    out[..at].copy_from_slice(&first[..at]);
+    out[at..at + n].copy_from_slice(&length[..n]);
+    out[at + n..first.len() + n].copy_from_slice(&first[at..]);
+    out[first.len() + n..total].copy_from_slice(second);
+    Ok(total)
+}
+
+fn bad_packet(why: &'static str) -> MediaError {
+    MediaError::InvalidStream(format!("opus packet: {why}"))
+}
+
+/// An Opus frame length as RFC 6716 §3.2.1 writes it (1 or 2 bytes).
+fn write_length(len: usize, out: &mut [u8; 2]) -> usize {
+    if len < 252 {
+        out[0] = len as u8;
+        1
+    } else {
+        let first = 252 + (len & 3);
+        out[0] = first as u8;
+        out[1] = ((len - first) >> 2) as u8;
+        2
+    }
+}
+
+/// Reads a frame length at `at`: (length, bytes it took).
+fn read_length(packet: &[u8], at: usize) -> Result<(usize, usize), MediaError> {
+    match packet.get(at) {
+        Some(&b) if b < 252 => Ok((usize::from(b), 1)),
+        Some(&b) => {
+            let next = packet.get(at + 1).ok_or_else(|| bad_packet("truncated length"))?;
+            Ok((usize::from(b) + 4 * usize::from(*next), 2))
+        }
+        None => Err(bad_packet("truncated length")),
+    }
+}
+
+/// Where the self-delimiting framing's extra length goes in `packet`, and
+/// its value (RFC 6716 appendix B): the size of the last frame (code 0, 2,
+/// 3 VBR) or of every frame (code 1, 3 CBR), right after the lengths the
+/// packet already has.
+fn last_frame_length(packet: &[u8]) -> Result<(usize, usize), MediaError> {
+    let toc = *packet.first().ok_or_else(|| bad_packet("empty"))?;
+    let rest = packet.len() - 1;
+    match toc & 3 {
+        0 => Ok((1, rest)),
+        1 if rest.is_multiple_of(2) => Ok((1, rest / 2)),
+        1 => Err(bad_packet("code 1 with frames of unequal size")),
+        2 => {
+            let (first, n) = read_length(packet, 1)?;
+            let second = rest.checked_sub(n + first).ok_or_else(|| bad_packet("code 2 frame overruns"))?;
+            Ok((1 + n, second))
+        }
+        _ => {
+            let count = *packet.get(1).ok_or_else(|| bad_packet("code 3 without a frame count"))?;
+            let (vbr, padded, frames) = (count & 0x80 != 0, count & 0x40 != 0, usize::from(count & 0x3F));
+            if frames == 0 {
+                return Err(bad_packet("code 3 with no frames"));
+            }
+            let mut at = 2;
+            let mut padding = 0;
+            if padded {
+                loop {
+                    let b = *packet.get(at).ok_or_else(|| bad_packet("truncated padding"))?;
+                    at += 1;
+                    padding += if b == 255 { 254 } else { usize::from(b) };
+                    if b != 255 {
+                        break;
+                    }
+                }
+            }
+            let mut sizes = 0;
+            if vbr {
+                for _ in 0..frames - 1 {
+                    let (size, n) = read_length(packet, at)?;
+                    sizes += size;
+                    at += n;
+                }
+            }
+            let data = packet.len().checked_sub(at + padding).ok_or_else(|| bad_packet("padding overruns"))?;
+            if vbr {
+                Ok((at, data.checked_sub(sizes).ok_or_else(|| bad_packet("code 3 frames overrun"))?))
+            } else if data.is_multiple_of(frames) {
+                Ok((at, data / frames))
+            } else {
+                Err(bad_packet("code 3 CBR frames of unequal size"))
+            }
+        }
     }
 }
 
 /// The per-slot work, split from the aligner so the aligner can hand slots to it.
 struct EncodePath {
-    rate: SampleRate,
-    sides: [SidePath; 2],
-    interleaved: Vec<i16>,
-    encoder: TwoVoiceEncoder,
+    config: RecordingConfig,
+    sides: [SideStream; 2],
     packet: Vec<u8>,
     ogg: OggOpusWriter,
     slots: u64,
 }
 
-/// Silence at any rate, fed to a side's resampler when the side has nothing
-/// for a slot, so its filter runs on without a click or a change of delay.
-static SILENCE: [i16; MAX_FRAME_SAMPLES] = [0; MAX_FRAME_SAMPLES];
-
-/// Aligns, resamples, encodes and muxes one recording; see the module documentation.
+/// Aligns, encodes and muxes one recording; see the module documentation.
 pub struct RecordingEncoder {
     aligner: SlotAligner,
     path: EncodePath,
@@ -131,7 +336,7 @@ pub struct RecordingEncoder {
 impl std::fmt::Debug for RecordingEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordingEncoder")
-            .field("rate", &self.path.rate)
+            .field("config", &self.path.config)
             .field("slots", &self.path.slots)
             .field("aligner", &self.aligner)
             .finish_non_exhaustive()
@@ -150,31 +355,27 @@ impl RecordingEncoder {
         comments: &[(&str, &str)],
         out: &mut Vec<u8>,
     ) -> Result<Self, MediaError> {
+        if config.complexity > 10 {
+            return Err(MediaError::InvalidConfig("opus complexity must be 0..=10"));
+        }
+        if !(1_000..=512_000).contains(&config.bitrate) {
+            return Err(MediaError::InvalidConfig("recording bitrate must be 1000..=512000 bit/s"));
+        }
         let aligner = SlotAligner::new(config.aligner)?;
-        let mut encoder = TwoVoiceEncoder::new(&config)?;
-        let lookahead = u64::from(encoder.lookahead()?);
-        let pre_skip = lookahead * u64::from(GRANULE_RATE) / u64::from(config.rate.hz());
+        // Each side's encoder starts at the widest rate coded and is rebuilt
+        // at its side's rate when that differs (a phone's 8 kHz).
+        let mut sides = [SideStream::new(config.max_rate, &config)?, SideStream::new(config.max_rate, &config)?];
+        // The look-ahead is the same 6.5 ms at every rate, so one pre-skip
+        // fits both streams whatever rates they end up at.
+        let pre_skip = sides[0].lookahead_48k()?;
         let head = OpusHead {
             channels: 2,
             pre_skip: u16::try_from(pre_skip).map_err(|_| MediaError::InvalidConfig("encoder look-ahead too long"))?,
-            input_rate: config.rate.hz(),
+            input_rate: config.max_rate.hz(),
             mapping: ChannelMapping::TwoMono,
         };
         let ogg = OggOpusWriter::new(head, crate::libopus_version(), comments, serial, out)?;
-        let frame = config.rate.samples_per_frame();
-        let side = || SidePath { resampler: None, pcm: Vec::with_capacity(frame) };
-        Ok(RecordingEncoder {
-            aligner,
-            path: EncodePath {
-                rate: config.rate,
-                sides: [side(), side()],
-                interleaved: vec![0; 2 * frame],
-                encoder,
-                packet: vec![0; MAX_PACKET],
-                ogg,
-                slots: 0,
-            },
-        })
+        Ok(RecordingEncoder { aligner, path: EncodePath { config, sides, packet: vec![0; MAX_PACKET], ogg, slots: 0 } })
     }
 
     /// Takes `side`'s 20 ms frame for `slot` (at `rate`, any of the four);
@@ -193,25 +394,29 @@ impl RecordingEncoder {
 
     /// Ends the recording at `end_slot` (slots after the last frame are
     /// silence; frames already given are never cut): encodes what is left,
-    /// flushes the encoder's look-ahead, and appends the last page, flagged
+    /// flushes the encoders' look-ahead, and appends the last page, flagged
     /// end-of-stream and trimmed to exactly `slots × 20` ms.
     pub fn finish(mut self, end_slot: u64, out: &mut Vec<u8>) -> Result<RecordingSummary, MediaError> {
         let path = &mut self.path;
         let slots = self.aligner.finish(end_slot, &mut |aligned| path.encode(aligned, out))?;
-        // The last `pre_skip` samples fed are still inside the encoder: push
-        // silence through until they are out; the end trim hides it again.
+        // The last `pre_skip` samples fed are still inside the encoders: run
+        // on silence until they are out; the end trim hides it again.
         let flush = u64::from(path.ogg.pre_skip()).div_ceil(GRANULE_PER_FRAME).max(1);
-        path.interleaved.fill(0);
         for _ in 0..flush {
-            path.encode_interleaved(out)?;
+            path.write(None, None, out)?;
         }
         path.ogg.finish(slots * GRANULE_PER_FRAME, out)?;
-        Ok(RecordingSummary { slots, duration_ms: slots * 20, stats: self.aligner.stats() })
+        Ok(RecordingSummary { slots, duration_ms: slots * 20, encoded: self.encoded(), stats: self.aligner.stats() })
     }
 
-    /// Slots encoded so far.
+    /// Slots written so far.
     pub fn slots(&self) -> u64 {
         self.path.slots
+    }
+
+    /// Slots each side's encoder ran for so far (left, right).
+    pub fn encoded(&self) -> [u64; 2] {
+        self.path.sides.each_ref().map(|side| side.encoded)
     }
 
     /// What the aligner saw so far.
@@ -219,7 +424,7 @@ impl RecordingEncoder {
         self.aligner.stats()
     }
 
-    /// The encoder's look-ahead in 48 kHz samples (the stream's pre-skip).
+    /// The encoders' look-ahead in 48 kHz samples (the stream's pre-skip).
     pub fn pre_skip(&self) -> u16 {
         self.path.ogg.pre_skip()
     }
@@ -227,46 +432,23 @@ impl RecordingEncoder {
 
 impl EncodePath {
     fn encode(&mut self, aligned: AlignedSlot<'_>, out: &mut Vec<u8>) -> Result<(), MediaError> {
-        let frame = self.rate.samples_per_frame();
-        for (side, input) in self.sides.iter_mut().zip([aligned.left, aligned.right]) {
-            side.fill(input, self.rate)?;
-        }
-        let [left, right] = &self.sides;
-        for (i, pair) in self.interleaved.chunks_exact_mut(2).enumerate().take(frame) {
-            pair[0] = left.pcm[i];
-            pair[1] = right.pcm[i];
-        }
-        self.encode_interleaved(out)?;
+        self.write(aligned.left, aligned.right, out)?;
         self.slots += 1;
         Ok(())
     }
 
-    fn encode_interleaved(&mut self, out: &mut Vec<u8>) -> Result<(), MediaError> {
-        let n = self.encoder.encode(&self.interleaved, &mut self.packet)?;
+    /// Codes one slot of each side and writes the two-stream packet.
+    fn write(
+        &mut self,
+        left: Option<SideFrame<'_>>,
+        right: Option<SideFrame<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaError> {
+        let [l, r] = &mut self.sides;
+        l.code(left, &self.config)?;
+        r.code(right, &self.config)?;
+        let n = two_stream_packet(&l.packet[..l.len], &r.packet[..r.len], &mut self.packet)?;
         self.ogg.write_packet(&self.packet[..n], GRANULE_PER_FRAME, out)
-    }
-}
-
-impl SidePath {
-    /// Leaves exactly one frame at `rate` in `self.pcm`: the input resampled,
-    /// or silence.
-    fn fill(&mut self, input: Option<SideFrame<'_>>, rate: SampleRate) -> Result<(), MediaError> {
-        self.pcm.clear();
-        if let Some(frame) = input {
-            if self.resampler.as_ref().is_none_or(|r| r.from_rate() != frame.rate) {
-                // First frame of the side, or a new rate: a new filter (the
-                // only allocation after start, and only on such a change).
-                self.resampler = Some(Resampler::new(frame.rate, rate)?);
-            }
-            if let Some(resampler) = self.resampler.as_mut() {
-                resampler.process(frame.pcm, &mut self.pcm)?;
-            }
-        } else if let Some(resampler) = self.resampler.as_mut() {
-            let n = resampler.from_rate().samples_per_frame();
-            resampler.process(&SILENCE[..n], &mut self.pcm)?;
-        }
-        self.pcm.resize(rate.samples_per_frame(), 0);
-        Ok(())
     }
 }
 
@@ -307,7 +489,7 @@ mod tests {
         let decoded = decode_ogg_opus(&out).unwrap();
         assert!(decoded.ended);
         assert_eq!(decoded.head.channels, 2);
-        assert_eq!(decoded.head.input_rate, 24_000);
+        assert_eq!(decoded.head.input_rate, 16_000);
         assert_eq!(decoded.comments, vec!["CALL=test".to_owned()]);
         assert_eq!(decoded.duration_ms(), 2_200, "exactly the slots, no more, no less");
         let (l, r) = (decoded.channel(0), decoded.channel(1));
@@ -422,12 +604,179 @@ mod tests {
             }
             let (lw, rw) = (&l[window * 960..(window + 1) * 960], &r[window * 960..(window + 1) * 960]);
             let leaked = [tone_amplitude(lw, 48_000, 1_000.0), tone_amplitude(rw, 48_000, 440.0)];
-            assert!(leaked.iter().all(|&a| a < 0.003), "{ms} ms: leaked {leaked:?}");
+            // The streams are independent (`two_stream_packets_decode_like_their_streams`);
+            // what a channel has at the other's frequency is its own coding noise around its
+            // tone, about 0.003 at complexity 0-1 (-44 dB under the tone) whether or not the
+            // other side is talking.
+            assert!(leaked.iter().all(|&a| a < 0.006), "{ms} ms: leaked {leaked:?}");
             let own = [tone_amplitude(lw, 48_000, 440.0), tone_amplitude(rw, 48_000, 1_000.0)];
             let expected = [ms < 3_000, (1_000..5_000).contains(&ms)].map(|on| if on { 0.5 } else { 0.0 });
             for (got, want) in own.into_iter().zip(expected) {
                 assert!((got - want).abs() < 0.05, "{ms} ms: {own:?}, expected {expected:?}");
             }
+        }
+    }
+
+    /// Packets of every framing (codes 0-3, padding, two-byte lengths), put first in a
+    /// packet of two streams, decode exactly as they do alone.
+    #[test]
+    fn two_stream_packets_decode_like_their_streams() {
+        use opusic_c::{Decoder, multistream};
+        let frames_of = |rate: SampleRate, bitrate: u32, seed: u64| -> Vec<Vec<u8>> {
+            let config = crate::OpusEncoderConfig { bitrate: Some(bitrate), ..Default::default() };
+            let mut encoder = crate::OpusEncoder::new(rate, config).unwrap();
+            let speech = crate::test_signal::speech_like(rate, 400, seed);
+            let mut out = [0u8; MAX_OPUS_PACKET];
+            speech
+                .chunks_exact(rate.samples_per_frame())
+                .map(|f| {
+                    let n = encoder.encode(f, &mut out).unwrap();
+                    out[..n].to_vec()
+                })
+                .collect()
+        };
+        let length = |len: usize| {
+            let mut b = [0u8; 2];
+            let n = write_length(len, &mut b);
+            b[..n].to_vec()
+        };
+        for (rate, bitrate) in [(SampleRate::Hz16000, 16_000), (SampleRate::Hz48000, 256_000)] {
+            let packets = frames_of(rate, bitrate, 4);
+            let toc = packets[7][0] & 0xFC;
+            let alike = [7, 8, 9, 12, 13, 14].map(|i| packets[i][0]);
+            assert!(alike.iter().all(|&t| t == toc), "six code 0 packets alike: {alike:?}");
+            if bitrate > 100_000 {
+                let lens = [7, 8].map(|i| packets[i].len());
+                assert!(lens.iter().all(|&n| n > 253), "two-byte lengths: {lens:?}");
+            }
+            let cat = |parts: &[&[u8]]| parts.concat();
+            let variants = |p: &[Vec<u8>]| -> Vec<(&str, Vec<u8>)> {
+                let (f1, f2, f3) = (&p[0][1..], &p[1][1..], &p[2][1..]);
+                let (l1, l2) = (length(f1.len()), length(f2.len()));
+                vec![
+                    ("code 0", p[0].clone()),
+                    ("code 1", cat(&[&[toc | 1], f1, f1])),
+                    ("code 2", cat(&[&[toc | 2], &l1, f1, f2])),
+                    ("code 3 VBR", cat(&[&[toc | 3, 0x80 | 3], &l1, &l2, f1, f2, f3])),
+                    ("code 3 CBR padded", cat(&[&[toc | 3, 0x40 | 2, 255, 3], f1, f1, &[0; 257]])),
+                    ("code 3 VBR padded", cat(&[&[toc | 3, 0xC0 | 3, 10], &l1, &l2, f1, f2, f3, &[0; 10]])),
+                ]
+            };
+            // Both streams of a packet last as long: the second is built like the first.
+            for ((what, first), (_, second)) in variants(&packets[7..10]).into_iter().zip(variants(&packets[12..15])) {
+                let second = &second;
+                let mut both = [0u8; 3 * MAX_PACKET];
+                let n = two_stream_packet(&first, second, &mut both).unwrap();
+                let layout = multistream::Config::<2>::new(2, 0, [0, 1]);
+                let mut stereo = multistream::Decoder::new(layout, opusic_c::SampleRate::Hz48000).unwrap();
+                let mut pcm = vec![0u16; 2 * 5_760];
+                let samples = stereo.decode_to_slice(&both[..n], &mut pcm, false).expect(what);
+                let mono = |packet: &[u8]| {
+                    let mut decoder = Decoder::new(opusic_c::Channels::Mono, opusic_c::SampleRate::Hz48000).unwrap();
+                    let mut out = vec![0u16; 5_760];
+                    let n = decoder.decode_to_slice(packet, &mut out, false).unwrap();
+                    out[..n].to_vec()
+                };
+                let (left, right) = (mono(&first), mono(second));
+                assert_eq!(left.len(), right.len());
+                assert_eq!(samples, left.len(), "{what}: frames in the packet");
+                let channel = |c: usize| pcm[..2 * samples].iter().skip(c).step_by(2).copied().collect::<Vec<_>>();
+                assert!(channel(0) == left, "{what} at {bitrate} bit/s: first stream differs");
+                assert!(channel(1) == right, "{what}: second stream differs");
+            }
+        }
+        let mut out = [0u8; 16];
+        assert!(two_stream_packet(&[], &[1], &mut out).is_err(), "an empty packet");
+        assert!(two_stream_packet(&[1, 2, 3, 4], &[1], &mut out).is_err(), "code 1 of unequal halves");
+        assert!(two_stream_packet(&[3, 0x80], &[1], &mut out).is_err(), "code 3 of no frames");
+        assert!(two_stream_packet(&[0, 1, 2], &[1; 20], &mut out).is_err(), "no room");
+    }
+
+    #[test]
+    fn the_look_ahead_is_the_same_at_every_rate() {
+        for rate in SampleRate::ALL {
+            let mut side = SideStream::new(rate, &RecordingConfig::default()).unwrap();
+            assert_eq!(side.lookahead_48k().unwrap(), 312, "{rate}: 6.5 ms");
+        }
+    }
+
+    /// Talk spurts with silence between: the silence is not encoded, comes back as
+    /// silence, and the speech comes back as it does when everything is encoded.
+    #[test]
+    fn silence_is_not_encoded_and_the_speech_is_unchanged() {
+        use crate::test_signal::{snr_db, speech_like};
+        let (lr, rr) = (SampleRate::Hz16000, SampleRate::Hz24000);
+        let (left, right) = (speech_like(lr, 4_000, 6), speech_like(rr, 4_000, 7));
+        let zeros = [0i16; 320];
+        let record = |config: RecordingConfig| {
+            let mut out = Vec::new();
+            let mut rec = RecordingEncoder::new(config, 1, &[], &mut out).unwrap();
+            for slot in 0..200u64 {
+                let i = slot as usize;
+                // Left: speech, 1.2 s of silence frames, speech, then nothing.
+                if (10..60).contains(&slot) || (120..170).contains(&slot) {
+                    rec.push(Side::Left, slot, lr, &left[i * 320..(i + 1) * 320], &mut out).unwrap();
+                } else if slot < 120 {
+                    rec.push(Side::Left, slot, lr, &zeros, &mut out).unwrap();
+                }
+                // Right: speech in between, nothing otherwise.
+                if (70..110).contains(&slot) {
+                    rec.push(Side::Right, slot, rr, &right[i * 480..(i + 1) * 480], &mut out).unwrap();
+                }
+            }
+            let summary = rec.finish(200, &mut out).unwrap();
+            (summary, decode_ogg_opus(&out).unwrap())
+        };
+        let (gated, g) = record(RecordingConfig::default());
+        let (full, f) = record(RecordingConfig { silence_peak: None, ..RecordingConfig::default() });
+        assert_eq!(gated.encoded, [50 + 1 + 50 + 1, 40 + 1], "speech and one slot after each spurt");
+        assert_eq!(full.encoded, [200 + 1, 200 + 1], "every slot and the flush");
+        assert_eq!((g.duration_ms(), f.duration_ms()), (4_000, 4_000));
+        let window = |pcm: &[i16], slots: std::ops::Range<usize>| pcm[slots.start * 960..slots.end * 960].to_vec();
+        // Silent stretches, a slot clear of each spurt (an onset rings a few ms ahead of itself).
+        for (channel, speech, silent) in
+            [(0, [10..60, 120..170], [0..9, 61..119]), (1, [70..110, 70..110], [0..69, 111..200])]
+        {
+            let (gc, fc) = (g.channel(channel), f.channel(channel));
+            for quiet in silent {
+                // The decoder's tail of the last spurt, under the gate's own threshold.
+                let peak = window(&gc, quiet.clone()).iter().map(|s| s.unsigned_abs()).max().unwrap();
+                assert!(peak <= 64, "channel {channel}: slots {quiet:?} not silent: {peak}");
+            }
+            for talk in speech {
+                let (a, b) = (window(&gc, talk.clone()), window(&fc, talk.clone()));
+                let snr = snr_db(&b, &a);
+                assert!(snr > 8.0, "channel {channel}, slots {talk:?}: {snr:.1} dB from the fully encoded speech");
+                let level = (crate::dbfs(&a) - crate::dbfs(&b)).abs();
+                assert!(level < 0.5, "channel {channel}, slots {talk:?}: level differs by {level:.2} dB");
+            }
+        }
+    }
+
+    /// The same speech at 8 kHz on one side and 24 kHz on the other (and 16 / 48 kHz)
+    /// comes out at the same time on both: the per-side rates add no offset.
+    #[test]
+    fn sides_at_different_rates_line_up() {
+        use crate::test_signal::{best_lag, speech_like};
+        for (lr, rr) in [(SampleRate::Hz8000, SampleRate::Hz24000), (SampleRate::Hz16000, SampleRate::Hz48000)] {
+            let (left, right) = (speech_like(lr, 2_000, 8), speech_like(rr, 2_000, 8));
+            let (lf, rf) = (lr.samples_per_frame(), rr.samples_per_frame());
+            let mut out = Vec::new();
+            let mut rec = RecordingEncoder::new(RecordingConfig::default(), 1, &[], &mut out).unwrap();
+            for slot in 0..100usize {
+                rec.push(Side::Left, slot as u64, lr, &left[slot * lf..(slot + 1) * lf], &mut out).unwrap();
+                rec.push(Side::Right, slot as u64, rr, &right[slot * rf..(slot + 1) * rf], &mut out).unwrap();
+            }
+            rec.finish(100, &mut out).unwrap();
+            let decoded = decode_ogg_opus(&out).unwrap();
+            let (l, r) = (decoded.channel(0), decoded.channel(1));
+            let window = 48_000;
+            let (l_late, r_late) =
+                (best_lag(&r[200..], &l[200..], 96, window), best_lag(&l[200..], &r[200..], 96, window));
+            assert!(
+                l_late <= 24 && r_late <= 24,
+                "{lr}/{rr}: left late by {l_late}, right by {r_late} samples at 48 kHz"
+            );
         }
     }
 }

@@ -76,6 +76,58 @@ pub fn speech_like(rate: SampleRate, ms: u32, seed: u64) -> Vec<i16> {
     out
 }
 
+/// Who talks when in a synthetic call (see [`call_tracks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Talk {
+    /// Both sides talk in every slot: a recording's worst case.
+    Both,
+    /// What `loadgen` does: the caller says 1.5 s every 6 s and sends digital
+    /// silence in between; the agent answers with 2 s, 0.5 s after the caller
+    /// stops, and sends nothing otherwise.
+    Loadgen,
+    /// A livelier call: the caller talks 4 s of every 10 s over a -70 dBFS
+    /// noise floor; the agent talks 5 s after each caller turn.
+    Dialogue,
+    /// Nobody talks: the caller's line sends digital silence, the agent nothing.
+    Silence,
+}
+
+/// One side of a synthetic call, slot by slot: `None` where the side sends no frame.
+pub type Track = Vec<Option<Vec<i16>>>;
+
+/// The caller's (at `caller_rate`) and the agent's (at `agent_rate`) 20 ms
+/// frames for `slots` slots of a call in which they talk as `talk` says.
+pub fn call_tracks(talk: Talk, caller_rate: SampleRate, agent_rate: SampleRate, slots: usize) -> (Track, Track) {
+    let frames = |rate: SampleRate, seed| -> Vec<Vec<i16>> {
+        speech_like(rate, 10_000, seed).chunks_exact(rate.samples_per_frame()).map(<[i16]>::to_vec).collect()
+    };
+    let (caller_speech, agent_speech) = (frames(caller_rate, 5), frames(agent_rate, 3));
+    let n = caller_rate.samples_per_frame();
+    let floor = white_noise(n * 64, 0.0003, 9);
+    let speech = |frames: &[Vec<i16>], i: usize| Some(frames[i % frames.len()].clone());
+    let zeros = || Some(vec![0i16; n]);
+    let (mut caller, mut agent) = (Track::new(), Track::new());
+    for i in 0..slots {
+        let (c, a) = match talk {
+            Talk::Both => (speech(&caller_speech, i), speech(&agent_speech, i)),
+            Talk::Loadgen => {
+                let t = i % 300;
+                let c = if t < 75 { speech(&caller_speech, i) } else { zeros() };
+                (c, if (100..200).contains(&t) { speech(&agent_speech, i) } else { None })
+            }
+            Talk::Dialogue => {
+                let t = i % 500;
+                let c = if t < 200 { speech(&caller_speech, i) } else { Some(floor[(i % 64) * n..][..n].to_vec()) };
+                (c, if (225..475).contains(&t) { speech(&agent_speech, i) } else { None })
+            }
+            Talk::Silence => (zeros(), None),
+        };
+        caller.push(c);
+        agent.push(a);
+    }
+    (caller, agent)
+}
+
 /// `n` samples of a sine at `hz`, amplitude `amplitude` (0..=1 of full scale).
 pub fn sine(rate: SampleRate, hz: f64, amplitude: f64, n: usize) -> Vec<i16> {
     let fs = f64::from(rate.hz());

@@ -118,6 +118,9 @@ async fn encode(recordings: &Recordings, job: WriterJob, partial: &Path) -> Resu
     tracing::info!(
         duration_ms = summary.duration_ms,
         bytes = written,
+        // Slots each side was encoded for; the rest were silence (a stored packet, no encode).
+        encoded_left = summary.encoded[0],
+        encoded_right = summary.encoded[1],
         queue_full = dropped,
         late = stats.late,
         duplicates = stats.duplicates,
