@@ -22,13 +22,13 @@ use crate::ids::{CallId, CompanyId};
 use crate::store::{NewRecording, StoreError};
 use crate::time::{UnixMs, now_ms, rfc3339};
 
-/// Room for the pages made between two hand-overs to the disk task (a page is about
-/// 6 KB at 48 kbit/s).
+/// Room for the pages made between two hand-overs to the disk task (a page, about a
+/// second of audio, is at most 4 KB at the default 32 kbit/s).
 const CHUNK: usize = 16 * 1024;
 /// Chunks (about a second each) waiting for the disk before pages are kept in memory instead.
 const DISK_QUEUE: usize = 16;
 /// Pages kept in memory for a disk that does not keep up, before the recording is given
-/// up (about three hours at 48 kbit/s).
+/// up (over four hours even at the default's most, 32 kbit/s).
 const MAX_BACKLOG: usize = 64 * 1024 * 1024;
 /// Waits before storing again after a failure; then the file waits for the next start.
 const STORE_RETRIES: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(15)];
