@@ -240,13 +240,19 @@ fn start_gateway(bin: &Path, upstreams: &Upstreams) -> anyhow::Result<(Gateway, 
 
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
+    let (user, system) = cpu_times(pid);
+    user + system
+}
+
+/// utime and stime of a process (user space, and the kernel on its behalf), in seconds.
+fn cpu_times(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may contain spaces).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// Peak resident set size (VmHWM) in MiB.
@@ -276,6 +282,17 @@ fn percentile(values: &[f64], q: f64) -> Option<f64> {
     sorted.sort_by(f64::total_cmp);
     let last = sorted.len().checked_sub(1)?;
     sorted.get(((last as f64) * q).round() as usize).copied()
+}
+
+/// CPU seconds the whole machine spent busy (not idle, not waiting for I/O), from
+/// `/proc/stat`'s `cpu` line (in USER_HZ ticks of 1/100 s).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    let busy: f64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    busy / 100.0
 }
 
 /// The 1-minute load average of the machine.
@@ -891,14 +908,18 @@ async fn main() -> anyhow::Result<()> {
 
     let before = metrics(&http.get(format!("{}/metrics", gateway.base)).send().await?.text().await?);
     let load_before = load_average();
-    let cpu_before = cpu_seconds(gateway.pid);
+    let machine_before = machine_busy_seconds();
+    let (user_before, system_before) = cpu_times(gateway.pid);
+    let cpu_before = user_before + system_before;
     let own_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(gateway.pid) - cpu_before;
+    let (user_after, system_after) = cpu_times(gateway.pid);
+    let cpu = user_after + system_after - cpu_before;
     let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
     let load_after = load_average();
+    let machine = machine_busy_seconds() - machine_before;
     let after = metrics(&http.get(format!("{}/metrics", gateway.base)).send().await?.text().await?);
     let _ = window.set((started, Instant::now()));
     let provider_connections = mock.connection_count();
@@ -986,6 +1007,8 @@ async fn main() -> anyhow::Result<()> {
         "seconds": elapsed,
         "gateway_cpu_seconds": cpu,
         "gateway_cpu_cores": cpu / elapsed,
+        "gateway_cpu_user_seconds": user_after - user_before,
+        "gateway_cpu_system_seconds": system_after - system_before,
         "cpu_seconds_per_call_minute": if connected > 0 { cpu / connected as f64 / (elapsed / 60.0) } else { 0.0 },
         "calls_per_core_at_this_rate": if cpu > 0.0 { connected as f64 * elapsed / cpu } else { 0.0 },
         "peak_rss_mib": peak_rss,
@@ -1003,6 +1026,8 @@ async fn main() -> anyhow::Result<()> {
         "protocol_faults": faults,
         "recordings_stored": recordings,
         "loadgen_cpu_cores": own_cpu / elapsed,
+        // Everything else on the machine meanwhile (other work on the shared cores).
+        "other_cpu_cores": ((machine - cpu - own_cpu) / elapsed).max(0.0),
         "load_average": {"before": load_before, "after": load_after},
     });
     drop(gateway);
