@@ -306,14 +306,7 @@ impl WebRtcLeg {
             Ok(n) => peer.send_opus(&self.packet[..n]).await.map_err(|e| e.to_string()),
             Err(err) => Err(err.to_string()),
         };
-        match sent {
-            Ok(true) => {
-                self.rtp_origin.get_or_insert(now);
-                self.rtp_frames += 1;
-            }
-            Ok(false) => {}
-            Err(err) => tracing::debug!(error = %err, "could not send an agent frame"),
-        }
+        self.after_send(sent, now);
         // Sent in real time: what left is what the caller hears (a frame lost on the way
         // is lost to the caller either way).
         Some(Delivery::Heard)
@@ -335,13 +328,19 @@ impl WebRtcLeg {
     /// one continuous stream whoever spoke.
     pub async fn forward_opus(&mut self, packet: &[u8], now: Instant) {
         let Some((peer, _)) = self.peer.as_ref().filter(|_| self.can_send()) else { return };
-        match peer.send_opus(packet).await {
+        let sent = peer.send_opus(packet).await.map_err(|e| e.to_string());
+        self.after_send(sent, now);
+    }
+
+    /// A packet that went out moves the RTP timeline on by one frame.
+    fn after_send(&mut self, sent: Result<bool, String>, now: Instant) {
+        match sent {
             Ok(true) => {
                 self.rtp_origin.get_or_insert(now);
                 self.rtp_frames += 1;
             }
             Ok(false) => {}
-            Err(err) => tracing::debug!(error = %err, "could not forward an Opus packet"),
+            Err(err) => tracing::debug!(error = %err, "could not send an Opus packet"),
         }
     }
 
