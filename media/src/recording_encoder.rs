@@ -24,10 +24,9 @@
 //!   sends near-silence while the agent talks). A side's slot without a frame,
 //!   or whose frame stays within ±[`RecordingConfig::silence_peak`], gets a
 //!   packet of 20 ms of silence made once by that side's own encoder, instead
-//!   of an encode. The encoder runs one more slot after a side's last sound
-//!   (its 6.5 ms look-ahead still holds the end of it), and is reset before
-//!   the side's next sound: the decoder has just decoded silence, and a reset
-//!   encoder assumes exactly that, so the two agree again.
+//!   of an encode ([`OpusEncoder::encode_quiet`], which the WebRTC peers'
+//!   outbound audio uses too: one more slot after the last sound, a reset
+//!   before the next).
 //! - *Each stream is its own encoder*, so one side's silence skips its encode
 //!   while the other side talks (libopus's multistream encoder runs every
 //!   stream every time); the packet of two streams is put together here
@@ -47,10 +46,8 @@
 //! rebuilt only when that side's rate changes); a warm encoder allocates
 //! nothing per frame as long as the output buffer has room.
 
-use opusic_c::{Application, Bandwidth, Bitrate, Channels, Encoder, InbandFec, Signal};
-
 use crate::ogg_opus::{ChannelMapping, GRANULE_PER_FRAME, GRANULE_RATE, MAX_PACKET, OggOpusWriter, OpusHead};
-use crate::opus_encoder::{MAX_OPUS_PACKET, opus_error, opus_rate};
+use crate::opus_encoder::{MAX_OPUS_PACKET, OpusEncoder, OpusEncoderConfig};
 use crate::slot_aligner::{AlignedSlot, AlignerConfig, AlignerStats, Side, SideFrame, SlotAligner, SlotPush};
 use crate::{MAX_FRAME_SAMPLES, MediaError, SampleRate};
 
@@ -106,112 +103,74 @@ pub struct RecordingSummary {
     pub stats: AlignerStats,
 }
 
-/// Slots a side's encoder keeps running after its last sound: one carries
-/// the 6.5 ms still in the encoder's look-ahead out.
-const HANGOVER_SLOTS: u8 = 1;
-
 /// Silence at any rate: what a side's encoder is fed when it must run on
-/// without a frame (the slot after a side's last sound, the end's flush).
+/// without a frame (the end's flush, a recording that codes every slot).
 static SILENCE: [i16; MAX_FRAME_SAMPLES] = [0; MAX_FRAME_SAMPLES];
-
-/// The largest audio band libopus may code for `max_rate`.
-fn max_bandwidth(max_rate: SampleRate) -> Bandwidth {
-    match max_rate {
-        SampleRate::Hz8000 => Bandwidth::Narrow,
-        SampleRate::Hz16000 => Bandwidth::Wide,
-        SampleRate::Hz24000 => Bandwidth::Superwide,
-        SampleRate::Hz48000 => Bandwidth::Full,
-    }
-}
 
 /// One side's mono Opus stream; see the module documentation.
 struct SideStream {
-    encoder: Encoder,
-    /// The rate the encoder takes frames at.
-    rate: SampleRate,
-    /// This encoder's packet for 20 ms of digital silence.
-    silence: Vec<u8>,
-    /// Slots the encoder still runs without sound (see [`HANGOVER_SLOTS`]).
-    hangover: u8,
-    /// The encoder was skipped: reset it before it runs again.
-    idle: bool,
+    encoder: OpusEncoder,
+    /// Slots coded by this side's earlier encoders (one per rate it had).
+    encoded_before: u64,
     /// The packet for the current slot: `packet[..len]`.
     packet: Vec<u8>,
     len: usize,
-    /// Slots the encoder ran for.
-    encoded: u64,
 }
 
 impl SideStream {
     fn new(rate: SampleRate, config: &RecordingConfig) -> Result<Self, MediaError> {
-        let mut packet = vec![0; MAX_OPUS_PACKET];
-        let mut encoder =
-            Encoder::new(Channels::Mono, opus_rate(rate), Application::Voip).map_err(opus_error("encoder create"))?;
-        let set = opus_error("encoder configure");
-        encoder.set_complexity(config.complexity).map_err(&set)?;
-        encoder.set_bitrate(Bitrate::Value(config.bitrate / 2)).map_err(&set)?;
-        encoder.set_max_bandwidth(max_bandwidth(config.max_rate)).map_err(&set)?;
-        encoder.set_signal(Signal::Voice).map_err(&set)?;
-        encoder.set_inband_fec(InbandFec::Off).map_err(&set)?;
-        encoder.set_packet_loss(0).map_err(&set)?;
-        encoder.set_dtx(false).map_err(&set)?;
-        // The silence packet: what this encoder makes of digital silence once
-        // it has settled on it (the first packet after a reset may differ).
-        let zeros = &SILENCE[..rate.samples_per_frame()];
-        let mut len = 0;
-        for _ in 0..3 {
-            len = encoder.encode_to_slice(bytemuck::cast_slice(zeros), &mut packet).map_err(opus_error("encode"))?;
-        }
-        let silence = packet[..len].to_vec();
-        encoder.reset().map_err(opus_error("encoder reset"))?;
-        Ok(SideStream { encoder, rate, silence, hangover: 0, idle: false, packet, len: 0, encoded: 0 })
+        let encoder = OpusEncoder::new(
+            rate,
+            OpusEncoderConfig {
+                complexity: config.complexity,
+                bitrate: Some(config.bitrate / 2),
+                fec: false,
+                packet_loss_perc: 0,
+                dtx: false,
+                max_rate: Some(config.max_rate),
+            },
+        )?;
+        Ok(SideStream { encoder, encoded_before: 0, packet: vec![0; MAX_OPUS_PACKET], len: 0 })
     }
 
     /// Codes `frame` (`None`: the side had nothing for the slot) into
-    /// `self.packet[..self.len]`: an encode, or the stored silence packet.
+    /// `self.packet[..self.len]`: an encode, or the encoder's stored silence packet.
     fn code(&mut self, frame: Option<SideFrame<'_>>, config: &RecordingConfig) -> Result<(), MediaError> {
-        let gate = config.silence_peak;
-        let sound = frame.filter(|f| gate.is_none_or(|peak| !is_quiet(f.pcm, peak)));
-        if let Some(sound) = sound {
-            if sound.rate != self.rate {
-                // A new rate (a human agent at 48 kHz taking over from the AI):
-                // a new encoder, which starts from silence like a reset one.
-                let (encoded, idle) = (self.encoded, self.idle);
-                *self = SideStream::new(sound.rate, config)?;
-                self.encoded = encoded;
-                self.idle = idle;
+        let quiet = |f: &SideFrame<'_>| config.silence_peak.is_some_and(|peak| is_quiet(f.pcm, peak));
+        self.len = match frame {
+            Some(sound) if !quiet(&sound) => {
+                if sound.rate != self.encoder.rate() {
+                    // A new rate (a human agent at 48 kHz taking over from the AI): a
+                    // new encoder, which starts from silence like a reset one.
+                    let encoded_before = self.encoded();
+                    *self = SideStream::new(sound.rate, config)?;
+                    self.encoded_before = encoded_before;
+                }
+                self.encoder.encode(sound.pcm, &mut self.packet)?
             }
-            if std::mem::take(&mut self.idle) {
-                self.encoder.reset().map_err(opus_error("encoder reset"))?;
+            Some(quiet) if quiet.rate == self.encoder.rate() => {
+                self.encoder.encode_quiet(quiet.pcm, &mut self.packet)?
             }
-            self.hangover = HANGOVER_SLOTS;
-            return self.encode(sound.pcm);
-        }
-        if gate.is_some() && self.hangover == 0 {
-            // Silence, and nothing of the last sound left in the encoder.
-            self.idle = true;
-            self.len = self.silence.len();
-            self.packet[..self.len].copy_from_slice(&self.silence);
-            return Ok(());
-        }
-        self.hangover = self.hangover.saturating_sub(1);
-        let pcm = match frame {
-            Some(quiet) if quiet.rate == self.rate => quiet.pcm,
-            _ => &SILENCE[..self.rate.samples_per_frame()],
+            // Nothing for the slot (or a quiet frame at another rate): silence.
+            _ => {
+                let silence = &SILENCE[..self.encoder.rate().samples_per_frame()];
+                match config.silence_peak {
+                    Some(_) => self.encoder.encode_quiet(silence, &mut self.packet)?,
+                    None => self.encoder.encode(silence, &mut self.packet)?,
+                }
+            }
         };
-        self.encode(pcm)
-    }
-
-    fn encode(&mut self, pcm: &[i16]) -> Result<(), MediaError> {
-        self.len =
-            self.encoder.encode_to_slice(bytemuck::cast_slice(pcm), &mut self.packet).map_err(opus_error("encode"))?;
-        self.encoded += 1;
         Ok(())
     }
 
+    /// Slots this side's encoders ran for.
+    fn encoded(&self) -> u64 {
+        self.encoded_before + self.encoder.encodes()
+    }
+
     fn lookahead_48k(&mut self) -> Result<u64, MediaError> {
-        let samples = self.encoder.get_look_ahead().map_err(opus_error("encoder query"))?;
-        Ok(u64::from(samples) * u64::from(GRANULE_RATE) / u64::from(self.rate.hz()))
+        let samples = self.encoder.lookahead()?;
+        Ok(u64::from(samples) * u64::from(GRANULE_RATE) / u64::from(self.encoder.rate().hz()))
     }
 }
 
@@ -419,7 +378,7 @@ impl RecordingEncoder {
 
     /// Slots each side's encoder ran for so far (left, right).
     pub fn encoded(&self) -> [u64; 2] {
-        self.path.sides.each_ref().map(|side| side.encoded)
+        self.path.sides.each_ref().map(|side| side.encoded())
     }
 
     /// What the aligner saw so far.

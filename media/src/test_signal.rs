@@ -244,9 +244,12 @@ impl OutboundPath {
         Ok(())
     }
 
-    /// Takes the next frame and encodes it into `out`; returns the packet's length.
+    /// Takes the next frame and encodes it into `out` (a frame of silence as the WebRTC
+    /// leg does: [`crate::OpusEncoder::encode_silence`]); returns the packet's length.
     pub fn next_packet(&mut self, out: &mut [u8]) -> Result<usize, crate::MediaError> {
-        self.pacer.next_frame(&mut self.frame);
+        if self.pacer.next_frame(&mut self.frame).is_silence() {
+            return self.encoder.encode_silence(out);
+        }
         self.encoder.encode(&self.frame, out)
     }
 

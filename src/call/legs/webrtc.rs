@@ -302,7 +302,13 @@ impl WebRtcLeg {
             return Some(Delivery::Heard);
         };
         let (peer, _) = self.peer.as_ref()?;
-        let sent = match self.encoder.encode(pcm, &mut self.packet) {
+        // Silence is the encoder's stored packet (no encode): the stream stays continuous.
+        let coded = if silent {
+            self.encoder.encode_silence(&mut self.packet)
+        } else {
+            self.encoder.encode(pcm, &mut self.packet)
+        };
+        let sent = match coded {
             Ok(n) => peer.send_opus(&self.packet[..n]).await.map_err(|e| e.to_string()),
             Err(err) => Err(err.to_string()),
         };
