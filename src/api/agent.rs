@@ -77,6 +77,7 @@ pub async fn agent_socket(
         Err(err) => return err.into_response(),
     };
     let span = tracing::info_span!("agent_console", company_id = %staff.company_id, user_id = %staff.user.id);
+    let upgrade = upgrade.read_buffer_size(crate::ws_frames::READ_BUFFER_BYTES);
     upgrade.max_message_size(MAX_WS_MESSAGE).max_frame_size(MAX_WS_MESSAGE).on_upgrade(move |socket| {
         tracing::Instrument::instrument(
             async move {

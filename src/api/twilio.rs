@@ -228,6 +228,7 @@ pub async fn stream(
         return StatusCode::FORBIDDEN.into_response();
     }
     upgrade
+        .read_buffer_size(crate::ws_frames::READ_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| open_stream(state, account, auth_token, socket))

@@ -425,7 +425,10 @@ pub async fn call_socket(
 /// limit well above the protocol's, so that a message over the protocol's limit gets the
 /// promised 1009 close rather than a cut.
 pub(crate) fn signaling_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
-    upgrade.max_message_size(HARD_WS_MESSAGE).max_frame_size(HARD_WS_MESSAGE)
+    upgrade
+        .read_buffer_size(crate::ws_frames::READ_BUFFER_BYTES)
+        .max_message_size(HARD_WS_MESSAGE)
+        .max_frame_size(HARD_WS_MESSAGE)
 }
 
 /// Close codes of the signaling socket (4000–4999 are the application's).

@@ -325,6 +325,7 @@ async fn open(endpoint: &Endpoint, setup: &Value) -> Result<Socket, ProviderErro
             endpoint.url.as_str().into_client_request().map_err(|e| ProviderError::Connect(e.to_string()))?;
         request.headers_mut().insert("x-goog-api-key", endpoint.key.clone());
         let config = WebSocketConfig::default()
+            .read_buffer_size(crate::ws_frames::READ_BUFFER_BYTES)
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
         let (mut ws, _) =

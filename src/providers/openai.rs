@@ -103,6 +103,7 @@ async fn open(endpoint: &Endpoint, spec: &SessionSpec) -> Result<Connection, Pro
         request.headers_mut().insert("OpenAI-Beta", HeaderValue::from_static("realtime=v1"));
     }
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(crate::ws_frames::READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     let handshake = async {

@@ -475,7 +475,8 @@ async fn handshake(
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    upgrade.on_upgrade(move |socket| async move {
+    // A small read window: tungstenite zero-fills all of it before each read.
+    upgrade.read_buffer_size(8 * 1024).on_upgrade(move |socket| async move {
         Connection::open(shared, socket, dialect, model, header_list).run().await;
     })
 }

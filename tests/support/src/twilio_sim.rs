@@ -164,9 +164,16 @@ impl TwilioSim {
             Some(addr) => {
                 let tcp =
                     tokio::net::TcpStream::connect(addr).await.map_err(|e| StreamOpenError::Other(e.to_string()))?;
-                tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await
+                tokio_tungstenite::client_async_with_config(
+                    request,
+                    tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+                    Some(small_reads()),
+                )
+                .await
             }
-            None if stream.url.starts_with("ws://") => tokio_tungstenite::connect_async(request).await,
+            None if stream.url.starts_with("ws://") => {
+                tokio_tungstenite::connect_async_with_config(request, Some(small_reads()), false).await
+            }
             None => {
                 return Err(StreamOpenError::Other(
                     "the simulator has no TLS: set TwilioSimConfig::connect_addr for a wss:// stream URL".into(),
@@ -770,4 +777,11 @@ pub fn tone_hz(pcm: &[i16]) -> f32 {
         (Some(first), Some(last)) if crossings.len() > 1 => (crossings.len() - 1) as f32 * 8000.0 / (last - first),
         _ => 0.0,
     }
+}
+
+/// A read window the size of a few frames: tungstenite zero-fills its whole window
+/// before each read (128 KiB by default), which would make the load generator's callers
+/// cost more than the gateway they measure.
+fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
