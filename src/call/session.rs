@@ -198,6 +198,9 @@ struct CallSession {
     caller_talking: bool,
     /// Agent audio is reaching the caller (sent, or sent and not yet confirmed played).
     agent_audible: bool,
+    /// The last frame sent carried agent audio: the next one is due at the next tick. (A
+    /// phone line may still be playing it, `agent_audible`, while new audio could go now.)
+    frame_playing: bool,
     /// When agent audio arrived to an idle playout (for the outbound latency metric).
     outbound_pending: Option<Instant>,
     /// The call's recording, from its answer on, when the chatbot records calls.
@@ -271,6 +274,7 @@ pub async fn run(
             speaking: Who::None,
             caller_talking: false,
             agent_audible: false,
+            frame_playing: false,
             outbound_pending: None,
             recording: None,
             awaiting_first_audio: false,
@@ -295,24 +299,34 @@ pub async fn run(
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
 
         while session.ending.is_none() {
+            // `biased`: the sources that wake the session every frame are polled first, so
+            // a frame's wake-up stops at its own source instead of polling every channel.
+            // The tick comes first (pacing goes on whatever floods in) and looks at the
+            // shutdown signal: a shutdown ends the call within a frame.
             tokio::select! {
-                _ = cancel.cancelled() => session.end(EndReason::Shutdown, None),
-                control = recv_control(&mut control) => session.handle_control(control),
+                biased;
+                scheduled = ticker.tick() => {
+                    if cancel.is_cancelled() {
+                        session.end(EndReason::Shutdown, None);
+                    } else {
+                        session.handle_tick(scheduled.into_std()).await;
+                    }
+                }
                 input = session.caller.next_input() => {
                     let event = session.caller.handle(input, Instant::now()).await;
                     session.handle_leg(event).await;
                 }
                 event = next_provider_event(&mut session.provider) => session.handle_provider(event).await,
+                input = next_agent_input(&mut session.agent) => session.handle_agent_input(input).await,
+                control = recv_control(&mut control) => session.handle_control(control),
                 Some(outcome) = tool_rx.recv() => session.handle_tool_outcome(outcome).await,
                 Some(result) = escalation_rx.recv() => session.handle_escalation_result(result).await,
                 accepted = next_acceptance(&mut session.escalation) => session.handle_agent_accepted(accepted).await,
                 Some(attach) = agents.recv() => session.handle_agent_attach(attach).await,
-                input = next_agent_input(&mut session.agent) => session.handle_agent_input(input).await,
                 result = join(&mut session.connecting) => {
                     session.connecting = None;
                     session.handle_provider_connected(result).await;
                 }
-                scheduled = ticker.tick() => session.handle_tick(scheduled.into_std()).await,
             }
             if session.take_kick() {
                 session.send_frame(Instant::now(), false).await;
@@ -810,6 +824,7 @@ impl CallSession {
         self.caller.clear_agent_audio().await;
         self.outbound_pending = None;
         self.agent_audible = false;
+        self.frame_playing = false;
         self.after_heard().await;
         interruption
     }
@@ -892,7 +907,7 @@ impl CallSession {
     /// than at the next tick.
     fn take_kick(&mut self) -> bool {
         self.outbound_pending.is_some()
-            && !self.agent_audible
+            && !self.frame_playing
             && !self.barge_in.is_paused()
             && self.caller.can_send()
             && self.ending.is_none()
@@ -911,6 +926,7 @@ impl CallSession {
             self.playout.next_frame()
         };
         let silent = paced.is_silence();
+        self.frame_playing = !silent;
         let Some(delivery) = self.caller.send_agent_frame(self.playout.frame(), silent, now).await else {
             // A silent frame the leg left out: nothing reached the caller.
             if !paused {
