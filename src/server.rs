@@ -321,7 +321,6 @@ struct GuardedIo {
     stream: TcpStream,
     clock: SharedClock,
     timer: Pin<Box<Sleep>>,
-    cut: CancellationToken,
     cut_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     _slot: OwnedSemaphorePermit,
 }
@@ -329,13 +328,14 @@ struct GuardedIo {
 impl GuardedIo {
     fn new(stream: TcpStream, clock: SharedClock, slot: OwnedSemaphorePermit, cut: CancellationToken) -> Self {
         let timer = Box::pin(tokio::time::sleep_until(Instant::now()));
-        let cut_wait = Box::pin(cut.clone().cancelled_owned());
-        Self { stream, clock, timer, cut, cut_wait, _slot: slot }
+        let cut_wait = Box::pin(cut.cancelled_owned());
+        Self { stream, clock, timer, cut_wait, _slot: slot }
     }
 
     /// An error once the shutdown deadline has passed (and a wake-up when it does).
     fn poll_cut(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if self.cut.is_cancelled() || self.cut_wait.as_mut().poll(cx).is_ready() {
+        // The wait checks the token first: one look per I/O call, not two.
+        if self.cut_wait.as_mut().poll(cx).is_ready() {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the server is shutting down"));
         }
         Ok(())
