@@ -1,5 +1,5 @@
-//! Proves that the call session's side of a recording, `RecordingTap::caller` and
-//! `RecordingTap::other`, allocates nothing per frame (and does not wait: a full queue
+//! Proves that the call session's side of a recording, `RecordingTap::caller`,
+//! `RecordingTap::other` and `RecordingTap::other_opus`, allocates nothing per frame (and does not wait: a full queue
 //! drops and counts). The writer runs on another thread; counting is per thread, so
 //! only the session's calls are counted.
 //!
@@ -41,10 +41,24 @@ async fn the_recording_tap_does_not_allocate_per_frame_even_when_its_queue_is_fu
     let tap = recordings.start(CallId::new(), CompanyId::new(), 0);
     let caller = speech_like(SampleRate::Hz16000, 2_000, 1);
     let agent = speech_like(SampleRate::Hz24000, 2_000, 2);
+    // The agent's packets as a WebRTC caller is sent them, every other slot.
+    let mut encoder = media::OpusEncoder::new(SampleRate::Hz24000, media::OpusEncoderConfig::default()).unwrap();
+    let packets: Vec<Vec<u8>> = agent
+        .chunks_exact(480)
+        .map(|pcm| {
+            let mut packet = [0u8; media::MAX_OPUS_PACKET];
+            let n = encoder.encode(pcm, &mut packet).unwrap();
+            packet[..n].to_vec()
+        })
+        .collect();
     let frame = |slot: u64| {
         let i = slot as usize % 100;
         tap.caller(slot, &caller[i * 320..(i + 1) * 320], SampleRate::Hz16000);
-        tap.other(slot, &agent[i * 480..(i + 1) * 480], SampleRate::Hz24000);
+        if slot % 2 == 0 {
+            tap.other(slot, &agent[i * 480..(i + 1) * 480], SampleRate::Hz24000);
+        } else {
+            tap.other_opus(slot, &packets[i]);
+        }
     };
     let (n, ()) = allocations_during(|| {
         // Far faster than the writer drains: the queue fills and frames are dropped.

@@ -35,6 +35,25 @@ const PAGE_BODY_LIMIT: usize = 16 * 1024;
 /// Largest packet written: two streams' worth of Opus (a multistream packet frames every
 /// stream but the last with its length, a few bytes each).
 pub const MAX_PACKET: usize = 2 * crate::MAX_OPUS_PACKET + 8;
+
+/// The audio an Opus packet holds, in 48 kHz samples, read off its TOC byte (and frame
+/// count) as RFC 6716 §3.1 lays them out; `None` for an empty or truncated packet.
+pub(crate) fn packet_samples_48k(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = usize::from(toc >> 3);
+    let frame = match config {
+        // SILK-only: 10, 20, 40, 60 ms; hybrid: 10, 20 ms; CELT-only: 2.5, 5, 10, 20 ms.
+        0..=11 => [480, 960, 1920, 2880][config % 4],
+        12..=15 => [480, 960][config % 2],
+        _ => [120, 240, 480, 960][config % 4],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3F),
+    };
+    Some(frame * frames)
+}
 /// Ogg page header size before the segment table.
 const PAGE_HEADER: usize = 27;
 /// Header type flags.

@@ -177,6 +177,13 @@ impl OpusEncoder {
         self.encode_quiet(&SILENCE[..self.rate.samples_per_frame()], out)
     }
 
+    /// The stream went on without this encoder (a packet made elsewhere took this
+    /// frame's place): it is reset before its next encode, as after silence.
+    pub fn skip(&mut self) {
+        self.idle = true;
+        self.hangover = 0;
+    }
+
     /// Frames libopus coded so far (the others were the stored silence packet).
     pub fn encodes(&self) -> u64 {
         self.encodes

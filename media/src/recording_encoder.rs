@@ -136,20 +136,27 @@ impl SideStream {
     /// Codes `frame` (`None`: the side had nothing for the slot) into
     /// `self.packet[..self.len]`: an encode, or the encoder's stored silence packet.
     fn code(&mut self, frame: Option<SideFrame<'_>>, config: &RecordingConfig) -> Result<(), MediaError> {
-        let quiet = |f: &SideFrame<'_>| config.silence_peak.is_some_and(|peak| is_quiet(f.pcm, peak));
+        let quiet = |pcm: &[i16]| config.silence_peak.is_some_and(|peak| is_quiet(pcm, peak));
         self.len = match frame {
-            Some(sound) if !quiet(&sound) => {
-                if sound.rate != self.encoder.rate() {
+            Some(SideFrame::Opus(packet)) => {
+                // Encoded already: recorded as it is, and this side's encoder starts
+                // afresh when it is next needed.
+                self.encoder.skip();
+                self.packet[..packet.len()].copy_from_slice(packet);
+                packet.len()
+            }
+            Some(SideFrame::Pcm { rate, pcm }) if !quiet(pcm) => {
+                if rate != self.encoder.rate() {
                     // A new rate (a human agent at 48 kHz taking over from the AI): a
                     // new encoder, which starts from silence like a reset one.
                     let encoded_before = self.encoded();
-                    *self = SideStream::new(sound.rate, config)?;
+                    *self = SideStream::new(rate, config)?;
                     self.encoded_before = encoded_before;
                 }
-                self.encoder.encode(sound.pcm, &mut self.packet)?
+                self.encoder.encode(pcm, &mut self.packet)?
             }
-            Some(quiet) if quiet.rate == self.encoder.rate() => {
-                self.encoder.encode_quiet(quiet.pcm, &mut self.packet)?
+            Some(SideFrame::Pcm { rate, pcm }) if rate == self.encoder.rate() => {
+                self.encoder.encode_quiet(pcm, &mut self.packet)?
             }
             // Nothing for the slot (or a quiet frame at another rate): silence.
             _ => {
@@ -352,6 +359,19 @@ impl RecordingEncoder {
     ) -> Result<SlotPush, MediaError> {
         let path = &mut self.path;
         self.aligner.push(side, slot, rate, pcm, &mut |aligned| path.encode(aligned, out))
+    }
+
+    /// Takes `side`'s Opus packet of 20 ms for `slot`, recorded as it is (no encode: the
+    /// packets a WebRTC peer was sent); appends the pages that became complete to `out`.
+    pub fn push_opus(
+        &mut self,
+        side: Side,
+        slot: u64,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<SlotPush, MediaError> {
+        let path = &mut self.path;
+        self.aligner.push_opus(side, slot, packet, &mut |aligned| path.encode(aligned, out))
     }
 
     /// Ends the recording at `end_slot` (slots after the last frame are
@@ -660,6 +680,57 @@ mod tests {
             let mut side = SideStream::new(rate, &RecordingConfig::default()).unwrap();
             assert_eq!(side.lookahead_48k().unwrap(), 312, "{rate}: 6.5 ms");
         }
+    }
+
+    /// The packets a WebRTC peer was sent go into the recording as they are: the channel
+    /// decodes to exactly what those packets decode to, no encode runs for that side,
+    /// and a packet that is not 20 ms is refused.
+    #[test]
+    fn opus_packets_are_recorded_as_they_are() {
+        use crate::test_signal::speech_like;
+        use opusic_c::Decoder;
+        let (lr, rr) = (SampleRate::Hz16000, SampleRate::Hz24000);
+        let (left, right) = (speech_like(lr, 2_000, 8), speech_like(rr, 2_000, 9));
+        let mut peer = crate::OpusEncoder::new(rr, crate::OpusEncoderConfig::default()).unwrap();
+        let mut direct = Decoder::new(opusic_c::Channels::Mono, opusic_c::SampleRate::Hz48000).unwrap();
+        let (mut packet, mut expected, mut pcm) = ([0u8; MAX_OPUS_PACKET], Vec::new(), vec![0i16; 960]);
+        let mut out = Vec::new();
+        let mut rec = RecordingEncoder::new(RecordingConfig::default(), 1, &[], &mut out).unwrap();
+        for slot in 0..100u64 {
+            let i = slot as usize;
+            rec.push(Side::Left, slot, lr, &left[i * 320..(i + 1) * 320], &mut out).unwrap();
+            let n = peer.encode(&right[i * 480..(i + 1) * 480], &mut packet).unwrap();
+            assert_eq!(rec.push_opus(Side::Right, slot, &packet[..n], &mut out).unwrap(), SlotPush::Accepted);
+            direct.decode_to_slice(&packet[..n], bytemuck::cast_slice_mut(&mut pcm), false).unwrap();
+            expected.extend_from_slice(&pcm);
+        }
+        // Forty milliseconds in one packet (TOC config 2: SILK narrowband, 40 ms): refused.
+        assert_eq!(rec.push_opus(Side::Right, 100, &[2 << 3, 0, 0], &mut out).unwrap(), SlotPush::BadFrame);
+        assert_eq!(rec.push_opus(Side::Right, 100, &[], &mut out).unwrap(), SlotPush::BadFrame);
+        let summary = rec.finish(100, &mut out).unwrap();
+        assert_eq!(summary.encoded[1], 0, "no encode for the packets");
+        assert_eq!(summary.stats.bad_frames, 2);
+        let decoded = decode_ogg_opus(&out).unwrap();
+        let skip = usize::from(decoded.head.pre_skip);
+        let channel = decoded.channel(1);
+        assert_eq!(channel.len(), 100 * 960);
+        assert!(channel[..channel.len() - skip] == expected[skip..], "the packets' own audio");
+        assert!(crate::dbfs(&decoded.channel(0)) > -40.0, "the left side's speech is there");
+    }
+
+    #[test]
+    fn a_packets_duration_is_read_off_its_toc() {
+        use crate::ogg_opus::packet_samples_48k;
+        // config 1 (SILK NB 20 ms), code 0; config 13 (hybrid SWB 20 ms); config 31 (CELT
+        // FB 20 ms); config 16 (CELT NB 2.5 ms) code 3 with 8 frames; code 1 of 10 ms frames.
+        assert_eq!(packet_samples_48k(&[1 << 3]), Some(960));
+        assert_eq!(packet_samples_48k(&[13 << 3, 0]), Some(960));
+        assert_eq!(packet_samples_48k(&[31 << 3, 0]), Some(960));
+        assert_eq!(packet_samples_48k(&[16 << 3 | 3, 8]), Some(960));
+        assert_eq!(packet_samples_48k(&[(12 << 3) | 1, 0, 0]), Some(960));
+        assert_eq!(packet_samples_48k(&[3 << 3]), Some(2880), "60 ms");
+        assert_eq!(packet_samples_48k(&[16 << 3 | 3]), None, "code 3 without its count");
+        assert_eq!(packet_samples_48k(&[]), None);
     }
 
     /// Talk spurts with silence between: the silence is not encoded, comes back as

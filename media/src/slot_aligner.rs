@@ -18,7 +18,7 @@
 //! frames around it, so a recording cannot drift from the call's clock however
 //! long the call and however poor the network.
 
-use crate::{MAX_FRAME_SAMPLES, SampleRate};
+use crate::{MAX_FRAME_SAMPLES, MAX_OPUS_PACKET, SampleRate};
 
 /// One side of a stereo recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,11 +96,16 @@ pub struct AlignerStats {
 
 /// A side's frame in an [`AlignedSlot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SideFrame<'a> {
-    /// The frame's rate.
-    pub rate: SampleRate,
-    /// One 20 ms frame at `rate`.
-    pub pcm: &'a [i16],
+pub enum SideFrame<'a> {
+    /// One 20 ms frame of PCM at `rate`.
+    Pcm {
+        /// The frame's rate.
+        rate: SampleRate,
+        /// `rate.samples_per_frame()` samples.
+        pcm: &'a [i16],
+    },
+    /// One Opus packet of 20 ms, already encoded (what a WebRTC peer was sent).
+    Opus(&'a [u8]),
 }
 
 /// One slot, handed out once, in order.
@@ -114,12 +119,14 @@ pub struct AlignedSlot<'a> {
     pub right: Option<SideFrame<'a>>,
 }
 
-/// A frame waiting for its slot.
+/// A frame waiting for its slot: PCM, or an Opus packet when `opus` is set.
 struct Held {
     slot: u64,
     rate: SampleRate,
     len: usize,
     pcm: [i16; MAX_FRAME_SAMPLES],
+    opus: bool,
+    packet: [u8; MAX_OPUS_PACKET],
 }
 
 /// Aligns two sides' frames on slots; see the module documentation.
@@ -157,7 +164,14 @@ impl SlotAligner {
             return Err(crate::MediaError::InvalidConfig("late_slots must be 0..=6"));
         }
         let held = (0..2 * DEPTH)
-            .map(|_| Held { slot: EMPTY, rate: SampleRate::Hz8000, len: 0, pcm: [0; MAX_FRAME_SAMPLES] })
+            .map(|_| Held {
+                slot: EMPTY,
+                rate: SampleRate::Hz8000,
+                len: 0,
+                pcm: [0; MAX_FRAME_SAMPLES],
+                opus: false,
+                packet: [0; MAX_OPUS_PACKET],
+            })
             .collect();
         Ok(SlotAligner { config, next: 0, newest: None, held, finished: false, stats: AlignerStats::default() })
     }
@@ -173,7 +187,42 @@ impl SlotAligner {
         pcm: &[i16],
         emit: &mut impl FnMut(AlignedSlot<'_>) -> Result<(), E>,
     ) -> Result<SlotPush, E> {
-        if pcm.len() != rate.samples_per_frame() {
+        let valid = pcm.len() == rate.samples_per_frame();
+        self.place(side, slot, valid, emit, |place| {
+            place.rate = rate;
+            place.len = pcm.len();
+            place.pcm[..pcm.len()].copy_from_slice(pcm);
+            place.opus = false;
+        })
+    }
+
+    /// Takes `side`'s Opus packet for `slot`, to be recorded as it is; otherwise
+    /// like [`push`](Self::push). A packet that is not 20 ms of audio is a bad frame.
+    pub fn push_opus<E>(
+        &mut self,
+        side: Side,
+        slot: u64,
+        packet: &[u8],
+        emit: &mut impl FnMut(AlignedSlot<'_>) -> Result<(), E>,
+    ) -> Result<SlotPush, E> {
+        let valid = packet.len() <= MAX_OPUS_PACKET && crate::ogg_opus::packet_samples_48k(packet) == Some(960);
+        self.place(side, slot, valid, emit, |place| {
+            place.len = packet.len();
+            place.packet[..packet.len()].copy_from_slice(packet);
+            place.opus = true;
+        })
+    }
+
+    /// Puts a frame (written by `fill`) in its holding place, then hands out what is due.
+    fn place<E>(
+        &mut self,
+        side: Side,
+        slot: u64,
+        valid: bool,
+        emit: &mut impl FnMut(AlignedSlot<'_>) -> Result<(), E>,
+        fill: impl FnOnce(&mut Held),
+    ) -> Result<SlotPush, E> {
+        if !valid {
             self.stats.bad_frames += 1;
             return Ok(SlotPush::BadFrame);
         }
@@ -197,9 +246,7 @@ impl SlotAligner {
             SlotPush::Duplicate
         } else {
             place.slot = slot;
-            place.rate = rate;
-            place.len = pcm.len();
-            place.pcm[..pcm.len()].copy_from_slice(pcm);
+            fill(place);
             self.stats.accepted += 1;
             SlotPush::Accepted
         };
@@ -256,7 +303,10 @@ impl SlotAligner {
         let at = (slot % DEPTH) as usize;
         let (left, right) = self.held.split_at_mut(DEPTH as usize);
         fn frame(held: &Held, slot: u64) -> Option<SideFrame<'_>> {
-            (held.slot == slot).then_some(SideFrame { rate: held.rate, pcm: &held.pcm[..held.len] })
+            (held.slot == slot).then_some(match held.opus {
+                true => SideFrame::Opus(&held.packet[..held.len]),
+                false => SideFrame::Pcm { rate: held.rate, pcm: &held.pcm[..held.len] },
+            })
         }
         let aligned = AlignedSlot { slot, left: frame(&left[at], slot), right: frame(&right[at], slot) };
         let silent = [aligned.left.is_none(), aligned.right.is_none()];
@@ -281,6 +331,13 @@ mod tests {
 
     const R: SampleRate = SampleRate::Hz8000;
 
+    fn pcm(frame: SideFrame<'_>) -> &[i16] {
+        match frame {
+            SideFrame::Pcm { pcm, .. } => pcm,
+            SideFrame::Opus(_) => panic!("a PCM frame was expected"),
+        }
+    }
+
     /// A frame whose every sample carries `mark`.
     fn frame(rate: SampleRate, mark: i16) -> Vec<i16> {
         vec![mark; rate.samples_per_frame()]
@@ -291,7 +348,7 @@ mod tests {
 
     fn collect(out: &mut Vec<Out>) -> impl FnMut(AlignedSlot<'_>) -> Result<(), Infallible> + '_ {
         |s: AlignedSlot<'_>| {
-            out.push((s.slot, s.left.map(|f| f.pcm[0]), s.right.map(|f| f.pcm[0])));
+            out.push((s.slot, s.left.map(|f| pcm(f)[0]), s.right.map(|f| pcm(f)[0])));
             Ok(())
         }
     }
@@ -451,7 +508,7 @@ mod tests {
             next_expected += 1;
             for (i, side) in [s.left, s.right].into_iter().enumerate() {
                 if let Some(f) = side {
-                    let mark = (f.pcm[0] as u16 as u64) | ((f.pcm[1] as u16 as u64) << 16);
+                    let mark = (pcm(f)[0] as u16 as u64) | ((pcm(f)[1] as u16 as u64) << 16);
                     if mark != s.slot {
                         return Err(format!("side {i}: frame of slot {mark} came out at slot {}", s.slot));
                     }

@@ -79,6 +79,12 @@ impl CallRecording {
         }
     }
 
+    /// The Opus packet a WebRTC caller was sent at `at` (right channel): recorded as it is,
+    /// with no encode, and exactly what the caller got.
+    pub fn other_opus(&mut self, packet: &[u8], at: Instant) {
+        self.tap.other_opus(self.slot(at), packet);
+    }
+
     /// A human agent's frame at `rate`, sent on to the caller as it arrived at `at` (right
     /// channel, like the AI's audio). Their frames come at the network's pace, like the
     /// caller's, so they find their slots the same way (see [`caller_slot`]).

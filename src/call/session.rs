@@ -938,7 +938,11 @@ impl CallSession {
         crate::metrics::frame_sent(late);
         if !silent {
             if let Some(recording) = &mut self.recording {
-                recording.other(self.playout.frame(), now);
+                // A WebRTC caller's packet is recorded as it was sent (no second encode).
+                match self.caller.sent_opus() {
+                    Some(packet) => recording.other_opus(packet, now),
+                    None => recording.other(self.playout.frame(), now),
+                }
             }
             if self.awaiting_first_audio {
                 self.awaiting_first_audio = false;

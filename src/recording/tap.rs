@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use media::{MAX_FRAME_SAMPLES, SampleRate, Side};
+use media::{MAX_FRAME_SAMPLES, MAX_OPUS_PACKET, SampleRate, Side};
 use tokio::sync::{Notify, oneshot};
 
 use crate::ids::CallId;
@@ -39,9 +39,22 @@ pub struct EndInfo {
 pub(super) struct TapFrame {
     pub side: Side,
     pub slot: u64,
-    pub rate: SampleRate,
-    pub len: usize,
-    pub pcm: [i16; MAX_FRAME_SAMPLES],
+    pub audio: TapAudio,
+}
+
+/// A frame's audio: `len` samples (or bytes) of it.
+#[allow(clippy::large_enum_variant, reason = "inline on purpose: a frame is queued without allocating")]
+pub(super) enum TapAudio {
+    Pcm {
+        rate: SampleRate,
+        len: usize,
+        pcm: [i16; MAX_FRAME_SAMPLES],
+    },
+    /// An Opus packet the caller was sent, recorded as it is.
+    Opus {
+        len: usize,
+        packet: [u8; MAX_OPUS_PACKET],
+    },
 }
 
 /// What the tap and its writer share.
@@ -103,12 +116,30 @@ impl RecordingTap {
         self.push(Side::Right, slot, pcm, rate);
     }
 
+    /// The other side's 20 ms for `slot` as the Opus packet a WebRTC caller was sent: it
+    /// goes into the recording as it is, with no encode. Never blocks or allocates.
+    pub fn other_opus(&self, slot: u64, packet: &[u8]) {
+        // A packet too long still goes through (truncated): the writer counts and drops it.
+        let len = packet.len().min(MAX_OPUS_PACKET);
+        let mut audio = TapAudio::Opus { len, packet: [0; MAX_OPUS_PACKET] };
+        if let TapAudio::Opus { packet: stored, .. } = &mut audio {
+            stored[..len].copy_from_slice(&packet[..len]);
+        }
+        self.queue(TapFrame { side: Side::Right, slot, audio });
+    }
+
     fn push(&self, side: Side, slot: u64, pcm: &[i16], rate: SampleRate) {
         // A frame of the wrong size still goes through (truncated to fit): the writer
         // counts and drops it, so the tap has one path and no error to return.
         let len = pcm.len().min(MAX_FRAME_SAMPLES);
-        let mut frame = TapFrame { side, slot, rate, len, pcm: [0; MAX_FRAME_SAMPLES] };
-        frame.pcm[..len].copy_from_slice(&pcm[..len]);
+        let mut audio = TapAudio::Pcm { rate, len, pcm: [0; MAX_FRAME_SAMPLES] };
+        if let TapAudio::Pcm { pcm: stored, .. } = &mut audio {
+            stored[..len].copy_from_slice(&pcm[..len]);
+        }
+        self.queue(TapFrame { side, slot, audio });
+    }
+
+    fn queue(&self, frame: TapFrame) {
         match self.shared.queue.push(frame) {
             Ok(()) if self.shared.queue.len() >= WAKE_AT => self.shared.wake.notify_one(),
             Ok(()) => {}
@@ -174,10 +205,16 @@ mod tests {
         let (tap, shared, _rx) = tap();
         tap.caller(7, &[1; 480], SampleRate::Hz24000);
         tap.other(7, &[2; 320], SampleRate::Hz16000);
-        let a = shared.queue.pop().unwrap();
-        assert_eq!((a.side, a.slot, a.rate, a.len, a.pcm[479]), (Side::Left, 7, SampleRate::Hz24000, 480, 1));
-        let b = shared.queue.pop().unwrap();
-        assert_eq!((b.side, b.slot, b.rate, b.len, b.pcm[0]), (Side::Right, 7, SampleRate::Hz16000, 320, 2));
+        tap.other_opus(8, &[0x08, 3, 4]);
+        let pcm = |frame: TapFrame| match frame.audio {
+            TapAudio::Pcm { rate, len, pcm } => (frame.side, frame.slot, rate, len, pcm[len - 1]),
+            TapAudio::Opus { .. } => panic!("PCM expected"),
+        };
+        assert_eq!(pcm(shared.queue.pop().unwrap()), (Side::Left, 7, SampleRate::Hz24000, 480, 1));
+        assert_eq!(pcm(shared.queue.pop().unwrap()), (Side::Right, 7, SampleRate::Hz16000, 320, 2));
+        let c = shared.queue.pop().unwrap();
+        let TapAudio::Opus { len, packet } = c.audio else { panic!("an Opus packet expected") };
+        assert_eq!((c.side, c.slot, &packet[..len]), (Side::Right, 8, &[0x08, 3, 4][..]));
     }
 
     #[test]

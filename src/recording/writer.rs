@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::Recordings;
-use super::tap::{EndInfo, TapShared};
+use super::tap::{EndInfo, TapAudio, TapShared};
 use crate::ids::{CallId, CompanyId};
 use crate::store::{NewRecording, StoreError};
 use crate::time::{UnixMs, now_ms, rfc3339};
@@ -173,7 +173,10 @@ async fn encode_pages(
 
 fn drain(shared: &TapShared, encoder: &mut RecordingEncoder, pages: &mut Vec<u8>) -> Result<(), WriteError> {
     while let Some(frame) = shared.queue.pop() {
-        encoder.push(frame.side, frame.slot, frame.rate, &frame.pcm[..frame.len], pages)?;
+        match &frame.audio {
+            TapAudio::Pcm { rate, len, pcm } => encoder.push(frame.side, frame.slot, *rate, &pcm[..*len], pages)?,
+            TapAudio::Opus { len, packet } => encoder.push_opus(frame.side, frame.slot, &packet[..*len], pages)?,
+        };
     }
     Ok(())
 }

@@ -193,6 +193,15 @@ impl CallerLeg {
         matches!(self, Self::WebRtc(_))
     }
 
+    /// The Opus packet the last [`send_agent_frame`](Self::send_agent_frame) sent (a
+    /// WebRTC caller), for the recording.
+    pub fn sent_opus(&self) -> Option<&[u8]> {
+        match self {
+            Self::WebRtc(leg) => leg.sent_opus(),
+            Self::Twilio(_) => None,
+        }
+    }
+
     /// Starts or stops keeping the caller's Opus packets for a human agent.
     pub fn keep_opus(&mut self, keep: bool) {
         if let Self::WebRtc(leg) = self {

@@ -64,6 +64,8 @@ pub struct WebRtcLeg {
     frame: Vec<i16>,
     wire: Vec<u8>,
     packet: Vec<u8>,
+    /// Length of the packet the last agent frame was encoded into (0: none).
+    sent_len: usize,
     /// Arrival of the packet behind the frames waiting to be taken.
     arrival: Option<Instant>,
     /// When the first frame was sent, and frames sent since: the RTP timeline (960 ticks
@@ -123,6 +125,7 @@ impl WebRtcLeg {
             frame: vec![0; input_rate.samples_per_frame()],
             wire: Vec::with_capacity(input_rate.samples_per_frame() * 2),
             packet: vec![0; MAX_PACKET],
+            sent_len: 0,
             arrival: None,
             rtp_origin: None,
             rtp_frames: 0,
@@ -293,6 +296,7 @@ impl WebRtcLeg {
     /// ahead): skipping one gives that time back, so the caller's jitter buffer never
     /// sees the sender's clock drift.
     pub async fn send_agent_frame(&mut self, frame: AgentFrame<'_>, silent: bool, now: Instant) -> Option<Delivery> {
+        self.sent_len = 0;
         let timeline = self.rtp_origin.map(|origin| origin + FRAME * self.rtp_frames);
         if silent && timeline.is_some_and(|t| t.saturating_duration_since(now) >= FRAME) {
             return None;
@@ -309,13 +313,21 @@ impl WebRtcLeg {
             self.encoder.encode(pcm, &mut self.packet)
         };
         let sent = match coded {
-            Ok(n) => peer.send_opus(&self.packet[..n]).await.map_err(|e| e.to_string()),
+            Ok(n) => {
+                self.sent_len = n;
+                peer.send_opus(&self.packet[..n]).await.map_err(|e| e.to_string())
+            }
             Err(err) => Err(err.to_string()),
         };
         self.after_send(sent, now);
         // Sent in real time: what left is what the caller hears (a frame lost on the way
         // is lost to the caller either way).
         Some(Delivery::Heard)
+    }
+
+    /// The Opus packet the last agent frame was encoded into and sent.
+    pub fn sent_opus(&self) -> Option<&[u8]> {
+        (self.sent_len > 0).then(|| &self.packet[..self.sent_len])
     }
 
     /// Starts or stops keeping received Opus payloads for forwarding.
