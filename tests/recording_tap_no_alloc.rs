@@ -54,7 +54,7 @@ async fn the_recording_tap_does_not_allocate_per_frame_even_when_its_queue_is_fu
     let frame = |slot: u64| {
         let i = slot as usize % 100;
         tap.caller(slot, &caller[i * 320..(i + 1) * 320], SampleRate::Hz16000);
-        if slot % 2 == 0 {
+        if slot.is_multiple_of(2) {
             tap.other(slot, &agent[i * 480..(i + 1) * 480], SampleRate::Hz24000);
         } else {
             tap.other_opus(slot, &packets[i]);

@@ -54,6 +54,7 @@ pub(crate) fn packet_samples_48k(packet: &[u8]) -> Option<u32> {
     };
     Some(frame * frames)
 }
+
 /// Ogg page header size before the segment table.
 const PAGE_HEADER: usize = 27;
 /// Header type flags.

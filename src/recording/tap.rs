@@ -119,8 +119,9 @@ impl RecordingTap {
     /// The other side's 20 ms for `slot` as the Opus packet a WebRTC caller was sent: it
     /// goes into the recording as it is, with no encode. Never blocks or allocates.
     pub fn other_opus(&self, slot: u64, packet: &[u8]) {
-        // A packet too long still goes through (truncated): the writer counts and drops it.
-        let len = packet.len().min(MAX_OPUS_PACKET);
+        // A packet longer than Opus allows goes through empty: the writer counts it as a
+        // bad frame and records silence for the slot.
+        let len = if packet.len() <= MAX_OPUS_PACKET { packet.len() } else { 0 };
         let mut audio = TapAudio::Opus { len, packet: [0; MAX_OPUS_PACKET] };
         if let TapAudio::Opus { packet: stored, .. } = &mut audio {
             stored[..len].copy_from_slice(&packet[..len]);
@@ -215,6 +216,10 @@ mod tests {
         let c = shared.queue.pop().unwrap();
         let TapAudio::Opus { len, packet } = c.audio else { panic!("an Opus packet expected") };
         assert_eq!((c.side, c.slot, &packet[..len]), (Side::Right, 8, &[0x08, 3, 4][..]));
+        // Longer than any Opus packet: queued empty, for the writer to refuse.
+        tap.other_opus(9, &[0x08; MAX_OPUS_PACKET + 1]);
+        let d = shared.queue.pop().unwrap();
+        assert!(matches!(d.audio, TapAudio::Opus { len: 0, .. }));
     }
 
     #[test]
