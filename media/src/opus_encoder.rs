@@ -83,7 +83,7 @@ pub struct OpusEncoder {
 const HANGOVER_FRAMES: u8 = 1;
 
 /// Digital silence at any rate.
-static SILENCE: [i16; MAX_FRAME_SAMPLES] = [0; MAX_FRAME_SAMPLES];
+pub(crate) static SILENCE: [i16; MAX_FRAME_SAMPLES] = [0; MAX_FRAME_SAMPLES];
 
 impl std::fmt::Debug for OpusEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

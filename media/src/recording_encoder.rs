@@ -47,9 +47,9 @@
 //! nothing per frame as long as the output buffer has room.
 
 use crate::ogg_opus::{ChannelMapping, GRANULE_PER_FRAME, GRANULE_RATE, MAX_PACKET, OggOpusWriter, OpusHead};
-use crate::opus_encoder::{MAX_OPUS_PACKET, OpusEncoder, OpusEncoderConfig};
+use crate::opus_encoder::{MAX_OPUS_PACKET, OpusEncoder, OpusEncoderConfig, SILENCE};
 use crate::slot_aligner::{AlignedSlot, AlignerConfig, AlignerStats, Side, SideFrame, SlotAligner, SlotPush};
-use crate::{MAX_FRAME_SAMPLES, MediaError, SampleRate};
+use crate::{MediaError, SampleRate};
 
 /// How recordings are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +103,6 @@ pub struct RecordingSummary {
     pub stats: AlignerStats,
 }
 
-/// Silence at any rate: what a side's encoder is fed when it must run on
-/// without a frame (the end's flush, a recording that codes every slot).
-static SILENCE: [i16; MAX_FRAME_SAMPLES] = [0; MAX_FRAME_SAMPLES];
-
 /// One side's mono Opus stream; see the module documentation.
 struct SideStream {
     encoder: OpusEncoder,
@@ -159,13 +155,11 @@ impl SideStream {
                 self.encoder.encode_quiet(pcm, &mut self.packet)?
             }
             // Nothing for the slot (or a quiet frame at another rate): silence.
-            _ => {
-                let silence = &SILENCE[..self.encoder.rate().samples_per_frame()];
-                match config.silence_peak {
-                    Some(_) => self.encoder.encode_quiet(silence, &mut self.packet)?,
-                    None => self.encoder.encode(silence, &mut self.packet)?,
-                }
-            }
+            _ => match config.silence_peak {
+                Some(_) => self.encoder.encode_silence(&mut self.packet)?,
+                // A recording that codes every slot, the end's flush included.
+                None => self.encoder.encode(&SILENCE[..self.encoder.rate().samples_per_frame()], &mut self.packet)?,
+            },
         };
         Ok(())
     }

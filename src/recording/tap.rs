@@ -122,22 +122,18 @@ impl RecordingTap {
         // A packet longer than Opus allows goes through empty: the writer counts it as a
         // bad frame and records silence for the slot.
         let len = if packet.len() <= MAX_OPUS_PACKET { packet.len() } else { 0 };
-        let mut audio = TapAudio::Opus { len, packet: [0; MAX_OPUS_PACKET] };
-        if let TapAudio::Opus { packet: stored, .. } = &mut audio {
-            stored[..len].copy_from_slice(&packet[..len]);
-        }
-        self.queue(TapFrame { side: Side::Right, slot, audio });
+        let mut stored = [0; MAX_OPUS_PACKET];
+        stored[..len].copy_from_slice(&packet[..len]);
+        self.queue(TapFrame { side: Side::Right, slot, audio: TapAudio::Opus { len, packet: stored } });
     }
 
     fn push(&self, side: Side, slot: u64, pcm: &[i16], rate: SampleRate) {
         // A frame of the wrong size still goes through (truncated to fit): the writer
         // counts and drops it, so the tap has one path and no error to return.
         let len = pcm.len().min(MAX_FRAME_SAMPLES);
-        let mut audio = TapAudio::Pcm { rate, len, pcm: [0; MAX_FRAME_SAMPLES] };
-        if let TapAudio::Pcm { pcm: stored, .. } = &mut audio {
-            stored[..len].copy_from_slice(&pcm[..len]);
-        }
-        self.queue(TapFrame { side, slot, audio });
+        let mut stored = [0; MAX_FRAME_SAMPLES];
+        stored[..len].copy_from_slice(&pcm[..len]);
+        self.queue(TapFrame { side, slot, audio: TapAudio::Pcm { rate, len, pcm: stored } });
     }
 
     fn queue(&self, frame: TapFrame) {
