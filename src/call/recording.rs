@@ -29,9 +29,10 @@ pub struct CallRecording {
     output: AudioFormat,
     /// G.711 expanded to PCM, one frame at a time.
     expanded: [i16; G711_FRAME],
-    /// The slot the last caller frame went into, and the last human agent's frame.
+    /// The slot the last caller frame went into, and the last frame of the other side
+    /// (sent to the caller, recorded or silent).
     last_caller_slot: Option<u64>,
-    last_human_slot: Option<u64>,
+    last_other_slot: Option<u64>,
 }
 
 impl CallRecording {
@@ -43,7 +44,7 @@ impl CallRecording {
             output,
             expanded: [0; G711_FRAME],
             last_caller_slot: None,
-            last_human_slot: None,
+            last_other_slot: None,
         }
     }
 
@@ -66,9 +67,20 @@ impl CallRecording {
         }
     }
 
+    /// The slot of a frame of the other side sent (or forwarded) to the caller at `at`.
+    /// The caller gets those frames one per 20 ms, but not on the slots' edges: a tick a
+    /// little late crosses into the next slot while the one after it is on time, and two
+    /// frames fall into one slot. So they are placed like the caller's own frames (see
+    /// [`caller_slot`]): consecutive slots, never after their sending.
+    fn other_slot(&mut self, at: Instant) -> u64 {
+        let slot = caller_slot(self.last_other_slot, self.slot(at));
+        self.last_other_slot = Some(slot);
+        slot
+    }
+
     /// A frame sent to the caller at `at` (right channel): what they hear from the other side.
     pub fn other(&mut self, frame: AgentFrame<'_>, at: Instant) {
-        let slot = self.slot(at);
+        let slot = self.other_slot(at);
         match frame {
             AgentFrame::Pcm16(pcm) => self.tap.other(slot, pcm, self.output.rate()),
             AgentFrame::G711(codes) => {
@@ -82,15 +94,21 @@ impl CallRecording {
     /// The Opus packet a WebRTC caller was sent at `at` (right channel): recorded as it is,
     /// with no encode, and exactly what the caller got.
     pub fn other_opus(&mut self, packet: &[u8], at: Instant) {
-        self.tap.other_opus(self.slot(at), packet);
+        let slot = self.other_slot(at);
+        self.tap.other_opus(slot, packet);
+    }
+
+    /// A frame of silence sent to the caller at `at`: nothing to record (a slot without a
+    /// frame is silence), but it takes its slot, so the audio after it is not moved into it.
+    pub fn other_silence(&mut self, at: Instant) {
+        self.other_slot(at);
     }
 
     /// A human agent's frame at `rate`, sent on to the caller as it arrived at `at` (right
     /// channel, like the AI's audio). Their frames come at the network's pace, like the
     /// caller's, so they find their slots the same way (see [`caller_slot`]).
     pub fn human(&mut self, pcm: &[i16], rate: SampleRate, at: Instant) {
-        let slot = caller_slot(self.last_human_slot, self.slot(at));
-        self.last_human_slot = Some(slot);
+        let slot = self.other_slot(at);
         self.tap.other(slot, pcm, rate);
     }
 
@@ -152,6 +170,24 @@ mod tests {
         assert_eq!(slots, [7, 8, 9]);
         // Steady frames then go one per slot where they arrive.
         assert_eq!(caller_slot(Some(9), 10), 10);
+    }
+
+    #[test]
+    fn frames_sent_on_a_slot_edge_keep_one_slot_each() {
+        // Sent every 20 ms at 19.9 ms into each slot; the fourth 0.3 ms late, across the
+        // edge into the slot of the fifth. Placed by the send time alone, two would share
+        // a slot (and the recorder keep one); placed like caller frames, none is lost.
+        let sent_ms = [19.9, 39.9, 59.9, 80.2, 99.9, 119.9];
+        let mut last = None;
+        let slots: Vec<u64> = sent_ms
+            .iter()
+            .map(|ms| {
+                let slot = caller_slot(last, slot_at(std::time::Duration::from_secs_f64(ms / 1_000.0)));
+                last = Some(slot);
+                slot
+            })
+            .collect();
+        assert_eq!(slots, [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -936,19 +936,18 @@ impl CallSession {
             return;
         };
         crate::metrics::frame_sent(late);
-        if !silent {
-            if let Some(recording) = &mut self.recording {
-                // A WebRTC caller's packet is recorded as it was sent (no second encode).
-                match self.caller.sent_opus() {
-                    Some(packet) => recording.other_opus(packet, now),
-                    None => recording.other(self.playout.frame(), now),
-                }
+        if let Some(recording) = &mut self.recording {
+            // A WebRTC caller's packet is recorded as it was sent (no second encode).
+            match (silent, self.caller.sent_opus()) {
+                (true, _) => recording.other_silence(now),
+                (false, Some(packet)) => recording.other_opus(packet, now),
+                (false, None) => recording.other(self.playout.frame(), now),
             }
-            if self.awaiting_first_audio {
-                self.awaiting_first_audio = false;
-                if let Some((answered, _)) = self.answered {
-                    crate::metrics::first_agent_audio(now.saturating_duration_since(answered));
-                }
+        }
+        if !silent && self.awaiting_first_audio {
+            self.awaiting_first_audio = false;
+            if let Some((answered, _)) = self.answered {
+                crate::metrics::first_agent_audio(now.saturating_duration_since(answered));
             }
         }
         if let PacedFrame::Audio { item, samples } = &paced {
