@@ -34,7 +34,52 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 const INBOUND_HELD: usize = FRAME_BYTES * 8;
 
 /// What the leg got (opaque to the session).
-pub struct Input(Option<Result<Message, axum::Error>>);
+pub struct Input(Read);
+
+enum Read {
+    Frame(Option<Result<Message, axum::Error>>),
+    /// The stream is lost (why), though Twilio never closed it.
+    Lost(&'static str),
+}
+
+/// Where the Media Streams socket stands: a pure state, moved on by what the I/O met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    /// Both ways.
+    Open,
+    /// A write failed: the socket broke under it (Twilio hung up and closed while a frame
+    /// was going out, most often). Nothing more is sent, but the stream is still read
+    /// until `until`, so the session hears how it ended: Twilio's `stop` or close if the
+    /// read gets them, otherwise the error (tungstenite retries the failed write before
+    /// each read, so on a reset socket the read fails at once: the call ends as lost).
+    /// Without that read the session would wait forever on a stream nobody reads.
+    WriteFailed { until: Instant },
+    /// Twilio took no agent audio for [`SEND_LIMIT`]: the stream is lost, reported once.
+    Stalled,
+    /// Over: a `stop`, a close, a loss reported, or the gateway ended the call.
+    Closed,
+}
+
+impl StreamState {
+    /// After a write that failed at `now` (`timed_out`: it did not finish in [`SEND_LIMIT`]).
+    fn write_failed(self, timed_out: bool, now: Instant) -> Self {
+        match self {
+            Self::Open if timed_out => Self::Stalled,
+            Self::Open => Self::WriteFailed { until: now + STOP_WAIT },
+            other => other,
+        }
+    }
+
+    /// Whether agent audio can go out.
+    fn can_send(self) -> bool {
+        self == Self::Open
+    }
+
+    /// Whether Twilio's frames are still read.
+    fn reads(self) -> bool {
+        matches!(self, Self::Open | Self::WriteFailed { .. })
+    }
+}
 
 /// How to end the call through Twilio's REST API.
 pub struct Hangup {
@@ -61,7 +106,7 @@ pub struct TwilioLeg {
     frames: TextFrames,
     text: String,
     next_mark: u64,
-    open: bool,
+    state: StreamState,
     /// Frames Twilio sent that the gateway could not read (logged at the end).
     unreadable: u64,
 }
@@ -119,22 +164,36 @@ impl TwilioLeg {
             frames: TextFrames::default(),
             text: String::with_capacity(512),
             next_mark: 1,
-            open: true,
+            state: StreamState::Open,
             unreadable: 0,
         })
     }
 
     /// The next frame from Twilio (cancel-safe).
     pub async fn next_input(&mut self) -> Input {
-        if !self.open {
-            return std::future::pending().await;
+        match self.state {
+            StreamState::Open => Input(Read::Frame(self.socket.recv().await)),
+            StreamState::WriteFailed { until } => {
+                match tokio::time::timeout_at(until.into(), self.socket.recv()).await {
+                    Ok(frame) => Input(Read::Frame(frame)),
+                    Err(_) => Input(Read::Lost("the media stream broke and Twilio sent nothing more")),
+                }
+            }
+            StreamState::Stalled => Input(Read::Lost("Twilio did not take agent audio in time")),
+            StreamState::Closed => std::future::pending().await,
         }
-        Input(self.socket.recv().await)
     }
 
     /// Handles a frame from Twilio.
     pub async fn handle(&mut self, input: Input, now: Instant) -> LegEvent {
-        let text = match input.0 {
+        let frame = match input.0 {
+            Read::Frame(frame) => frame,
+            Read::Lost(why) => {
+                self.state = StreamState::Closed;
+                return LegEvent::Lost(why.into());
+            }
+        };
+        let text = match frame {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return LegEvent::Nothing,
             Some(Ok(Message::Binary(_))) => {
@@ -142,7 +201,7 @@ impl TwilioLeg {
                 return LegEvent::Nothing;
             }
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                self.open = false;
+                self.state = StreamState::Closed;
                 return LegEvent::Lost("the media stream closed without a stop".into());
             }
         };
@@ -179,7 +238,7 @@ impl TwilioLeg {
             Inbound::Dtmf(dtmf) => dtmf.key().map_or(LegEvent::Nothing, LegEvent::Dtmf),
             Inbound::Stop(stop) => {
                 tracing::info!(call_sid = %stop.call_sid, "the phone call ended");
-                self.open = false;
+                self.state = StreamState::Closed;
                 LegEvent::HungUp
             }
             Inbound::Connected(_) | Inbound::Start(_) | Inbound::Unknown { .. } => LegEvent::Nothing,
@@ -214,9 +273,9 @@ impl TwilioLeg {
         self.inbound.drain(..start);
     }
 
-    /// Whether the stream is open.
+    /// Whether agent audio can go out (the stream is open both ways).
     pub fn can_send(&self) -> bool {
-        self.open
+        self.state.can_send()
     }
 
     /// Sends one agent frame as `media` + `mark`; heard once Twilio echoes the mark.
@@ -264,12 +323,12 @@ impl TwilioLeg {
             Ok(Ok(())) => Some(Delivery::Pending(mark)),
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "could not send agent audio to Twilio");
-                self.open = false;
+                self.state = self.state.write_failed(false, Instant::now());
                 Some(Delivery::Heard)
             }
             Err(_) => {
                 tracing::warn!("Twilio did not take agent audio in time");
-                self.open = false;
+                self.state = self.state.write_failed(true, Instant::now());
                 Some(Delivery::Heard)
             }
         }
@@ -277,14 +336,16 @@ impl TwilioLeg {
 
     /// Tells Twilio to drop the agent audio it still has queued.
     pub async fn clear_agent_audio(&mut self) {
-        if !self.open {
+        if !self.state.can_send() {
             return;
         }
         self.text.clear();
         media_stream::write_clear(&mut self.text, &self.stream_sid);
         let clear = Message::Text(Utf8Bytes::from(self.text.as_str()));
-        if !matches!(tokio::time::timeout(SEND_LIMIT, self.socket.send(clear)).await, Ok(Ok(()))) {
-            self.open = false;
+        match tokio::time::timeout(SEND_LIMIT, self.socket.send(clear)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => self.state = self.state.write_failed(false, Instant::now()),
+            Err(_) => self.state = self.state.write_failed(true, Instant::now()),
         }
     }
 
@@ -304,11 +365,11 @@ impl TwilioLeg {
                 Err(err) => tracing::warn!(error = %err, "could not hang up the phone call through Twilio"),
             }
         }
-        if self.open {
+        if self.state.can_send() {
             let close = CloseFrame { code: 1000, reason: Utf8Bytes::from_static("call ended") };
             let _ = tokio::time::timeout(SEND_LIMIT, self.socket.send(Message::Close(Some(close)))).await;
-            self.open = false;
         }
+        self.state = StreamState::Closed;
         if self.unreadable > 0 {
             tracing::info!(frames = self.unreadable, "Twilio frames the gateway could not read");
         }
@@ -318,15 +379,15 @@ impl TwilioLeg {
 impl TwilioLeg {
     /// Reads the stream until Twilio stops it or it closes.
     async fn wait_for_stop(&mut self) {
-        while self.open {
+        while self.state.reads() {
             match self.socket.recv().await {
                 Some(Ok(Message::Text(text))) => {
                     if matches!(media_stream::parse(text.as_str()), Ok(Inbound::Stop(_))) {
-                        self.open = false;
+                        self.state = StreamState::Closed;
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => self.open = false,
+                Some(Err(_)) | None => self.state = StreamState::Closed,
             }
         }
     }
@@ -349,6 +410,84 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_stops_sending_but_keeps_reading_for_the_stop_a_while() {
+        let now = Instant::now();
+        let state = StreamState::Open.write_failed(false, now);
+        assert_eq!(state, StreamState::WriteFailed { until: now + STOP_WAIT });
+        assert!(!state.can_send(), "nothing more goes out on a broken socket");
+        assert!(state.reads(), "Twilio's stop (or the close) is still read: the call must end");
+        // A second failure (a clear after the frame) does not move the deadline.
+        assert_eq!(state.write_failed(false, now + Duration::from_secs(1)), state);
+    }
+
+    #[test]
+    fn a_write_that_times_out_loses_the_stream() {
+        let now = Instant::now();
+        let state = StreamState::Open.write_failed(true, now);
+        assert_eq!(state, StreamState::Stalled);
+        assert!(!state.can_send() && !state.reads(), "reported lost at once, never read again");
+        assert_eq!(StreamState::Closed.write_failed(true, now), StreamState::Closed, "an ended stream stays ended");
+    }
+
+    /// A leg on a real socket, and the "Twilio" end of it (a raw TCP stream under a
+    /// WebSocket client, so the test can reset it).
+    async fn leg_and_twilio() -> (TwilioLeg, tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
+        use axum::extract::ws::WebSocketUpgrade;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+        let app = axum::Router::new().route(
+            "/stream",
+            axum::routing::get(move |upgrade: WebSocketUpgrade| {
+                let tx = tx.lock().unwrap().take();
+                async move {
+                    upgrade.on_upgrade(move |socket| async move {
+                        if let Some(tx) = tx {
+                            let _ = tx.send(socket);
+                        }
+                    })
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (twilio, _) = tokio_tungstenite::client_async(format!("ws://{address}/stream"), tcp).await.unwrap();
+        let socket = rx.await.unwrap();
+        let rest = TwilioRest::new(reqwest::Client::new(), "http://127.0.0.1:9/".parse().unwrap());
+        let hangup = Hangup { rest, account_sid: "AC1".into(), auth_token: "token".into() };
+        let leg =
+            TwilioLeg::new(socket, "MZ1".into(), "CA1".into(), hangup, AudioFormat::Mulaw, AudioFormat::Mulaw).unwrap();
+        (leg, twilio)
+    }
+
+    #[tokio::test]
+    async fn a_stream_reset_under_a_write_still_ends_the_call() {
+        // Twilio sends `stop` and its socket goes away (reset) before the leg reads it;
+        // the leg's next write fails. It must still end the call, not wait forever.
+        let (mut leg, mut twilio) = leg_and_twilio().await;
+        let stop =
+            r#"{"event":"stop","sequenceNumber":"5","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
+        futures::SinkExt::send(&mut twilio, tokio_tungstenite::tungstenite::Message::text(stop)).await.unwrap();
+        #[expect(deprecated, reason = "a zero linger resets at once: nothing blocks on drop")]
+        twilio.get_ref().set_linger(Some(Duration::ZERO)).unwrap();
+        drop(twilio);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let frame = [0xFFu8; FRAME_BYTES];
+        let mut sent = 0;
+        while leg.can_send() && sent < 10 {
+            leg.send_agent_frame(AgentFrame::G711(&frame), false).await;
+            sent += 1;
+        }
+        assert!(!leg.can_send(), "a write on the reset socket fails");
+        let input = tokio::time::timeout(STOP_WAIT + Duration::from_secs(1), leg.next_input())
+            .await
+            .expect("the broken stream is still read, so the session hears the end");
+        let event = leg.handle(input, Instant::now()).await;
+        assert!(matches!(event, LegEvent::HungUp | LegEvent::Lost(_)), "{event:?}");
+    }
 
     #[test]
     fn mark_names_are_plain_decimals() {
