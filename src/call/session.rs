@@ -927,7 +927,17 @@ impl CallSession {
         };
         let silent = paced.is_silence();
         self.frame_playing = !silent;
-        let Some(delivery) = self.caller.send_agent_frame(self.playout.frame(), silent, now).await else {
+        let delivery = self.caller.send_agent_frame(self.playout.frame(), silent, now).await;
+        if let Some(recording) = &mut self.recording {
+            // Each tick takes its slot of the recording's right channel, sounding or not; a
+            // WebRTC caller's packet is recorded as it was sent (no second encode).
+            match (silent || delivery.is_none(), self.caller.sent_opus()) {
+                (true, _) => recording.other_silence(now),
+                (false, Some(packet)) => recording.other_opus(packet, now),
+                (false, None) => recording.other(self.playout.frame(), now),
+            }
+        }
+        let Some(delivery) = delivery else {
             // A silent frame the leg left out: nothing reached the caller.
             if !paused {
                 self.agent_audible = self.ledger.awaiting_confirmation();
@@ -936,14 +946,6 @@ impl CallSession {
             return;
         };
         crate::metrics::frame_sent(late);
-        if let Some(recording) = &mut self.recording {
-            // A WebRTC caller's packet is recorded as it was sent (no second encode).
-            match (silent, self.caller.sent_opus()) {
-                (true, _) => recording.other_silence(now),
-                (false, Some(packet)) => recording.other_opus(packet, now),
-                (false, None) => recording.other(self.playout.frame(), now),
-            }
-        }
         if !silent && self.awaiting_first_audio {
             self.awaiting_first_audio = false;
             if let Some((answered, _)) = self.answered {
