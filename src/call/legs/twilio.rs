@@ -200,9 +200,13 @@ impl TwilioLeg {
                 self.unreadable += 1;
                 return LegEvent::Nothing;
             }
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+            Some(Ok(Message::Close(_))) | None => {
                 self.state = StreamState::Closed;
                 return LegEvent::Lost("the media stream closed without a stop".into());
+            }
+            Some(Err(err)) => {
+                self.state = StreamState::Closed;
+                return LegEvent::Lost(format!("the media stream failed without a stop: {err}"));
             }
         };
         let message = match media_stream::parse(text.as_str()) {
