@@ -689,11 +689,6 @@ impl CallTask {
 
         // Close our side; when the gateway closed first this completes the handshake.
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-        // Then, like Twilio, let the gateway finish the close before the socket goes:
-        // dropping it with the gateway's last frames unread would reset the connection,
-        // and a reset can discard what was sent last (the `stop` itself).
-        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
         if let Some(live) = &self.live_calls {
             live.end(&self.writer.ids().call_sid);
         }
@@ -702,6 +697,11 @@ impl CallTask {
         if let Some(by) = ended {
             self.record.update(|r| r.ended = Some(CallEnd { by, stream_ms: at }));
         }
+        // Then, like Twilio, let the gateway finish the close before the socket goes:
+        // dropping it with the gateway's last frames unread would reset the connection,
+        // and a reset can discard what was sent last (the `stop` itself).
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
     async fn handle_text(
