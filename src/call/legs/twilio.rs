@@ -49,9 +49,8 @@ enum StreamState {
     Open,
     /// A write failed: the socket broke under it (Twilio hung up and closed while a frame
     /// was going out, most often). Nothing more is sent, but the stream is still read
-    /// until `until`, so the session hears how it ended: Twilio's `stop` or close if the
-    /// read gets them, otherwise the error (tungstenite retries the failed write before
-    /// each read, so on a reset socket the read fails at once: the call ends as lost).
+    /// until `until`, so the session hears how it ended: Twilio's `stop` or close if they
+    /// arrived, else the read's error, else (nothing by `until`) the stream is lost.
     /// Without that read the session would wait forever on a stream nobody reads.
     WriteFailed { until: Instant },
     /// Twilio took no agent audio for [`SEND_LIMIT`]: the stream is lost, reported once.
