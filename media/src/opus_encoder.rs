@@ -165,11 +165,10 @@ impl OpusEncoder {
             return self.code(pcm_20ms, out);
         }
         self.idle = true;
-        let packet = out
-            .get_mut(..self.silence.len())
-            .ok_or(MediaError::Opus { op: "encode", message: "the output buffer is too small" })?;
+        let (needed, actual) = (self.silence.len(), out.len());
+        let packet = out.get_mut(..needed).ok_or(MediaError::BufferTooSmall { needed, actual })?;
         packet.copy_from_slice(&self.silence);
-        Ok(self.silence.len())
+        Ok(needed)
     }
 
     /// Encodes 20 ms of digital silence: [`encode_quiet`](Self::encode_quiet) on zeros.
